@@ -1,18 +1,67 @@
 """The one place that configures OpenTelemetry for the whole package.
 
-STUB: the telemetry work (issue 4) fleshes this out. The function names and signatures
-below are the contract other modules rely on; keep them.
+Every mcp-otel component (telemetry, cache, instrumentation; the audit trail keeps its own
+pipeline) gets its providers and exporters here, so that the resource, the local JSONL
+files, OTLP and sampling are decided once and the same way for all of them.
+
+Rules this module keeps:
+
+* **An application's own SDK providers win.** When the host application already installed
+  an SDK ``TracerProvider``/``LoggerProvider`` as the global one, mcp-otel adds its local
+  JSONL sink to it instead of creating a second provider; for an SDK ``MeterProvider``
+  (whose readers are fixed at construction) mcp-otel simply records into it.
+* **Standard variables only** for OTLP: ``OTEL_EXPORTER_OTLP_*`` are read by the SDK's own
+  OTLP exporters; this module only picks the protocol and whether a signal is configured.
+  ``OTEL_TRACES_SAMPLER(_ARG)``, ``OTEL_METRIC_EXPORT_INTERVAL/TIMEOUT``, ``OTEL_BSP_*`` and
+  ``OTEL_BLRP_*`` are likewise honoured by the SDK classes built here.
+* **One series per process.** The resource's ``service.instance.id`` comes from the SDK's
+  process-dependent detector (a fresh UUID after ``fork``). Because an SDK provider copied
+  into a forked child still holds the parent's accumulated counts, every exporter built here
+  is wrapped by :func:`fork_safe` (inert in any process but the one that built it) and the
+  shared providers are rebuilt lazily in the child.
+* ``OTEL_SDK_DISABLED=true`` turns everything into the API's no-op providers.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
+import weakref
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
-from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry import _logs, metrics, trace
+from opentelemetry.sdk._logs import LoggerProvider, ReadableLogRecord
+from opentelemetry.sdk._logs.export import (
+    BatchLogRecordProcessor,
+    LogRecordExporter,
+    LogRecordExportResult,
+)
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import (
+    MetricExporter,
+    MetricExportResult,
+    MetricReader,
+    MetricsData,
+    PeriodicExportingMetricReader,
+)
+from opentelemetry.sdk.resources import SERVICE_NAME, OTELResourceDetector, Resource
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 DEFAULT_DIR = "./mcp-otel-data"
+DEFAULT_SERVICE_NAME = "mcp-server"
+SIGNALS = ("traces", "metrics", "logs")
+_PROTOCOLS = ("grpc", "http/protobuf")
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+_log = logging.getLogger(__name__)
+
+
+# --------------------------------------------------------------------------- environment
 
 
 def data_dir() -> Path:
@@ -25,32 +74,430 @@ def sdk_disabled() -> bool:
     return os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true"
 
 
+def local_export_enabled() -> bool:
+    """Whether the shared providers write local JSONL files (``MCP_OTEL_LOCAL_EXPORT``).
+
+    Off switches only the shared spans/metrics/logs files; the telemetry emitter's own
+    Osiris-compatible files follow its ``enabled`` flag instead.
+    """
+    return env_flag("MCP_OTEL_LOCAL_EXPORT", True)
+
+
 def otlp_configured(signal: str | None = None) -> bool:
-    """True when an OTLP endpoint is configured (generic or for ``signal``)."""
+    """True when an OTLP endpoint is configured (generic or for ``signal``).
+
+    ``OTEL_{SIGNAL}_EXPORTER=none`` (the standard switch) turns a signal's OTLP export off
+    even when an endpoint is set.
+    """
     names = ["OTEL_EXPORTER_OTLP_ENDPOINT"]
     if signal:
+        exporter_choice = os.environ.get(f"OTEL_{signal.upper()}_EXPORTER", "").strip().lower()
+        if exporter_choice == "none":
+            return False
         names.append(f"OTEL_EXPORTER_OTLP_{signal.upper()}_ENDPOINT")
-    return any(os.environ.get(n) for n in names)
+    return any(os.environ.get(n, "").strip() for n in names)
+
+
+def otlp_protocol(signal: str) -> str:
+    """The OTLP protocol for ``signal``: per-signal variable, then generic, then ``grpc``.
+
+    ``grpc`` is the Python OTel default (opentelemetry-distro); ``http/json`` has no Python
+    exporter, so it falls back to ``http/protobuf`` with a warning.
+    """
+    value = (
+        os.environ.get(f"OTEL_EXPORTER_OTLP_{signal.upper()}_PROTOCOL", "").strip()
+        or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL", "").strip()
+        or "grpc"
+    ).lower()
+    if value in _PROTOCOLS:
+        return value
+    _log.warning("mcp-otel: OTLP protocol %r is not supported, using http/protobuf", value)
+    return "http/protobuf"
+
+
+def build_resource(attributes: Mapping[str, Any] | None = None) -> Resource:
+    """The resource every mcp-otel provider uses.
+
+    ``service.name`` comes from ``OTEL_SERVICE_NAME`` or ``OTEL_RESOURCE_ATTRIBUTES`` and
+    defaults to ``mcp-server`` (not the SDK's ``unknown_service``, which would make every
+    MCP server the same Prometheus ``job``). ``service.instance.id`` is the SDK's per-process
+    UUID (renewed after fork), so each process is its own series. ``attributes`` are
+    defaults that the environment overrides.
+    """
+    base = dict(attributes or {})
+    env_attributes = OTELResourceDetector().detect().attributes
+    if not env_attributes.get(SERVICE_NAME):
+        base.setdefault(SERVICE_NAME, DEFAULT_SERVICE_NAME)
+    for key in env_attributes:
+        base.pop(key, None)
+    return Resource.create(base)
+
+
+# --------------------------------------------------------------------------- exporters
+
+
+class _ForkSafeSpanExporter(SpanExporter):
+    def __init__(self, inner: SpanExporter) -> None:
+        self.inner = inner
+        self._pid = os.getpid()
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        if os.getpid() != self._pid:
+            return SpanExportResult.SUCCESS
+        return self.inner.export(spans)
+
+    def shutdown(self) -> None:
+        if os.getpid() == self._pid:
+            self.inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        if os.getpid() != self._pid:
+            return True
+        return self.inner.force_flush(timeout_millis)
+
+
+class _ForkSafeLogExporter(LogRecordExporter):
+    def __init__(self, inner: LogRecordExporter) -> None:
+        self.inner = inner
+        self._pid = os.getpid()
+
+    def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
+        if os.getpid() != self._pid:
+            return LogRecordExportResult.SUCCESS
+        return self.inner.export(batch)
+
+    def shutdown(self) -> None:
+        if os.getpid() == self._pid:
+            self.inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        if os.getpid() != self._pid:
+            return True
+        return self.inner.force_flush(timeout_millis)
+
+
+class _ForkSafeMetricExporter(MetricExporter):
+    def __init__(self, inner: MetricExporter) -> None:
+        super().__init__(
+            preferred_temporality=inner._preferred_temporality,
+            preferred_aggregation=inner._preferred_aggregation,
+        )
+        self.inner = inner
+        self._pid = os.getpid()
+
+    def export(
+        self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
+    ) -> MetricExportResult:
+        if os.getpid() != self._pid:
+            return MetricExportResult.SUCCESS
+        return self.inner.export(metrics_data, timeout_millis=timeout_millis, **kwargs)
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        if os.getpid() != self._pid:
+            return True
+        return self.inner.force_flush(timeout_millis=timeout_millis)
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+        if os.getpid() == self._pid:
+            self.inner.shutdown(timeout_millis=timeout_millis, **kwargs)
+
+
+def fork_safe(exporter: Any) -> Any:
+    """Wrap an exporter so it does nothing in a process other than the one that built it.
+
+    The SDK restarts batch and periodic-reader threads in a forked child, and those would
+    export the parent's queued records and accumulated counts a second time (now under
+    the child's ``service.instance.id``). The wrapper turns the inherited copy inert; its
+    ``shutdown`` in the child does not touch the parent's files or channels either.
+    """
+    if isinstance(exporter, SpanExporter):
+        return _ForkSafeSpanExporter(exporter)
+    if isinstance(exporter, MetricExporter):
+        return _ForkSafeMetricExporter(exporter)
+    if isinstance(exporter, LogRecordExporter):
+        return _ForkSafeLogExporter(exporter)
+    raise TypeError(f"not an OpenTelemetry SDK exporter: {type(exporter).__name__}")
+
+
+def otlp_exporter(signal: str) -> Any | None:
+    """The SDK's OTLP exporter for ``signal`` when one is configured, else ``None``.
+
+    Endpoint, headers, timeout, compression, certificates and temporality come from the
+    standard ``OTEL_EXPORTER_OTLP_*`` variables, read by the SDK exporter itself. Import is
+    lazy: grpc is slow to import and unused without an endpoint.
+    """
+    if signal not in SIGNALS:
+        raise ValueError(f"unknown signal {signal!r}, expected one of {SIGNALS}")
+    if sdk_disabled() or not otlp_configured(signal):
+        return None
+    try:
+        if otlp_protocol(signal) == "grpc":
+            if signal == "traces":
+                from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
+                    OTLPSpanExporter,
+                )
+
+                return OTLPSpanExporter()
+            if signal == "metrics":
+                from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (
+                    OTLPMetricExporter,
+                )
+
+                return OTLPMetricExporter()
+            from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
+
+            return OTLPLogExporter()
+        if signal == "traces":
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
+                OTLPSpanExporter as HttpSpanExporter,
+            )
+
+            return HttpSpanExporter()
+        if signal == "metrics":
+            from opentelemetry.exporter.otlp.proto.http.metric_exporter import (
+                OTLPMetricExporter as HttpMetricExporter,
+            )
+
+            return HttpMetricExporter()
+        from opentelemetry.exporter.otlp.proto.http._log_exporter import (
+            OTLPLogExporter as HttpLogExporter,
+        )
+
+        return HttpLogExporter()
+    except Exception as exc:  # a bad OTEL_EXPORTER_OTLP_* value must not crash the host
+        _log.warning("mcp-otel: OTLP %s exporter not available: %s", signal, exc)
+        return None
+
+
+def jsonl_exporter(signal: str, path: str | os.PathLike[str] | None = None) -> Any | None:
+    """mcp-otel's locked JSONL exporter for ``signal`` (``None`` if it cannot be built).
+
+    ``path`` may contain ``{date}``; ``None`` means the exporter's own default under
+    ``MCP_OTEL_DIR``. A failure (read-only disk, bad path) is reported once and leaves the
+    other sinks working rather than raising into the host server.
+    """
+    try:
+        from mcp_otel import exporters
+
+        cls = {
+            "traces": exporters.JsonlSpanExporter,
+            "metrics": exporters.JsonlMetricExporter,
+            "logs": exporters.JsonlLogExporter,
+        }[signal]
+        return cls(path) if path is not None else cls()
+    except Exception as exc:
+        _log.warning("mcp-otel: local JSONL %s exporter not available: %s", signal, exc)
+        return None
+
+
+def metric_readers(
+    exporters: Sequence[Any],
+    reader_class: type[PeriodicExportingMetricReader] | None = None,
+    **reader_kwargs: Any,
+) -> list[MetricReader]:
+    """Periodic readers (interval from ``OTEL_METRIC_EXPORT_INTERVAL``) around fork-safe
+    exporters; ``reader_class`` lets a caller add behaviour (e.g. a lock around collect)."""
+    cls = reader_class or PeriodicExportingMetricReader
+    return [cls(fork_safe(e), **reader_kwargs) for e in exporters if e is not None]
+
+
+# --------------------------------------------------------------------------- shared providers
+
+_lock = threading.RLock()
+_state_pid = os.getpid()
+_tracer_provider: TracerProvider | None = None
+_meter_provider: MeterProvider | None = None
+_logger_provider: LoggerProvider | None = None
+_augmented: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    global _lock, _tracer_provider, _meter_provider, _logger_provider, _state_pid
+    _lock = threading.RLock()
+    _tracer_provider = _meter_provider = _logger_provider = None
+    _state_pid = os.getpid()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _check_pid() -> None:
+    if _state_pid != os.getpid():  # a fork without at-fork hooks (should not happen)
+        _after_fork_in_child()
+
+
+def _spans_path() -> Path:
+    return data_dir() / "traces" / "mcp_spans_{date}.jsonl"
+
+
+def _span_processors() -> list[BatchSpanProcessor]:
+    exporters = []
+    if local_export_enabled():
+        exporters.append(jsonl_exporter("traces", _spans_path()))
+    exporters.append(otlp_exporter("traces"))
+    return [BatchSpanProcessor(fork_safe(e)) for e in exporters if e is not None]
 
 
 def get_tracer_provider() -> trace.TracerProvider:
-    """The application's SDK tracer provider if it set one, else mcp-otel's shared one."""
+    """The application's SDK tracer provider if it set one, else mcp-otel's shared one.
+
+    To an application's SDK provider mcp-otel adds (once) its local JSONL span file; the
+    application's own exporters are left as they are.
+    """
+    if sdk_disabled():
+        return trace.NoOpTracerProvider()
     current = trace.get_tracer_provider()
     if isinstance(current, TracerProvider):
+        if current is not _tracer_provider:
+            _augment_tracer_provider(current)
         return current
     return _shared_tracer_provider()
 
 
-_PROVIDER: TracerProvider | None = None
+def _augment_tracer_provider(provider: TracerProvider) -> None:
+    with _lock:
+        if provider in _augmented or not local_export_enabled():
+            return
+        _augmented.add(provider)
+        exporter = jsonl_exporter("traces", _spans_path())
+        if exporter is not None:
+            provider.add_span_processor(BatchSpanProcessor(fork_safe(exporter)))
 
 
 def _shared_tracer_provider() -> TracerProvider:
-    global _PROVIDER
-    if _PROVIDER is None:
-        _PROVIDER = TracerProvider()
-    return _PROVIDER
+    global _tracer_provider
+    _check_pid()
+    with _lock:
+        if _tracer_provider is None:
+            # sampler=None: the SDK reads OTEL_TRACES_SAMPLER / OTEL_TRACES_SAMPLER_ARG.
+            provider = TracerProvider(resource=build_resource())
+            for processor in _span_processors():
+                provider.add_span_processor(processor)
+            _tracer_provider = provider
+        return _tracer_provider
 
 
-def configure() -> None:
-    """Set up mcp-otel's shared providers (idempotent)."""
-    _shared_tracer_provider()
+def get_meter_provider() -> metrics.MeterProvider:
+    """The application's SDK meter provider if it set one, else mcp-otel's shared one.
+
+    The shared provider exports to ``<dir>/metrics/metrics_{date}.jsonl`` (unless
+    ``MCP_OTEL_LOCAL_EXPORT=false``) and over OTLP when configured.
+    """
+    if sdk_disabled():
+        return metrics.NoOpMeterProvider()
+    current = metrics.get_meter_provider()
+    if isinstance(current, MeterProvider):
+        return current
+    return _shared_meter_provider()
+
+
+def _shared_meter_provider() -> MeterProvider:
+    global _meter_provider
+    _check_pid()
+    with _lock:
+        if _meter_provider is None:
+            exporters = [otlp_exporter("metrics")]
+            if local_export_enabled():
+                exporters.insert(0, jsonl_exporter("metrics"))
+            _meter_provider = MeterProvider(
+                metric_readers=metric_readers(exporters), resource=build_resource()
+            )
+        return _meter_provider
+
+
+def get_logger_provider() -> _logs.LoggerProvider:
+    """The application's SDK logger provider if it set one, else mcp-otel's shared one."""
+    if sdk_disabled():
+        return _logs.NoOpLoggerProvider()
+    current = _logs.get_logger_provider()
+    if isinstance(current, LoggerProvider):
+        with _lock:
+            if current is not _logger_provider and current not in _augmented:
+                _augmented.add(current)
+                exporter = jsonl_exporter("logs") if local_export_enabled() else None
+                if exporter is not None:
+                    current.add_log_record_processor(BatchLogRecordProcessor(fork_safe(exporter)))
+        return current
+    return _shared_logger_provider()
+
+
+def _shared_logger_provider() -> LoggerProvider:
+    global _logger_provider
+    _check_pid()
+    with _lock:
+        if _logger_provider is None:
+            provider = LoggerProvider(resource=build_resource())
+            exporters = [otlp_exporter("logs")]
+            if local_export_enabled():
+                exporters.insert(0, jsonl_exporter("logs"))
+            for exporter in exporters:
+                if exporter is not None:
+                    provider.add_log_record_processor(BatchLogRecordProcessor(fork_safe(exporter)))
+            _logger_provider = provider
+        return _logger_provider
+
+
+def configure(*, set_global: bool = False) -> None:
+    """Set up mcp-otel's shared providers (idempotent).
+
+    With ``set_global=True`` they also become the global OTel providers, but only for the
+    signals where the application has not installed an SDK provider of its own (so that
+    libraries such as the ``mcp`` SDK, which use the global tracer, land in the same files).
+    """
+    if sdk_disabled():
+        return
+    with _lock:
+        tracer_provider = get_tracer_provider()
+        meter_provider = get_meter_provider()
+        logger_provider = get_logger_provider()
+        if not set_global:
+            return
+        if not isinstance(trace.get_tracer_provider(), TracerProvider):
+            trace.set_tracer_provider(tracer_provider)
+        if not isinstance(metrics.get_meter_provider(), MeterProvider):
+            metrics.set_meter_provider(meter_provider)
+        if not isinstance(_logs.get_logger_provider(), LoggerProvider):
+            _logs.set_logger_provider(logger_provider)
+
+
+def force_flush(timeout_millis: int = 10_000) -> bool:
+    """Flush mcp-otel's shared providers (not an application's own)."""
+    ok = True
+    for provider in (_tracer_provider, _meter_provider, _logger_provider):
+        if provider is None:
+            continue
+        try:
+            ok = bool(provider.force_flush(timeout_millis)) and ok
+        except Exception as exc:
+            _log.warning("mcp-otel: flush failed: %s", exc)
+            ok = False
+    return ok
+
+
+def shutdown() -> None:
+    """Flush and stop mcp-otel's shared providers; the next ``get_*`` builds fresh ones.
+
+    The providers also shut down by themselves at interpreter exit (the SDK's atexit hook).
+    """
+    global _tracer_provider, _meter_provider, _logger_provider
+    with _lock:
+        providers = (_tracer_provider, _meter_provider, _logger_provider)
+        _tracer_provider = _meter_provider = _logger_provider = None
+    for provider in providers:
+        if provider is None:
+            continue
+        try:
+            provider.shutdown()
+        except Exception as exc:
+            _log.warning("mcp-otel: shutdown failed: %s", exc)
+
+
+def env_flag(name: str, default: bool) -> bool:
+    """A boolean environment variable; unrecognised values keep the default."""
+    value = os.environ.get(name, "").strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    return default
