@@ -1,46 +1,232 @@
 """Safe, fast JSON encoding shared by every sink.
 
-INITIAL VERSION: the exporters work (issue 2) owns and refines this module; keep the
-names ``to_jsonable`` and ``dumps``. Nothing here raises into the caller.
+Every line mcp-otel writes goes through :func:`dumps`. It must never raise into the host
+server (a telemetry failure must not become an outage) and it must never write something
+a JSON parser rejects, so values JSON cannot hold are turned into a documented form:
+
+==========================  ===============================================================
+value                       written as
+==========================  ===============================================================
+``float`` NaN / ±inf        the strings ``"NaN"``, ``"Infinity"``, ``"-Infinity"`` (the
+                            proto3/OTLP JSON spelling; orjson alone would silently write
+                            ``null``)
+``bytes``/``bytearray``/    ``{"$base64": "<standard base64>"}`` (lossless)
+``memoryview``
+``tuple``                   a JSON array
+``set``/``frozenset``       a JSON array, sorted when the items are mutually orderable,
+                            else sorted by their encoded form (deterministic)
+``datetime``/``date``/      RFC 3339 / ISO 8601 text; naive datetimes are taken as UTC
+``time``
+``int`` beyond 64 bits      its decimal digits as a string (lossless)
+``str`` with lone           the surrogate written as the six characters ``\\udXXX``
+surrogates                  (``backslashreplace``: the code point survives as text)
+non-``str`` dict keys       ``str(key)`` (``true``/``false``/``null`` for bool/None, like
+                            orjson); if that collides with another key, the converted
+                            key gets `` (<type name>)`` appended
+``Enum``                    its value
+dataclass, ``UUID``,        orjson's native form (object / canonical text)
+numpy-free numbers
+``Decimal``                 its exact decimal text as a string
+anything else               ``repr(value)`` (a string; never the object's ``__json__``)
+cycles / nesting > 64       the string ``"<cycle>"`` / ``"<max depth>"``
+==========================  ===============================================================
+
+The fast path is a single ``orjson.dumps`` call; only values that make it fail (or that
+contain ``null``, which might be a NaN orjson flattened) are walked in Python.
 """
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime as _dt
+import enum
 import math
+from decimal import Decimal
 from typing import Any
 
 import orjson
 
-_OPTS = orjson.OPT_NON_STR_KEYS | orjson.OPT_UTC_Z
+__all__ = ["dumps", "to_jsonable"]
+
+_OPTS = orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC
+_MAX_DEPTH = 64
+_NAN = "NaN"
+_INF = "Infinity"
+_NINF = "-Infinity"
+_INT64_MIN = -(2**63)
+_UINT64_MAX = 2**64 - 1
+_NULL = b"null"
+
+
+def _float(value: float) -> float | str:
+    if value != value:  # NaN
+        return _NAN
+    if value in (math.inf, -math.inf):
+        return _INF if value > 0 else _NINF
+    return value
+
+
+def _str(value: str) -> str:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    return value
+
+
+def _key(key: Any) -> str:
+    if isinstance(key, str):
+        return _str(key)
+    if key is None:
+        return "null"
+    if isinstance(key, bool):
+        return "true" if key else "false"
+    if isinstance(key, float):
+        return str(_float(key))
+    if isinstance(key, enum.Enum):
+        return _key(key.value)
+    if isinstance(key, _dt.datetime | _dt.date | _dt.time):
+        return key.isoformat()
+    try:
+        return _str(str(key))
+    except Exception:  # a broken __str__ must not break the record
+        return _str(object.__repr__(key))
+
+
+def _repr(value: Any) -> str:
+    try:
+        return _str(repr(value))
+    except Exception:
+        return _str(object.__repr__(value))
+
+
+def _sorted_items(items: Any, depth: int, stack: set[int]) -> list[Any]:
+    converted = [_walk(v, depth, stack) for v in items]
+    try:
+        return sorted(converted)
+    except TypeError:
+        return sorted(converted, key=lambda v: orjson.dumps(v, option=_OPTS))
+
+
+def _walk(value: Any, depth: int, stack: set[int]) -> Any:
+    # Exact-type checks first: they are by far the common case.
+    t = type(value)
+    if t is str:
+        return _str(value)
+    if value is None or t is bool:
+        return value
+    if t is int:
+        return value if _INT64_MIN <= value <= _UINT64_MAX else str(value)
+    if t is float:
+        return _float(value)
+    if depth >= _MAX_DEPTH:
+        return "<max depth>"
+    if isinstance(value, dict | list | tuple | set | frozenset):
+        ident = id(value)
+        if ident in stack:
+            return "<cycle>"
+        stack.add(ident)
+        try:
+            if isinstance(value, dict):
+                out: dict[str, Any] = {}
+                converted_later: list[tuple[str, Any, Any]] = []
+                for k, v in value.items():
+                    if isinstance(k, str):
+                        out[_str(k)] = _walk(v, depth + 1, stack)
+                    else:
+                        converted_later.append((_key(k), k, v))
+                for name, k, v in converted_later:
+                    if name in out:
+                        name = f"{name} ({type(k).__name__})"
+                    out[name] = _walk(v, depth + 1, stack)
+                return out
+            if isinstance(value, set | frozenset):
+                return _sorted_items(value, depth + 1, stack)
+            return [_walk(v, depth + 1, stack) for v in value]
+        finally:
+            stack.discard(ident)
+    if isinstance(value, bytes | bytearray | memoryview):
+        return {"$base64": base64.b64encode(bytes(value)).decode("ascii")}
+    if isinstance(value, enum.Enum):
+        return _walk(value.value, depth + 1, stack)
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, int):
+        return _walk(int(value), depth, stack)
+    if isinstance(value, float):
+        return _float(float(value))
+    if isinstance(value, str):
+        return _str(str(value))
+    if isinstance(value, _dt.datetime | _dt.date | _dt.time):
+        try:
+            return orjson.loads(orjson.dumps(value, option=_OPTS))
+        except (TypeError, orjson.JSONEncodeError):
+            return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        try:
+            fields = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+        except Exception:
+            return _repr(value)
+        return _walk(fields, depth, stack)
+    try:
+        # UUID and friends: whatever orjson natively supports, minus what broke above.
+        return orjson.loads(orjson.dumps(value, option=_OPTS))
+    except (TypeError, orjson.JSONEncodeError):
+        return _repr(value)
 
 
 def to_jsonable(value: Any) -> Any:
-    """Turn what orjson cannot hold into a documented, JSON-safe form."""
-    if isinstance(value, float):
-        if math.isnan(value) or math.isinf(value):
-            return repr(value)  # "nan", "inf", "-inf"
-        return value
+    """A plain-JSON copy of ``value`` (see the module table); never raises.
+
+    Used directly by callers that need a canonical, JSON-safe structure (hash chains,
+    previews) and as the slow path of :func:`dumps`.
+    """
+    try:
+        return _walk(value, 0, set())
+    except RecursionError:
+        return "<max depth>"
+    except Exception:  # pragma: no cover - defensive: nothing may escape
+        return _repr(value)
+
+
+def _default(value: Any) -> Any:
+    # Called by orjson for types it does not know; anything not handled here makes
+    # orjson raise, which sends the whole value through the slow path.
     if isinstance(value, bytes | bytearray | memoryview):
         return {"$base64": base64.b64encode(bytes(value)).decode("ascii")}
-    if isinstance(value, str):
-        return value.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
-    if isinstance(value, dict):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        items = sorted(value, key=repr) if isinstance(value, set | frozenset) else value
-        return [to_jsonable(v) for v in items]
-    if isinstance(value, _dt.datetime | _dt.date):
-        return value.isoformat()
-    if value is None or isinstance(value, bool | int):
-        return value
-    return repr(value)
+    raise TypeError
+
+
+def _has_nonfinite(value: Any, depth: int = 0) -> bool:
+    t = type(value)
+    if t is float:
+        return value != value or value in (math.inf, -math.inf)
+    if depth > _MAX_DEPTH:
+        return False
+    if t is dict:
+        return any(_has_nonfinite(v, depth + 1) for v in value.values())
+    if t is list or t is tuple:
+        return any(_has_nonfinite(v, depth + 1) for v in value)
+    if t is str or t is int or t is bool or value is None:
+        return False
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return True  # orjson serialised it natively; let the slow path look inside
+    return isinstance(value, float | dict | list | tuple)  # subclasses: slow path decides
 
 
 def dumps(value: Any) -> bytes:
-    """Compact JSON bytes for ``value``; falls back to :func:`to_jsonable` on anything odd."""
+    """Compact UTF-8 JSON bytes for ``value``; never raises, never writes invalid JSON.
+
+    orjson handles the common case in one C call; a ``null`` in its output may be a
+    NaN/inf orjson flattened, so only then do we look for non-finite floats.
+    """
     try:
-        return orjson.dumps(value, option=_OPTS)
-    except (TypeError, orjson.JSONEncodeError):
+        out = orjson.dumps(value, default=_default, option=_OPTS)
+    except (TypeError, orjson.JSONEncodeError, RecursionError):
         return orjson.dumps(to_jsonable(value), option=_OPTS)
+    if _NULL in out and _has_nonfinite(value):
+        return orjson.dumps(to_jsonable(value), option=_OPTS)
+    return out

@@ -1,0 +1,128 @@
+"""What the three exporters share: configuration, the locked file, counters, shutdown."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from mcp_otel.exporters import _config
+from mcp_otel.exporters._file import LockedJsonlFile, _stderr
+
+
+class _JsonlExporterBase:
+    """Configuration and bookkeeping; subclasses add the SDK interface and the encoding."""
+
+    _signal: str = "logs"
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        format: _config.LineFormat | None = None,
+        fsync: _config.FsyncPolicy | None = None,
+        file_mode: int = 0o600,
+        dir_mode: int = 0o700,
+        max_bytes: int | None = None,
+        max_files: int | None = None,
+        max_age: timedelta | float | None = None,
+        compress: bool | None = None,
+        include_resource: bool | None = None,
+    ) -> None:
+        resolved = os.fspath(path) if path is not None else str(_config.default_path(self._signal))
+        rotation = _config.resolve_rotation(max_bytes, max_files, max_age, compress)
+        self.config = _config.ExporterConfig(
+            path=resolved,
+            format=_config.resolve_format(format),
+            fsync=_config.resolve_fsync(fsync),
+            file_mode=file_mode,
+            dir_mode=dir_mode,
+            rotation=rotation,
+            include_resource=_config.resolve_bool(include_resource, _config.ENV_RESOURCE),
+            disabled=_config.sdk_disabled(),
+        )
+        self._file = LockedJsonlFile(
+            resolved,
+            fsync=self.config.fsync,
+            file_mode=file_mode,
+            dir_mode=dir_mode,
+            rotation=rotation,
+            label=f"mcp-otel {self._signal} exporter",
+        )
+        self._counts_lock = threading.Lock()
+        self._written = 0
+        self._failed = 0
+        self._shutdown = False
+
+    # ---------------------------------------------------------------- read side
+    @property
+    def failed_records(self) -> int:
+        """Records (log records, spans, metric points) that did not reach the file."""
+        return self._failed
+
+    @property
+    def written_records(self) -> int:
+        return self._written
+
+    @property
+    def path(self) -> str:
+        """The configured path (``{date}`` unexpanded)."""
+        return self.config.path
+
+    def path_for(self, now: datetime | float | None = None) -> Path:
+        """The file a write at ``now`` (default: now) goes to, ``{date}`` expanded."""
+        return self._file.path_for(now)
+
+    @property
+    def current_path(self) -> Path:
+        return self._file.path_for()
+
+    @property
+    def file(self) -> LockedJsonlFile:
+        """The underlying locked file (shared by reusers such as the audit trail)."""
+        return self._file
+
+    # ---------------------------------------------------------------- helpers
+    def _write(self, encode: Callable[[], tuple[bytes, int]], fallback_count: int) -> bool:
+        """Encode then write; count; ``True`` on success. Never raises."""
+        if self._shutdown:
+            self._count(False, fallback_count)
+            return False
+        if self.config.disabled:
+            return True
+        try:
+            payload, count = encode()
+        except Exception as exc:  # a bug or an odd SDK object must not reach the host
+            self._count(False, fallback_count)
+            self._file._report(f"encode:{type(exc).__name__}", str(exc), 0)
+            return False
+        if not payload:
+            return True
+        ok = self._file.write(payload)
+        self._count(ok, count)
+        return ok
+
+    def _count(self, ok: bool, n: int) -> None:
+        with self._counts_lock:
+            if ok:
+                self._written += n
+            else:
+                self._failed += n
+
+    def _force_flush(self) -> bool:
+        if self.config.disabled:
+            return True
+        return self._file.flush()
+
+    def _do_shutdown(self) -> None:
+        if self._shutdown:
+            return
+        self._shutdown = True
+        self._file.close()
+        if self._failed:
+            _stderr(
+                f"mcp-otel {self._signal} exporter: {self._failed} record(s) were not "
+                f"written to {self.config.path}\n"
+            )

@@ -1,0 +1,519 @@
+"""The locked, append-only JSONL file every mcp-otel sink writes through.
+
+Why a hand-made writer and not ``open(path, "a")``: Python's buffered file objects split
+large writes, and no stock OpenTelemetry file exporter locks across processes, so several
+MCP server processes sharing one audit file interleave and tear lines (see the Osiris
+race-conditions report). The rules implemented here:
+
+* one ``threading.Lock`` per file object plus an exclusive ``flock`` on the open file
+  description, so threads and processes take turns;
+* the caller hands over a whole batch, already serialised, and it goes to the kernel in
+  one ``os.write`` on an ``O_APPEND`` descriptor; a short write (disk full, file-size
+  limit) is rolled back with ``ftruncate`` to the length before the batch while the lock
+  is still held, so readers never see a torn line;
+* after taking the lock the path is checked to still name the locked inode: if logrotate
+  (or another process rotating) renamed or removed it, the file is reopened;
+* ``{date}`` in the path is the UTC date at write time (``YYYYMMDD``);
+* files are created with ``file_mode`` (0600) and directories with ``dir_mode`` (0700),
+  the final path component is opened with ``O_NOFOLLOW`` (a planted symlink is refused)
+  and only regular files are written;
+* at ``fork()`` the lock is taken so that no write is half done, and the child drops the
+  inherited descriptor (whose ``flock`` belongs to the parent) and reopens on first use;
+* errors never raise: ``write`` returns ``False``, counts, and reports each distinct cause
+  once on stderr (not through ``logging``, which may itself be exported and loop).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import gzip
+import os
+import re
+import shutil
+import stat
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Literal
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
+FsyncPolicy = Literal["none", "interval", "batch"]
+FSYNC_POLICIES: frozenset[str] = frozenset({"none", "interval", "batch"})
+FSYNC_INTERVAL_S = 1.0
+_DATE = "{date}"
+_ROTATED_TS = "%Y%m%dT%H%M%S%fZ"
+_MAX_ATTEMPTS = 16
+
+
+class UnsupportedPlatformError(RuntimeError):
+    """Raised at construction where no cross-process file lock is available."""
+
+
+@dataclass(frozen=True, slots=True)
+class RotationPolicy:
+    """When to rotate the active file and which old files to keep.
+
+    ``max_bytes``: rotate before a batch would grow the file beyond this size (a single
+    batch larger than the limit still goes into one file, alone).
+    ``max_files``: keep at most this many old files (rotated or from earlier dates).
+    ``max_age``: delete old files whose last write is older than this.
+    ``compress``: gzip files right after rotating them.
+    """
+
+    max_bytes: int | None = None
+    max_files: int | None = None
+    max_age: timedelta | None = None
+    compress: bool = False
+
+    @property
+    def retention(self) -> bool:
+        return self.max_files is not None or self.max_age is not None
+
+
+def _utc_date(now: float) -> str:
+    return time.strftime("%Y%m%d", time.gmtime(now))
+
+
+def _stderr(message: str) -> None:
+    # Straight to fd 2: sys.stderr may be replaced, closed, or routed into logging.
+    with contextlib.suppress(OSError):
+        os.write(2, message.encode("utf-8", "backslashreplace"))
+
+
+class _ShortWriteError(OSError):
+    pass
+
+
+_INSTANCES: weakref.WeakSet[LockedJsonlFile] = weakref.WeakSet()
+_INSTANCES_LOCK = threading.Lock()
+
+
+def _before_fork() -> None:
+    _INSTANCES_LOCK.acquire()
+    for f in list(_INSTANCES):
+        f._lock.acquire()
+
+
+def _after_fork_parent() -> None:
+    for f in list(_INSTANCES):
+        f._lock.release()
+    _INSTANCES_LOCK.release()
+
+
+def _after_fork_child() -> None:
+    for f in list(_INSTANCES):
+        f._reset_after_fork()
+    _INSTANCES_LOCK.release()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(
+        before=_before_fork,
+        after_in_parent=_after_fork_parent,
+        after_in_child=_after_fork_child,
+    )
+
+
+class LockedJsonlFile:
+    """An append-only file shared safely by threads and processes.
+
+    ``write(payload)`` appends bytes that must already be whole ``\\n``-terminated lines;
+    it returns ``True`` once they are in the file (and on disk, per the fsync policy),
+    ``False`` when nothing of them is. The audit trail reuses this class directly.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        fsync: FsyncPolicy = "interval",
+        file_mode: int = 0o600,
+        dir_mode: int = 0o700,
+        rotation: RotationPolicy | None = None,
+        label: str = "mcp-otel",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if fcntl is None:  # pragma: no cover - Windows
+            raise UnsupportedPlatformError(
+                "mcp-otel's JSONL exporters need POSIX flock() for cross-process locking; "
+                "this platform has none. Use the OTLP exporter instead."
+            )
+        if fsync not in FSYNC_POLICIES:
+            raise ValueError(f"fsync must be one of {sorted(FSYNC_POLICIES)}, not {fsync!r}")
+        template = os.fspath(path)
+        if not isinstance(template, str) or not template:
+            raise ValueError("path must be a non-empty str or os.PathLike[str]")
+        if "\x00" in template:
+            raise ValueError("path must not contain NUL")
+        rotation = rotation or RotationPolicy()
+        if rotation.max_bytes is not None and rotation.max_bytes <= 0:
+            raise ValueError("max_bytes must be positive")
+        if rotation.max_files is not None and rotation.max_files < 0:
+            raise ValueError("max_files must be >= 0")
+        if rotation.max_age is not None and rotation.max_age.total_seconds() < 0:
+            raise ValueError("max_age must be >= 0")
+        self._template = template
+        self._fsync = fsync
+        self._file_mode = file_mode & 0o7777
+        self._dir_mode = dir_mode & 0o7777
+        self._rotation = rotation
+        self._label = label
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._fd: int | None = None
+        self._fd_path: str | None = None
+        self._day: int | None = None
+        self._day_path = ""
+        self._last_sync = time.monotonic()
+        self._dirty = False
+        self._closed = False
+        self._reported: set[tuple[str, str]] = set()
+        self.failed_writes = 0
+        self.failed_bytes = 0
+        self._retention_re = self._build_retention_re()
+        with _INSTANCES_LOCK:
+            _INSTANCES.add(self)
+
+    # ----------------------------------------------------------------- read side
+    @property
+    def template(self) -> str:
+        """The configured path, ``{date}`` unexpanded."""
+        return self._template
+
+    @property
+    def fsync_policy(self) -> FsyncPolicy:
+        return self._fsync  # type: ignore[return-value]
+
+    def path_for(self, now: datetime | float | None = None) -> Path:
+        """The file a write at ``now`` (default: now) goes to."""
+        if now is None:
+            ts = self._clock()
+        elif isinstance(now, datetime):
+            ts = (now if now.tzinfo else now.replace(tzinfo=UTC)).timestamp()
+        else:
+            ts = float(now)
+        return Path(self._template.replace(_DATE, _utc_date(ts)))
+
+    @property
+    def current_path(self) -> Path:
+        return self.path_for()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    # ----------------------------------------------------------------- write side
+    def write(self, payload: bytes) -> bool:
+        """Append ``payload`` (whole lines) in one ``write``; ``False`` if it is not there."""
+        if not payload:
+            return True
+        with self._lock:
+            if self._closed:
+                self._report("closed", "write after close", len(payload))
+                return False
+            try:
+                self._write_locked(payload)
+            except OSError as exc:
+                self._close_fd()
+                self._report_os_error(exc, len(payload))
+                return False
+            except Exception as exc:  # never raise into the host server
+                self._close_fd()
+                self._report(type(exc).__name__, str(exc), len(payload))
+                return False
+            return True
+
+    def flush(self) -> bool:
+        """fsync what was written (unless the policy is ``none``); ``True`` on success."""
+        with self._lock:
+            return self._sync_locked(force=self._fsync != "none")
+
+    def close(self) -> None:
+        """fsync (policy permitting) and close; later writes fail and are counted."""
+        with self._lock:
+            if self._closed:
+                return
+            self._sync_locked(force=self._fsync != "none")
+            self._close_fd()
+            self._closed = True
+
+    # ----------------------------------------------------------------- internals
+    def _path_now(self) -> str:
+        if _DATE not in self._template:
+            return self._template
+        now = self._clock()
+        day = int(now // 86400)
+        if day != self._day:
+            self._day = day
+            self._day_path = self._template.replace(_DATE, _utc_date(now))
+        return self._day_path
+
+    def _write_locked(self, payload: bytes) -> None:
+        path = self._path_now()
+        if self._fd is not None and self._fd_path != path:
+            self._sync_locked(force=self._fsync != "none")
+            self._close_fd()
+            if self._rotation.retention:
+                self._apply_retention(path)
+        for _ in range(_MAX_ATTEMPTS):
+            if self._fd is None:
+                self._open(path)
+            fd = self._fd
+            assert fd is not None
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                st = os.fstat(fd)
+                if not self._still_named(path, st):
+                    self._close_fd()  # releases our flock with the descriptor
+                    continue
+                size = st.st_size
+                limit = self._rotation.max_bytes
+                if limit is not None and size > 0 and size + len(payload) > limit:
+                    rotated = self._rotate_locked(path)
+                    self._close_fd()
+                    if rotated is not None:
+                        self._after_rotation(path, rotated)
+                    continue
+                try:
+                    written = os.write(fd, payload)
+                except OSError:
+                    os.ftruncate(fd, size)  # an error may follow a partial write
+                    raise
+                if written != len(payload):
+                    os.ftruncate(fd, size)
+                    raise _ShortWriteError(
+                        errno.EIO,
+                        f"short write ({written} of {len(payload)} bytes: disk full or "
+                        "file size limit); the batch was rolled back",
+                    )
+            finally:
+                if self._fd == fd:
+                    fcntl.flock(fd, fcntl.LOCK_UN)
+            self._dirty = True
+            if self._fsync == "batch":
+                os.fdatasync(fd)
+                self._dirty = False
+            elif self._fsync == "interval":
+                self._sync_locked(force=False)
+            return
+        raise OSError(errno.EAGAIN, "the file kept being replaced while we tried to lock it")
+
+    def _still_named(self, path: str, st: os.stat_result) -> bool:
+        try:
+            cur = os.stat(path, follow_symlinks=False)
+        except FileNotFoundError:
+            return False
+        return cur.st_ino == st.st_ino and cur.st_dev == st.st_dev
+
+    def _open(self, path: str) -> None:
+        directory = os.path.dirname(path) or "."
+        self._make_dirs(directory)
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
+        created = False
+        try:
+            fd = os.open(path, flags | os.O_CREAT | os.O_EXCL, self._file_mode)
+            created = True
+        except FileExistsError:
+            try:
+                fd = os.open(path, flags)
+            except OSError as exc:
+                if exc.errno == errno.ELOOP:
+                    raise OSError(
+                        errno.ELOOP, "refusing to follow a symlink at the file path", path
+                    ) from None
+                raise
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise OSError(errno.EINVAL, "not a regular file", path)
+            if created:
+                os.fchmod(fd, self._file_mode)  # exact mode, whatever the umask
+                if self._fsync == "batch":
+                    self._fsync_dir(directory)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd = fd
+        self._fd_path = path
+
+    def _make_dirs(self, directory: str) -> None:
+        if os.path.isdir(directory):
+            return
+        missing: list[str] = []
+        d = directory
+        while d and not os.path.isdir(d):
+            missing.append(d)
+            parent = os.path.dirname(d)
+            if parent == d:
+                break
+            d = parent
+        for d in reversed(missing):
+            try:
+                os.mkdir(d, self._dir_mode)
+            except FileExistsError:
+                continue
+            os.chmod(d, self._dir_mode, follow_symlinks=False)
+
+    @staticmethod
+    def _fsync_dir(directory: str) -> None:
+        try:
+            dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError:
+            return
+        try:
+            os.fsync(dfd)
+        except OSError:
+            pass
+        finally:
+            os.close(dfd)
+
+    def _sync_locked(self, *, force: bool) -> bool:
+        if self._fd is None or not self._dirty:
+            return True
+        now = time.monotonic()
+        if not force and now - self._last_sync < FSYNC_INTERVAL_S:
+            return True
+        try:
+            os.fdatasync(self._fd)
+        except OSError as exc:
+            self._report_os_error(exc, 0)
+            return False
+        self._last_sync = now
+        self._dirty = False
+        return True
+
+    def _close_fd(self) -> None:
+        fd, self._fd, self._fd_path = self._fd, None, None
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def _reset_after_fork(self) -> None:
+        # The inherited descriptor shares its open file description -- and so its flock --
+        # with the parent: never unlock it, just drop our reference. The parent held our
+        # lock across fork(), so no write was half done; the child gets a fresh lock.
+        self._lock = threading.Lock()
+        fd, self._fd, self._fd_path = self._fd, None, None
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self._dirty = False
+
+    # ----------------------------------------------------------------- rotation
+    def _rotate_locked(self, path: str) -> str | None:
+        """Rename the active file aside while holding its flock; return the new name."""
+        stamp = datetime.fromtimestamp(self._clock(), UTC).strftime(_ROTATED_TS)
+        base, ext = os.path.splitext(path)
+        target = f"{base}.{stamp}{ext}"
+        n = 0
+        while os.path.lexists(target) or os.path.lexists(target + ".gz"):
+            n += 1
+            target = f"{base}.{stamp}.{n}{ext}"
+        os.rename(path, target)
+        if self._fd is not None:
+            if self._fsync != "none":
+                os.fdatasync(self._fd)
+            self._dirty = False
+        return target
+
+    def _after_rotation(self, path: str, rotated: str) -> None:
+        if self._rotation.compress:
+            self._compress(rotated)
+        if self._rotation.retention:
+            self._apply_retention(path)
+
+    def _compress(self, rotated: str) -> None:
+        tmp = rotated + ".gz.tmp"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
+        try:
+            src_fd = os.open(rotated, os.O_RDONLY | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0))
+            with os.fdopen(src_fd, "rb") as src:
+                dst_fd = os.open(tmp, flags, self._file_mode)
+                os.fchmod(dst_fd, self._file_mode)
+                with (
+                    os.fdopen(dst_fd, "wb") as raw,
+                    gzip.GzipFile(
+                        filename=os.path.basename(rotated), mode="wb", fileobj=raw, mtime=0
+                    ) as gz,
+                ):
+                    shutil.copyfileobj(src, gz, 1 << 20)
+                    gz.flush()
+                if self._fsync != "none":
+                    fd = os.open(tmp, os.O_RDONLY | os.O_CLOEXEC)
+                    try:
+                        os.fsync(fd)
+                    finally:
+                        os.close(fd)
+            os.rename(tmp, rotated + ".gz")
+            os.unlink(rotated)
+        except OSError as exc:
+            self._report_os_error(exc, 0, what="compress")
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+
+    def _build_retention_re(self) -> re.Pattern[str]:
+        name = os.path.basename(self._template)
+        stem, ext = os.path.splitext(name)
+        stem_re = re.escape(stem).replace(re.escape(_DATE), r"\d{8}")
+        ext_re = re.escape(ext).replace(re.escape(_DATE), r"\d{8}")
+        return re.compile(rf"^{stem_re}(?:\.\d{{8}}T\d{{12}}Z(?:\.\d+)?)?{ext_re}(?:\.gz)?$")
+
+    def _apply_retention(self, active: str) -> None:
+        policy = self._rotation
+        directory = os.path.dirname(active) or "."
+        active_name = os.path.basename(active)
+        now = self._clock()
+        try:
+            entries = []
+            with os.scandir(directory) as it:
+                for entry in it:
+                    if entry.name == active_name or not self._retention_re.match(entry.name):
+                        continue
+                    if not entry.is_file(follow_symlinks=False):
+                        continue
+                    entries.append((entry.stat(follow_symlinks=False).st_mtime, entry.name))
+        except OSError as exc:
+            self._report_os_error(exc, 0, what="retention scan")
+            return
+        entries.sort(reverse=True)  # newest first
+        doomed: list[str] = []
+        for i, (mtime, name) in enumerate(entries):
+            too_many = policy.max_files is not None and i >= policy.max_files
+            too_old = policy.max_age is not None and now - mtime > policy.max_age.total_seconds()
+            if too_many or too_old:
+                doomed.append(name)
+        for name in doomed:
+            try:
+                os.unlink(os.path.join(directory, name))
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                self._report_os_error(exc, 0, what="retention")
+
+    # ----------------------------------------------------------------- reporting
+    def _report_os_error(self, exc: OSError, nbytes: int, *, what: str = "write") -> None:
+        name = errno.errorcode.get(exc.errno or 0, type(exc).__name__)
+        detail = exc.strerror or str(exc)
+        self._report(f"{what}:{name}", detail, nbytes)
+
+    def _report(self, cause: str, detail: str, nbytes: int) -> None:
+        if nbytes:
+            self.failed_writes += 1
+            self.failed_bytes += nbytes
+        key = (cause, self._template)
+        if key in self._reported:
+            return
+        self._reported.add(key)
+        _stderr(
+            f"{self._label}: cannot write {self._template!s}: {cause}: {detail} "
+            "(failed batches are counted; this cause is reported once)\n"
+        )

@@ -1,0 +1,324 @@
+"""The ``flat`` line format: one record per line, attributes at the top level.
+
+This is the format people ``jq``/``grep`` and the audit trail verifies, so it is small,
+stable and documented (docs/exporters.md). Each line is a JSON object: the record's
+attributes as top-level keys, plus a few envelope fields. When an attribute has the name
+of an envelope field the attribute wins and the envelope value moves to ``otel.<field>``
+(again prefixed with ``otel.`` until the name is free), so nothing is lost and an
+attribute is never renamed -- the audit verifier relies on that.
+
+Speed matters (the exporter must not be the bottleneck behind the SDK's batch
+processor): records are built as plain dicts, merged with one C-level ``{**a, **b}``
+whose length tells whether anything clashed, and encoded by orjson with the slow,
+careful path of :mod:`mcp_otel._json` only for values orjson cannot take.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from opentelemetry.sdk._logs import ReadableLogRecord
+from opentelemetry.sdk.metrics.export import (
+    AggregationTemporality,
+    ExponentialHistogram,
+    Gauge,
+    Histogram,
+    MetricsData,
+    Sum,
+)
+from opentelemetry.sdk.trace import ReadableSpan
+
+from mcp_otel._json import dumps
+
+SCHEMA_VERSION = 1
+
+FLAT_LOG_ENVELOPE: frozenset[str] = frozenset(
+    {
+        "timestamp",
+        "severity",
+        "severity_number",
+        "event_name",
+        "body",
+        "trace_id",
+        "span_id",
+        "schema_version",
+        "resource",
+    }
+)
+FLAT_SPAN_ENVELOPE: frozenset[str] = frozenset(
+    {
+        "timestamp",
+        "end_timestamp",
+        "duration_ms",
+        "name",
+        "kind",
+        "trace_id",
+        "span_id",
+        "parent_span_id",
+        "status",
+        "status_message",
+        "events",
+        "links",
+        "scope",
+        "schema_version",
+        "resource",
+    }
+)
+FLAT_METRIC_ENVELOPE: frozenset[str] = frozenset(
+    {
+        "timestamp",
+        "start_timestamp",
+        "metric",
+        "type",
+        "unit",
+        "description",
+        "temporality",
+        "monotonic",
+        "value",
+        "count",
+        "sum",
+        "min",
+        "max",
+        "bucket_bounds",
+        "bucket_counts",
+        "scale",
+        "zero_count",
+        "positive",
+        "negative",
+        "scope",
+        "schema_version",
+        "resource",
+    }
+)
+
+_CLASH_PREFIX = "otel."
+_ts_cache: tuple[int, str] = (-1, "")
+
+
+def rfc3339(ns: int | None) -> str | None:
+    """RFC 3339 UTC with nanoseconds (``2026-11-27T05:56:15.123456789Z``), lossless."""
+    if ns is None:
+        return None
+    global _ts_cache
+    sec, frac = divmod(int(ns), 1_000_000_000)
+    cached_sec, prefix = _ts_cache  # one tuple: read and replaced atomically
+    if cached_sec != sec:  # one strftime per second, not per record
+        prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
+        _ts_cache = (sec, prefix)
+    return f"{prefix}.{frac:09d}Z"
+
+
+def merge(envelope: dict[str, Any], attributes: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Envelope plus top-level attributes, applying the clash rule (attribute wins)."""
+    if not attributes:
+        return envelope
+    merged = {**envelope, **attributes}
+    if len(merged) == len(envelope) + len(attributes):
+        return merged
+    # Slow path, only on a clash: attributes win, displaced fields become otel.<field>.
+    merged = dict(attributes)
+    for key, value in envelope.items():
+        if key in attributes:
+            name = _CLASH_PREFIX + key
+            while name in merged:
+                name = _CLASH_PREFIX + name
+            merged[name] = value
+        else:
+            merged[key] = value
+    return merged
+
+
+def _attrs(attributes: Any) -> Mapping[str, Any] | None:
+    if not attributes:
+        return None
+    copy = getattr(attributes, "copy", None)  # BoundedAttributes.copy() -> plain dict
+    return copy() if copy is not None else dict(attributes)
+
+
+class ResourceCache:
+    """Resource attributes as a plain dict, converted once per resource object."""
+
+    __slots__ = ("_last", "_value")
+
+    def __init__(self) -> None:
+        self._last: object = None
+        self._value: dict[str, Any] = {}
+
+    def get(self, resource: Any) -> dict[str, Any]:
+        if resource is not self._last:
+            self._value = dict(resource.attributes) if resource is not None else {}
+            self._last = resource
+        return self._value
+
+
+def _join(lines: Iterable[bytes]) -> bytes:
+    out = b"\n".join(lines)
+    return out + b"\n" if out else b""
+
+
+# ------------------------------------------------------------------------- logs
+def log_lines(
+    batch: Sequence[ReadableLogRecord], resources: ResourceCache | None = None
+) -> tuple[bytes, int]:
+    """The batch as flat lines; returns (payload, number of lines)."""
+    lines = []
+    append = lines.append
+    for readable in batch:
+        rec = readable.log_record
+        ts = rec.timestamp or rec.observed_timestamp
+        env: dict[str, Any] = {"timestamp": rfc3339(ts)}
+        sev_num = rec.severity_number
+        sev_text = rec.severity_text
+        if sev_text:
+            env["severity"] = sev_text
+        elif sev_num is not None:
+            env["severity"] = sev_num.name
+        if sev_num is not None:
+            env["severity_number"] = sev_num.value
+        if rec.event_name:
+            env["event_name"] = rec.event_name
+        body = rec.body
+        if body is not None:
+            env["body"] = body
+        if rec.trace_id:
+            env["trace_id"] = f"{rec.trace_id:032x}"
+            if rec.span_id:
+                env["span_id"] = f"{rec.span_id:016x}"
+        env["schema_version"] = SCHEMA_VERSION
+        if resources is not None:
+            env["resource"] = resources.get(readable.resource)
+        append(dumps(merge(env, _attrs(rec.attributes))))
+    return _join(lines), len(lines)
+
+
+# ------------------------------------------------------------------------- spans
+def _span_line(span: ReadableSpan, resources: ResourceCache | None) -> dict[str, Any]:
+    ctx = span.context
+    start, end = span.start_time, span.end_time
+    env: dict[str, Any] = {
+        "timestamp": rfc3339(start),
+        "end_timestamp": rfc3339(end),
+    }
+    if start is not None and end is not None:
+        env["duration_ms"] = (end - start) / 1e6
+    env["name"] = span.name
+    env["kind"] = span.kind.name
+    if ctx is not None:
+        env["trace_id"] = f"{ctx.trace_id:032x}"
+        env["span_id"] = f"{ctx.span_id:016x}"
+    if span.parent is not None:
+        env["parent_span_id"] = f"{span.parent.span_id:016x}"
+    status = span.status
+    env["status"] = status.status_code.name
+    if status.description:
+        env["status_message"] = status.description
+    if span.events:
+        env["events"] = [
+            {"name": e.name, "timestamp": rfc3339(e.timestamp), **(_attrs(e.attributes) or {})}
+            for e in span.events
+        ]
+    if span.links:
+        env["links"] = [
+            {
+                "trace_id": f"{link.context.trace_id:032x}",
+                "span_id": f"{link.context.span_id:016x}",
+                **(_attrs(link.attributes) or {}),
+            }
+            for link in span.links
+        ]
+    scope = span.instrumentation_scope
+    if scope is not None and scope.name:
+        env["scope"] = scope.name
+    env["schema_version"] = SCHEMA_VERSION
+    if resources is not None:
+        env["resource"] = resources.get(span.resource)
+    return merge(env, _attrs(span.attributes))
+
+
+def span_lines(
+    spans: Sequence[ReadableSpan], resources: ResourceCache | None = None
+) -> tuple[bytes, int]:
+    lines = [dumps(_span_line(s, resources)) for s in spans]
+    return _join(lines), len(lines)
+
+
+# ------------------------------------------------------------------------- metrics
+_TEMPORALITY = {
+    AggregationTemporality.CUMULATIVE: "cumulative",
+    AggregationTemporality.DELTA: "delta",
+    AggregationTemporality.UNSPECIFIED: "unspecified",
+}
+
+
+def metric_lines(data: MetricsData, include_resource: bool = False) -> tuple[bytes, int]:
+    """One line per data point (what a dashboard query or ``jq`` wants)."""
+    lines: list[bytes] = []
+    for rm in data.resource_metrics:
+        resource = dict(rm.resource.attributes) if include_resource else None
+        for sm in rm.scope_metrics:
+            scope = sm.scope.name if sm.scope is not None else None
+            for metric in sm.metrics:
+                lines.extend(_points(metric, scope, resource))
+    return _join(lines), len(lines)
+
+
+def _points(metric: Any, scope: str | None, resource: dict[str, Any] | None) -> list[bytes]:
+    data = metric.data
+    base: dict[str, Any] = {"metric": metric.name}
+    if isinstance(data, Sum):
+        base["type"] = "sum"
+        base["temporality"] = _TEMPORALITY.get(data.aggregation_temporality, "unspecified")
+        base["monotonic"] = data.is_monotonic
+    elif isinstance(data, Gauge):
+        base["type"] = "gauge"
+    elif isinstance(data, Histogram):
+        base["type"] = "histogram"
+        base["temporality"] = _TEMPORALITY.get(data.aggregation_temporality, "unspecified")
+    elif isinstance(data, ExponentialHistogram):
+        base["type"] = "exponential_histogram"
+        base["temporality"] = _TEMPORALITY.get(data.aggregation_temporality, "unspecified")
+    else:
+        base["type"] = type(data).__name__.lower()
+    if metric.unit:
+        base["unit"] = metric.unit
+    if metric.description:
+        base["description"] = metric.description
+    if scope:
+        base["scope"] = scope
+    out = []
+    for p in getattr(data, "data_points", ()):
+        env: dict[str, Any] = {
+            "timestamp": rfc3339(p.time_unix_nano),
+        }
+        start = getattr(p, "start_time_unix_nano", None)
+        if start:
+            env["start_timestamp"] = rfc3339(start)
+        env.update(base)
+        if isinstance(data, Sum | Gauge):
+            env["value"] = p.value
+        else:
+            env["count"] = p.count
+            env["sum"] = p.sum
+            env["min"] = p.min
+            env["max"] = p.max
+            if isinstance(data, Histogram):
+                env["bucket_bounds"] = list(p.explicit_bounds)
+                env["bucket_counts"] = list(p.bucket_counts)
+            elif isinstance(data, ExponentialHistogram):
+                env["scale"] = p.scale
+                env["zero_count"] = p.zero_count
+                env["positive"] = {
+                    "offset": p.positive.offset,
+                    "bucket_counts": list(p.positive.bucket_counts),
+                }
+                env["negative"] = {
+                    "offset": p.negative.offset,
+                    "bucket_counts": list(p.negative.bucket_counts),
+                }
+        env["schema_version"] = SCHEMA_VERSION
+        if resource is not None:
+            env["resource"] = resource
+        out.append(dumps(merge(env, _attrs(p.attributes))))
+    return out

@@ -1,0 +1,95 @@
+"""``JsonlMetricExporter``: metric snapshots to a locked JSONL file."""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from typing import Any
+
+from opentelemetry.sdk.metrics.export import (
+    AggregationTemporality,
+    MetricExporter,
+    MetricExportResult,
+    MetricsData,
+)
+from opentelemetry.sdk.metrics.view import Aggregation
+
+from mcp_otel.exporters import _config, _flat, _otlp_json
+from mcp_otel.exporters._base import _JsonlExporterBase
+
+
+def _points(data: MetricsData) -> int:
+    try:
+        return sum(
+            len(getattr(m.data, "data_points", ()))
+            for rm in data.resource_metrics
+            for sm in rm.scope_metrics
+            for m in sm.metrics
+        )
+    except Exception:
+        return 0
+
+
+class JsonlMetricExporter(_JsonlExporterBase, MetricExporter):
+    """A ``MetricExporter`` (push, for a ``PeriodicExportingMetricReader``).
+
+    ``flat`` writes one data point per line (see ``FLAT_METRIC_ENVELOPE``); ``otlp``
+    writes one ``MetricsData`` per collection. Temporality and aggregation preferences
+    are the SDK's (cumulative by default) unless given. Failures are counted in
+    ``failed_records`` (data points).
+    """
+
+    _signal = "metrics"
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        format: _config.LineFormat | None = None,
+        fsync: _config.FsyncPolicy | None = None,
+        file_mode: int = 0o600,
+        dir_mode: int = 0o700,
+        max_bytes: int | None = None,
+        max_files: int | None = None,
+        max_age: timedelta | float | None = None,
+        compress: bool | None = None,
+        include_resource: bool | None = None,
+        preferred_temporality: dict[type, AggregationTemporality] | None = None,
+        preferred_aggregation: dict[type, Aggregation] | None = None,
+    ) -> None:
+        MetricExporter.__init__(
+            self,
+            preferred_temporality=preferred_temporality,
+            preferred_aggregation=preferred_aggregation,
+        )
+        _JsonlExporterBase.__init__(
+            self,
+            path,
+            format=format,
+            fsync=fsync,
+            file_mode=file_mode,
+            dir_mode=dir_mode,
+            max_bytes=max_bytes,
+            max_files=max_files,
+            max_age=max_age,
+            compress=compress,
+            include_resource=include_resource,
+        )
+
+    def export(
+        self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
+    ) -> MetricExportResult:
+        if self.config.format == "otlp":
+            ok = self._write(lambda: _otlp_json.metric_line(metrics_data), _points(metrics_data))
+        else:
+            include = self.config.include_resource
+            ok = self._write(
+                lambda: _flat.metric_lines(metrics_data, include), _points(metrics_data)
+            )
+        return MetricExportResult.SUCCESS if ok else MetricExportResult.FAILURE
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        return self._force_flush()
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+        self._do_shutdown()
