@@ -1,0 +1,945 @@
+"""A coherent two-tier (memory + disk) discovery cache whose every operation is a span.
+
+``DiscoveryCache`` is a drop-in for the Osiris MCP server's cache (same constructor, key and
+id derivation, entry fields, file layout and methods), rebuilt so that several server
+processes can share one cache directory without ever serving stale data (RC-004).
+
+Design
+======
+
+Disk is the truth; memory is a cache of disk.
+
+* **Files.** One entry per ``<cache_dir>/<discovery_id>.json`` (``discovery_id`` is
+  ``"disc_" + sha256("conn|comp|samples")[:16]``), so no connection or component name ever
+  reaches a path. Writes are atomic: a ``0600`` temporary file in the same directory,
+  ``fsync``, ``os.replace``, then ``fsync`` of the directory. A reader therefore sees the old
+  entry or the new one, never a partial one, even if the writer is killed mid-write.
+* **Locks.** Every change of a disk entry (write, invalidation, removal of an expired or
+  corrupt entry, clean-up of an abandoned temporary file) happens under an exclusive
+  ``flock`` on ``.mcp_otel/lock.NN``, the lock stripe of that ``discovery_id`` (64
+  stripes, so one key always maps to one lock). ``flock`` is released by the kernel when a
+  holder dies, so a killed writer never wedges the others. Readers take no lock: atomic
+  replacement is enough for them.
+* **Generations.** ``.mcp_otel/generations`` is a small shared file of 4096 64-bit counters
+  (32 KiB). The slot of a ``discovery_id`` is bumped, under its stripe lock, *after* every
+  change of that entry's file. Each process maps the file read-only (``mmap``); a memory
+  record remembers the slot value read *before* its file was read (or the value its own
+  write produced). A memory hit is served only if the slot still holds that value: one
+  8-byte read from shared memory, about 40 ns, far cheaper than one ``os.stat`` (and immune
+  to ext4 reusing inode numbers at once or mtime being coarse). Two ids sharing a slot only
+  cost an extra disk read, never a stale answer. Because the bump follows the file change
+  and the reader reads the slot before the file, a reader that saw the new slot value also
+  sees the new file; one that saw the old value re-validates on its next hit.
+* **Expiry.** Every hit, from either tier, checks ``expires_at`` against the clock. An
+  expired entry is dropped from memory and its file removed under the lock (after checking
+  again that the file still holds an expired entry), so expiry removes it from both tiers.
+* **Corruption.** A file that cannot be parsed, is not an entry, names another
+  ``discovery_id``, is a symlink or cannot be read is removed under the lock (after reading
+  it again there), counted and shown on the span; the caller just gets a miss.
+* **Guarantees.** (1) An expired entry is never returned, from either tier. (2) Once
+  ``set`` or ``invalidate_connection`` has returned in one process, no process returns the
+  older entry afterwards. (3) Concurrent ``set``\\ s of one key from several processes leave
+  exactly one complete entry. (4) A corrupt or unreadable entry is never raised to the
+  caller. Limits: deleting ``.mcp_otel/generations`` while processes run is noticed within
+  one second (the processes then re-map it and drop their memory tier), and files changed
+  by hand without the lock are not noticed by memory tiers until their next generation
+  change or expiry.
+
+Event loop
+==========
+
+A memory hit is answered inline (a few microseconds). A disk read of a small entry (up to
+256 KiB) is also done inline: it is one ``open``/``read`` of a page-cached file and never
+waits on a lock. Everything that may wait (``flock``, ``fsync``, directory scans, large
+files) runs in a worker thread through :func:`asyncio.to_thread`.
+
+Telemetry
+=========
+
+Spans ``cache.get``, ``cache.set``, ``cache.invalidate``, ``cache.clear_expired``,
+``cache.clear_all``; coherency actions are span events (``cache.expired``,
+``cache.memory_evicted``, ``cache.disk_evicted``, ``cache.stale_dropped``,
+``cache.corrupt_removed``). Only hashed ids reach spans. When the tracer provider cannot
+record (no-op provider, SDK disabled, ``ALWAYS_OFF`` sampler) no tracer call is made at all.
+The counters ``mcp_otel.cache.requests`` and ``mcp_otel.cache.coherency_events`` are
+observable counters over process-wide integers: a synchronous SDK ``Counter.add`` costs
+several microseconds, more than a whole memory hit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import fcntl
+import hashlib
+import logging
+import mmap
+import os
+import re
+import secrets
+import sys
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+from opentelemetry import metrics as _metrics_api
+from opentelemetry import trace
+from opentelemetry.metrics import CallbackOptions, Observation
+from opentelemetry.trace import Span, Status, StatusCode
+
+from mcp_otel import _json, _setup
+
+__all__ = ["DiscoveryCache"]
+
+_log = logging.getLogger(__name__)
+
+_SCOPE = "mcp_otel.cache"
+_STATE_DIR = ".mcp_otel"
+_GEN_FILE = "generations"
+_SLOTS = 4096  # generation counters in the shared file
+_STRIPES = 64  # lock files; slot s is always guarded by stripe s % _STRIPES
+_INLINE_READ_MAX = 256 * 1024  # bigger entries are read in a worker thread
+_RECHECK_GEN_FILE_S = 1.0
+_KEY_MEMO_MAX = 4096
+_ENV_MAX_MEMORY = "MCP_OTEL_CACHE_MAX_MEMORY_ENTRIES"
+_DEFAULT_MAX_MEMORY = 4096
+
+_ENTRY_NAME = re.compile(r"(disc_[0-9a-f]{16})\.json")
+_TMP_NAME = re.compile(r"\.tmp\.(disc_[0-9a-f]{16})\.\d+\.[0-9a-f]{8}")
+_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+
+# Attribute and event names (see docs/architecture.md for the metric ones).
+A_HIT = "cache.hit"
+A_TIER = "mcp_otel.cache.tier"
+A_KEY = "mcp_otel.cache.key"
+A_ID = "mcp_otel.cache.discovery_id"
+A_TTL = "mcp_otel.cache.ttl_s"
+A_SIZE = "mcp_otel.cache.entry_size"
+A_REMOVED = "mcp_otel.cache.removed"
+A_CONN = "mcp_otel.cache.connection_hash"
+A_EVENT = "mcp_otel.cache.event"
+A_RESULT = "mcp_otel.cache.result"
+EVENTS = ("expired", "memory_evicted", "disk_evicted", "stale_dropped", "corrupt_removed")
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+@dataclass
+class _Counts:
+    """Process-wide counts behind the observable counters of one meter provider.
+
+    Several caches may share a provider; observable callbacks of one instrument would
+    overwrite each other, so all caches of a provider add into one object.
+    """
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    hit_memory: int = 0
+    hit_disk: int = 0
+    miss: int = 0
+    events: dict[str, int] = field(default_factory=lambda: dict.fromkeys(EVENTS, 0))
+
+    def event(self, name: str, n: int = 1) -> None:
+        with self.lock:
+            self.events[name] += n
+
+    def _requests(self, _options: CallbackOptions) -> Iterable[Observation]:
+        with self.lock:
+            values = (self.hit_memory, self.hit_disk, self.miss)
+        yield Observation(values[0], {A_RESULT: "hit", A_TIER: "memory"})
+        yield Observation(values[1], {A_RESULT: "hit", A_TIER: "disk"})
+        yield Observation(values[2], {A_RESULT: "miss", A_TIER: "none"})
+
+    def _events(self, _options: CallbackOptions) -> Iterable[Observation]:
+        with self.lock:
+            values = dict(self.events)
+        for name, value in values.items():
+            yield Observation(value, {A_EVENT: name})
+
+
+_COUNTS: dict[int, tuple[object, _Counts]] = {}
+_COUNTS_LOCK = threading.Lock()
+
+
+def _meter_provider() -> _metrics_api.MeterProvider:
+    """mcp-otel's shared meter provider, or the global one while _setup has none."""
+    getter = getattr(_setup, "get_meter_provider", None)
+    if callable(getter):
+        return getter()
+    return _metrics_api.get_meter_provider()
+
+
+def _counts_for(provider: _metrics_api.MeterProvider) -> _Counts:
+    with _COUNTS_LOCK:
+        known = _COUNTS.get(id(provider))
+        if known is not None and known[0] is provider:
+            return known[1]
+        counts = _Counts()
+        meter = provider.get_meter(_SCOPE, _version())
+        meter.create_observable_counter(
+            "mcp_otel.cache.requests",
+            callbacks=[counts._requests],
+            unit="{request}",
+            description="Discovery cache lookups by result and answering tier",
+        )
+        meter.create_observable_counter(
+            "mcp_otel.cache.coherency_events",
+            callbacks=[counts._events],
+            unit="{event}",
+            description="Discovery cache coherency actions",
+        )
+        _COUNTS[id(provider)] = (provider, counts)
+        return counts
+
+
+def _version() -> str:
+    from mcp_otel import __version__
+
+    return __version__
+
+
+# --------------------------------------------------------------------------- tracing
+
+
+def _tracer_for(provider: trace.TracerProvider | None) -> trace.Tracer | None:
+    """A tracer, or None when this provider can never record (then no tracer work at all)."""
+    if provider is None:
+        provider = _setup.get_tracer_provider()
+    if isinstance(provider, trace.NoOpTracerProvider):
+        return None
+    tracer = provider.get_tracer(_SCOPE, _version())
+    if isinstance(tracer, trace.NoOpTracer):
+        return None
+    sampler = getattr(provider, "sampler", None)
+    if sampler is not None:
+        from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+
+        if sampler is ALWAYS_OFF:
+            return None
+    return tracer
+
+
+def _event(span: Span | None, name: str, discovery_id: str, **attrs: Any) -> None:
+    if span is not None:
+        span.add_event(f"cache.{name}", {A_EVENT: name, A_ID: discovery_id, **attrs})
+
+
+# --------------------------------------------------------------------------- value objects
+
+
+@dataclass(frozen=True, slots=True)
+class _Key:
+    """Hashed identity of one request; the only thing that reaches files and spans."""
+
+    cache_key: str
+    discovery_id: str
+    slot: int
+
+    @property
+    def stripe(self) -> int:
+        return self.slot % _STRIPES
+
+
+@dataclass(slots=True)
+class _Record:
+    """A memory-tier entry with what is needed to re-validate it without a syscall."""
+
+    entry: dict[str, Any]
+    expires: float  # POSIX seconds
+    generation: int
+    slot: int
+    size: int
+    discovery_id: str
+    connection_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Parsed:
+    """A disk entry that passed validation."""
+
+    entry: dict[str, Any]
+    expires: float
+
+
+class _Corrupt(Exception):
+    """A disk entry that is not a valid entry of its file name."""
+
+
+# --------------------------------------------------------------------------- generations
+
+
+class _Generations:
+    """The shared, mmap'd file of generation counters (see the module docstring)."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self._path = state_dir / _GEN_FILE
+        self._lock = threading.Lock()
+        self.recheck_at = 0.0
+        self._open()
+
+    def _open(self) -> None:
+        fd = os.open(self._path, os.O_RDWR | os.O_CREAT | _O_CLOEXEC | _O_NOFOLLOW, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                if os.fstat(fd).st_size < _SLOTS * 8:
+                    os.ftruncate(fd, _SLOTS * 8)  # only ever grows; new slots read 0
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            self._mmap = mmap.mmap(fd, _SLOTS * 8, access=mmap.ACCESS_READ)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd = fd
+        self.view = memoryview(self._mmap).cast("Q")
+        self.recheck_at = time.time() + _RECHECK_GEN_FILE_S
+
+    def bump(self, slot: int) -> int:
+        """Increment one slot; the caller holds the slot's stripe lock."""
+        offset = slot * 8
+        value = int.from_bytes(os.pread(self._fd, 8, offset), sys.byteorder) + 1
+        os.pwrite(self._fd, value.to_bytes(8, sys.byteorder), offset)
+        return value
+
+    def replaced(self) -> bool:
+        """True (after re-mapping) when the file was deleted or replaced under us."""
+        with self._lock:
+            self.recheck_at = time.time() + _RECHECK_GEN_FILE_S
+            try:
+                st = os.stat(self._path, follow_symlinks=False)
+                mine = os.fstat(self._fd)
+                same = (st.st_dev, st.st_ino) == (mine.st_dev, mine.st_ino) and mine.st_nlink
+            except FileNotFoundError:
+                same = False
+            if same:
+                return False
+            _log.warning("cache generation file %s was replaced; re-mapping it", self._path)
+            self._open()  # the old mapping stays valid for readers still holding it
+            return True
+
+
+# --------------------------------------------------------------------------- the cache
+
+
+class DiscoveryCache:
+    """Drop-in for Osiris' ``DiscoveryCache``: coherent across processes, traced.
+
+    Entries returned by :meth:`get` are shared with the memory tier (as in Osiris): treat
+    them as read-only.
+    """
+
+    def __init__(
+        self,
+        cache_dir: Path | None = None,
+        default_ttl_hours: int = 24,
+        *,
+        tracer_provider: trace.TracerProvider | None = None,
+        meter_provider: _metrics_api.MeterProvider | None = None,
+    ) -> None:
+        if isinstance(default_ttl_hours, bool) or not isinstance(default_ttl_hours, int | float):
+            raise TypeError("default_ttl_hours must be a number of hours")
+        if not default_ttl_hours > 0:
+            raise ValueError("default_ttl_hours must be positive")
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else _setup.data_dir() / "cache"
+        self.default_ttl = timedelta(hours=default_ttl_hours)
+        self.cache_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        state = self.cache_dir / _STATE_DIR
+        state.mkdir(mode=0o700, exist_ok=True)
+        self._lock_paths = [state / f"lock.{i:02d}" for i in range(_STRIPES)]
+        self._gens = _Generations(state)
+        self._memory: dict[str, _Record] = {}
+        self._mlock = threading.Lock()  # guards compound changes of _memory, not reads
+        self._max_memory = _max_memory_entries()
+        self._keys: dict[tuple[str, str, int, str | None], _Key] = {}
+        self._tracer = _tracer_for(tracer_provider)
+        self._counts = _counts_for(meter_provider or _meter_provider())
+
+    # ------------------------------------------------------------------ keys
+
+    def _key(
+        self, connection: str, component: str, samples: int, idempotency_key: str | None
+    ) -> _Key:
+        if samples.__class__ is not int:
+            raise TypeError("samples must be an int")
+        memo = (connection, component, samples, idempotency_key)
+        key = self._keys.get(memo)
+        if key is not None:
+            return key
+        if not isinstance(connection, str) or not isinstance(component, str):
+            raise TypeError("connection and component must be str")
+        if idempotency_key is not None and not isinstance(idempotency_key, str):
+            raise TypeError("idempotency_key must be str or None")
+        base = f"{connection}|{component}|{samples}"
+        disc = hashlib.sha256(_utf8(base)).hexdigest()[:16]
+        full = hashlib.sha256(_utf8(f"{base}|{idempotency_key or ''}")).hexdigest()[:16]
+        key = _Key(f"cache_{full}", f"disc_{disc}", int(disc[:8], 16) % _SLOTS)
+        if len(self._keys) >= _KEY_MEMO_MAX:
+            self._keys.clear()
+        self._keys[memo] = key
+        return key
+
+    # ------------------------------------------------------------------ get
+
+    async def get(
+        self,
+        connection: str,
+        component: str,
+        samples: int = 0,
+        idempotency_key: str | None = None,
+    ) -> dict[str, Any] | None:
+        """The whole entry, from memory (re-validated) or disk, or None; never raises on I/O."""
+        key = self._key(connection, component, samples, idempotency_key)
+        if self._tracer is not None:
+            return await self._get_traced(key)
+        rec = self._memory.get(key.cache_key)
+        if rec is not None:
+            now = time.time()
+            if (
+                now < rec.expires
+                and rec.generation == self._gens.view[rec.slot]
+                and now < self._gens.recheck_at
+            ):
+                counts = self._counts
+                with counts.lock:
+                    counts.hit_memory += 1
+                return rec.entry
+        return await self._lookup_async(key, None)
+
+    async def _get_traced(self, key: _Key) -> dict[str, Any] | None:
+        span = self._tracer.start_span("cache.get")  # type: ignore[union-attr]
+        try:
+            live = span if span.is_recording() else None
+            if live is not None:
+                live.set_attributes({A_KEY: key.cache_key, A_ID: key.discovery_id})
+            entry = await self._lookup_async(key, live)
+            return entry
+        except BaseException as exc:
+            span.record_exception(exc)
+            span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+            raise
+        finally:
+            span.end()
+
+    async def _lookup_async(self, key: _Key, span: Span | None) -> dict[str, Any] | None:
+        result = self._lookup(key, span, blocking=False)
+        if result is _NEEDS_THREAD:
+            result = await asyncio.to_thread(self._lookup, key, span, True)
+        return result  # type: ignore[return-value]
+
+    def _lookup(self, key: _Key, span: Span | None, blocking: bool) -> Any:
+        """Memory, then disk. Without ``blocking`` returns _NEEDS_THREAD instead of waiting."""
+        if time.time() >= self._gens.recheck_at and self._gens.replaced():
+            self._drop_all_memory(span)
+        rec = self._memory.get(key.cache_key)
+        if rec is not None:
+            if time.time() >= rec.expires:
+                if not blocking:
+                    return _NEEDS_THREAD
+                self._forget(key.cache_key, rec, span, "expired")
+                self._reap(key, span)
+                return self._answer(span, None, "none")
+            if rec.generation == self._gens.view[rec.slot]:
+                return self._answer(span, rec, "memory")
+            self._forget(key.cache_key, rec, span, "stale_dropped")
+        generation = self._gens.view[key.slot]  # read BEFORE the file: see module docstring
+        try:
+            raw = _read_entry_file(self.cache_dir / f"{key.discovery_id}.json", blocking)
+        except FileNotFoundError:
+            return self._answer(span, None, "none")
+        except OSError:
+            if not blocking:
+                return _NEEDS_THREAD
+            self._reap(key, span)
+            return self._answer(span, None, "none")
+        if raw is None:
+            return _NEEDS_THREAD  # too large to read on the event loop
+        try:
+            parsed = _parse(raw, key.discovery_id)
+        except _Corrupt:
+            if not blocking:
+                return _NEEDS_THREAD
+            self._reap(key, span)
+            return self._answer(span, None, "none")
+        if time.time() >= parsed.expires:
+            if not blocking:
+                return _NEEDS_THREAD
+            self._reap(key, span)
+            return self._answer(span, None, "none")
+        if parsed.entry.get("cache_key") != key.cache_key:
+            return self._answer(span, None, "none")  # same id, other idempotency key
+        rec = _Record(
+            parsed.entry,
+            parsed.expires,
+            generation,
+            key.slot,
+            len(raw),
+            key.discovery_id,
+            str(parsed.entry.get("connection_id")),
+        )
+        self._remember(key.cache_key, rec, span)
+        return self._answer(span, rec, "disk")
+
+    def _answer(self, span: Span | None, rec: _Record | None, tier: str) -> dict[str, Any] | None:
+        counts = self._counts
+        with counts.lock:
+            if rec is None:
+                counts.miss += 1
+            elif tier == "memory":
+                counts.hit_memory += 1
+            else:
+                counts.hit_disk += 1
+        if span is not None:
+            span.set_attribute(A_HIT, rec is not None)
+            span.set_attribute(A_TIER, tier)
+            if rec is not None:
+                span.set_attribute(A_SIZE, rec.size)
+                ttl = rec.entry.get("ttl_seconds")
+                if isinstance(ttl, int | float) and not isinstance(ttl, bool):
+                    span.set_attribute(A_TTL, ttl)
+        return None if rec is None else rec.entry
+
+    # ------------------------------------------------------------------ memory tier
+
+    def _remember(self, cache_key: str, rec: _Record, span: Span | None) -> None:
+        evicted: list[_Record] = []
+        with self._mlock:
+            self._memory.pop(cache_key, None)
+            self._memory[cache_key] = rec
+            while len(self._memory) > self._max_memory:
+                oldest = next(iter(self._memory))
+                evicted.append(self._memory.pop(oldest))
+        for old in evicted:
+            self._counts.event("memory_evicted")
+            _event(span, "memory_evicted", old.discovery_id, reason="capacity")
+
+    def _forget(self, cache_key: str, rec: _Record | None, span: Span | None, why: str) -> bool:
+        """Drop one memory record (only ``rec`` itself when given) and count why."""
+        with self._mlock:
+            current = self._memory.get(cache_key)
+            if current is None or (rec is not None and current is not rec):
+                return False
+            del self._memory[cache_key]
+        if why in ("expired", "stale_dropped"):
+            self._counts.event(why)
+            _event(span, why, current.discovery_id, **{A_TIER: "memory"})
+        self._counts.event("memory_evicted")
+        _event(span, "memory_evicted", current.discovery_id, reason=why)
+        return True
+
+    def _drop_all_memory(self, span: Span | None) -> None:
+        with self._mlock:
+            dropped = list(self._memory.values())
+            self._memory.clear()
+        for rec in dropped:
+            self._counts.event("stale_dropped")
+            _event(span, "stale_dropped", rec.discovery_id, reason="generation file replaced")
+
+    # ------------------------------------------------------------------ disk tier (locked)
+
+    @contextlib.contextmanager
+    def _locked(self, stripe: int) -> Iterator[None]:
+        # A fresh open file description per acquisition: flock then also excludes other
+        # threads of this process and survives fork; closing releases it.
+        fd = os.open(
+            self._lock_paths[stripe], os.O_RDWR | os.O_CREAT | _O_CLOEXEC | _O_NOFOLLOW, 0o600
+        )
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def _reap(self, key: _Key, span: Span | None) -> int:
+        """Under the lock, remove the entry file if it is (still) expired or corrupt.
+
+        Returns the removed file's size, or -1 when nothing was removed.
+        """
+        path = self.cache_dir / f"{key.discovery_id}.json"
+        with self._locked(key.stripe):
+            try:
+                raw = _read_entry_file(path, blocking=True)
+                assert raw is not None
+                why = "expired" if time.time() >= _parse(raw, key.discovery_id).expires else ""
+            except FileNotFoundError:
+                return -1
+            except (OSError, _Corrupt) as exc:
+                raw, why = b"", "corrupt_removed"
+                _log.warning("removing corrupt cache entry %s: %s", key.discovery_id, exc)
+            if not why:
+                return -1  # replaced by a fresh entry meanwhile: keep it
+            if not _unlink(path):
+                return -1
+            self._gens.bump(key.slot)
+        self._counts.event(why)
+        _event(span, why, key.discovery_id, **{A_TIER: "disk"})
+        self._counts.event("disk_evicted")
+        _event(span, "disk_evicted", key.discovery_id, reason=why)
+        return len(raw)
+
+    # ------------------------------------------------------------------ set
+
+    async def set(
+        self,
+        connection: str,
+        component: str,
+        samples: int,
+        data: dict[str, Any],
+        idempotency_key: str | None = None,
+        ttl: timedelta | None = None,
+    ) -> str:
+        """Store an entry durably in both tiers and return its discovery id.
+
+        Raises ``OSError`` (after leaving the cache as it was) when the entry cannot be
+        written; argument errors raise ``TypeError``/``ValueError``.
+        """
+        key = self._key(connection, component, samples, idempotency_key)
+        if ttl is None:
+            ttl = self.default_ttl
+        elif not isinstance(ttl, timedelta):
+            raise TypeError("ttl must be a datetime.timedelta or None")
+        elif ttl <= timedelta(0):
+            raise ValueError("ttl must be positive")
+        now = datetime.now(UTC)
+        expiry = now + ttl
+        entry = {
+            "discovery_id": key.discovery_id,
+            "cache_key": key.cache_key,
+            "connection_id": connection,
+            "component_id": component,
+            "samples": samples,
+            "idempotency_key": idempotency_key,
+            "data": data,
+            "created_at": now.isoformat(),
+            "expires_at": expiry.isoformat(),
+            "ttl_seconds": int(ttl.total_seconds()),
+        }
+        payload = _json.dumps(entry)
+        # Memory holds exactly what disk holds (and not the caller's mutable ``data``).
+        stored = orjson.loads(payload)
+        rec = _Record(
+            stored,
+            expiry.timestamp(),
+            0,
+            key.slot,
+            len(payload),
+            key.discovery_id,
+            str(stored["connection_id"]),
+        )
+        span = self._start("cache.set")
+        try:
+            live = span if span is not None and span.is_recording() else None
+            if live is not None:
+                live.set_attributes(
+                    {
+                        A_KEY: key.cache_key,
+                        A_ID: key.discovery_id,
+                        A_TTL: ttl.total_seconds(),
+                        A_SIZE: len(payload),
+                    }
+                )
+            await asyncio.to_thread(self._write, key, payload, rec, live)
+            return key.discovery_id
+        except BaseException as exc:
+            if span is not None:
+                span.record_exception(exc)
+                span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+            raise
+        finally:
+            if span is not None:
+                span.end()
+
+    def _write(self, key: _Key, payload: bytes, rec: _Record, span: Span | None) -> None:
+        path = self.cache_dir / f"{key.discovery_id}.json"
+        with self._locked(key.stripe):
+            try:
+                _atomic_write(self.cache_dir, path, key.discovery_id, payload)
+            finally:
+                # Bumped even on failure: the file may have changed (e.g. the directory
+                # fsync failed after the replace), and a bump is never wrong, only costly.
+                generation = self._gens.bump(key.slot)
+            rec.generation = generation
+            self._remember(key.cache_key, rec, span)
+
+    # ------------------------------------------------------------------ maintenance
+
+    async def invalidate_connection(self, connection: str) -> int:
+        """Remove every entry of ``connection`` from both tiers; returns how many entries."""
+        if not isinstance(connection, str):
+            raise TypeError("connection must be str")
+        span = self._start("cache.invalidate")
+        try:
+            live = span if span is not None and span.is_recording() else None
+            if live is not None:
+                conn_hash = hashlib.sha256(_utf8(connection)).hexdigest()[:16]
+                live.set_attribute(A_CONN, f"conn_{conn_hash}")
+            wanted = _json.to_jsonable(connection)
+            removed, size = await asyncio.to_thread(self._invalidate, wanted, live)
+            if live is not None:
+                live.set_attribute(A_REMOVED, removed)
+                live.set_attribute(A_SIZE, size)
+            return removed
+        finally:
+            if span is not None:
+                span.end()
+
+    def _invalidate(self, connection: str, span: Span | None) -> tuple[int, int]:
+        ids: set[str] = set()
+        size = 0
+        for disc, path in self._entry_files():
+            key = _key_of(disc)
+            with self._locked(key.stripe):
+                try:
+                    raw = _read_entry_file(path, blocking=True)
+                    assert raw is not None
+                    entry = _parse(raw, disc).entry
+                except (OSError, _Corrupt):
+                    continue  # gone meanwhile, or left for get/clear_expired to reap
+                if entry.get("connection_id") != connection or not _unlink(path):
+                    continue
+                self._gens.bump(key.slot)
+            ids.add(disc)
+            size += len(raw)
+            self._counts.event("disk_evicted")
+            _event(span, "disk_evicted", disc, reason="invalidated")
+        for cache_key, rec in list(self._memory.items()):
+            if rec.connection_id != connection:
+                continue
+            if self._forget(cache_key, rec, span, "invalidated"):
+                ids.add(rec.discovery_id)
+        return len(ids), size
+
+    async def clear_expired(self) -> int:
+        """Remove expired and corrupt entries and abandoned temporary files; returns entries."""
+        span = self._start("cache.clear_expired")
+        try:
+            live = span if span is not None and span.is_recording() else None
+            removed, size = await asyncio.to_thread(self._clear_expired, live)
+            if live is not None:
+                live.set_attribute(A_REMOVED, removed)
+                live.set_attribute(A_SIZE, size)
+            return removed
+        finally:
+            if span is not None:
+                span.end()
+
+    def _clear_expired(self, span: Span | None) -> tuple[int, int]:
+        now = time.time()
+        removed = size = 0
+        for cache_key, rec in list(self._memory.items()):
+            if now >= rec.expires:
+                self._forget(cache_key, rec, span, "expired")
+        for disc, path in self._entry_files():
+            try:
+                raw = _read_entry_file(path, blocking=True)
+                assert raw is not None
+                if time.time() < _parse(raw, disc).expires:
+                    continue
+            except FileNotFoundError:
+                continue
+            except (OSError, _Corrupt):
+                pass
+            gone = self._reap(_key_of(disc), span)
+            if gone >= 0:
+                removed += 1
+                size += gone
+        self._remove_abandoned_temporaries()
+        return removed, size
+
+    async def clear_all(self) -> int:
+        """Remove every entry from both tiers; returns the number of files removed."""
+        span = self._start("cache.clear_all")
+        try:
+            live = span if span is not None and span.is_recording() else None
+            removed, size = await asyncio.to_thread(self._clear_all, live)
+            if live is not None:
+                live.set_attribute(A_REMOVED, removed)
+                live.set_attribute(A_SIZE, size)
+            return removed
+        finally:
+            if span is not None:
+                span.end()
+
+    def _clear_all(self, span: Span | None) -> tuple[int, int]:
+        removed = size = 0
+        for disc, path in self._entry_files():
+            key = _key_of(disc)
+            with self._locked(key.stripe):
+                try:
+                    length = os.lstat(path).st_size
+                except OSError:
+                    continue
+                if not _unlink(path):
+                    continue
+                self._gens.bump(key.slot)
+            removed += 1
+            size += length
+            self._counts.event("disk_evicted")
+            _event(span, "disk_evicted", disc, reason="clear_all")
+        for cache_key in list(self._memory):
+            self._forget(cache_key, None, span, "clear_all")
+        self._remove_abandoned_temporaries()
+        return removed, size
+
+    def _remove_abandoned_temporaries(self) -> None:
+        """Temporary files of writers that died: any found while holding its lock is dead."""
+        try:
+            names = [e.name for e in os.scandir(self.cache_dir)]
+        except OSError:
+            return
+        for name in names:
+            match = _TMP_NAME.fullmatch(name)
+            if match is None:
+                continue
+            with self._locked(_key_of(match.group(1)).stripe):
+                _unlink(self.cache_dir / name)
+
+    def _entry_files(self) -> list[tuple[str, Path]]:
+        try:
+            with os.scandir(self.cache_dir) as it:
+                names = [e.name for e in it]
+        except OSError as exc:
+            _log.warning("cannot list cache directory %s: %s", self.cache_dir, exc)
+            return []
+        out = []
+        for name in sorted(names):
+            match = _ENTRY_NAME.fullmatch(name)
+            if match is not None:
+                out.append((match.group(1), self.cache_dir / name))
+        return out
+
+    # ------------------------------------------------------------------ sync helpers
+
+    def get_cache_stats(self) -> dict[str, Any]:
+        """Osiris' statistics: memory entries, expired ones, disk files and bytes."""
+        now = time.time()
+        records = list(self._memory.values())
+        files = self._entry_files()
+        size = 0
+        for _disc, path in files:
+            with contextlib.suppress(OSError):
+                size += os.lstat(path).st_size
+        return {
+            "memory_entries": len(records),
+            "expired_entries": sum(1 for r in records if now >= r.expires),
+            "disk_files": len(files),
+            "disk_size_bytes": size,
+            "cache_directory": str(self.cache_dir),
+        }
+
+    def get_discovery_uri(self, discovery_id: str, artifact_type: str) -> str:
+        """The Osiris resource URI of one discovery artifact."""
+        return f"osiris://mcp/discovery/{discovery_id}/{artifact_type}.json"
+
+    def _start(self, name: str) -> Span | None:
+        return None if self._tracer is None else self._tracer.start_span(name)
+
+
+# --------------------------------------------------------------------------- module helpers
+
+_NEEDS_THREAD = object()
+
+
+def _utf8(text: str) -> bytes:
+    # Lone surrogates cannot be UTF-8 encoded strictly; hashing must still never fail.
+    return text.encode("utf-8", "surrogatepass")
+
+
+def _key_of(discovery_id: str) -> _Key:
+    """The slot/stripe of a discovery id found on disk (its cache_key is unknown)."""
+    return _Key("", discovery_id, int(discovery_id[5:13], 16) % _SLOTS)
+
+
+def _max_memory_entries() -> int:
+    raw = os.environ.get(_ENV_MAX_MEMORY, "").strip()
+    if not raw:
+        return _DEFAULT_MAX_MEMORY
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        _log.warning(
+            "%s=%r is not a positive integer; using %d", _ENV_MAX_MEMORY, raw, _DEFAULT_MAX_MEMORY
+        )
+        return _DEFAULT_MAX_MEMORY
+    return value
+
+
+def _read_entry_file(path: Path, blocking: bool) -> bytes | None:
+    """The file's bytes (never following a symlink), or None if too big for the event loop."""
+    fd = os.open(path, os.O_RDONLY | _O_CLOEXEC | _O_NOFOLLOW)
+    try:
+        size = os.fstat(fd).st_size
+        if size > _INLINE_READ_MAX and not blocking:
+            return None
+        chunks = []
+        while True:
+            chunk = os.read(fd, max(size, 65536))
+            if not chunk:
+                break
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def _parse(raw: bytes, discovery_id: str) -> _Parsed:
+    try:
+        entry = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise _Corrupt(f"not JSON: {exc}") from None
+    if not isinstance(entry, dict) or entry.get("discovery_id") != discovery_id:
+        raise _Corrupt("not an entry of this file")
+    if "data" not in entry:
+        raise _Corrupt("no data")
+    try:
+        expires = datetime.fromisoformat(entry["expires_at"])
+    except (KeyError, TypeError, ValueError):
+        raise _Corrupt("bad expires_at") from None
+    if expires.tzinfo is None:
+        expires = expires.replace(tzinfo=UTC)  # Osiris writes UTC
+    return _Parsed(entry, expires.timestamp())
+
+
+def _unlink(path: Path) -> bool:
+    try:
+        os.unlink(path)
+        return True
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        _log.warning("cannot remove cache file %s: %s", path, exc)
+        return False
+
+
+def _atomic_write(directory: Path, path: Path, discovery_id: str, payload: bytes) -> None:
+    tmp = directory / f".tmp.{discovery_id}.{os.getpid()}.{secrets.token_hex(4)}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_CLOEXEC | _O_NOFOLLOW, 0o600)
+    try:
+        try:
+            view = memoryview(payload)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    dfd = os.open(directory, os.O_RDONLY | _O_CLOEXEC)
+    try:
+        os.fsync(dfd)
+    except OSError as exc:  # some filesystems refuse fsync on directories
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP):
+            raise
+    finally:
+        os.close(dfd)
