@@ -1,0 +1,763 @@
+"""``TelemetryEmitter``: Osiris' telemetry API on OpenTelemetry metrics and log records.
+
+Why it is built this way (see docs/telemetry.md for the user-facing guarantees):
+
+* **The counts live in OTel instruments, not in a dict.** Osiris' ``self.metrics[...] += n``
+  lost 35-55% of updates under threads (RC-002). The SDK aggregates each instrument
+  atomically; ``metrics`` and ``get_session_summary()`` read the values back from the SDK's
+  own aggregation through an ``InMemoryMetricReader`` on the emitter's *own*
+  ``MeterProvider`` (so two emitters never mix their counts).
+* **One lock makes the five totals consistent with each other.** Every call's updates
+  happen under ``self._lock``, and so does every collection (the read-back, and the
+  exporting readers through :class:`_ConsistentPeriodicReader`): a reader never sees
+  ``tool_calls`` incremented without the matching bytes, in-process or in an exported
+  snapshot.
+* **Counting never depends on exporting.** ``enabled=False`` keeps the in-memory reader and
+  drops every exporter and file, so the report's ``TelemetryEmitter(enabled=False)`` test
+  sees exact counts. With ``OTEL_SDK_DISABLED=true`` the SDK hands out no-op instruments,
+  so the emitter falls back to a locked dict: still exact, nothing exported.
+* **A forked child starts at zero.** The SDK copies a provider's accumulated state into a
+  child; exporting it again (under the child's new ``service.instance.id``) would count the
+  parent's calls twice in a backend. After ``fork`` the emitter builds a fresh pipeline
+  (new resource, zero counts, new session id); the inherited exporters are inert
+  (``_setup.fork_safe``).
+* **Events are OTel log records.** ``server_start``, ``server_stop``, ``handshake`` and
+  ``tool_call`` carry Osiris' fields as attributes, written by the locked JSONL exporter
+  (flat format: one line, Osiris' fields at top level) and sent over OTLP when configured.
+* **The host server never crashes because of telemetry.** Bad values are transformed in a
+  documented way (``_as_count``) and any internal failure is logged once, not raised.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import os
+import secrets
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from opentelemetry.metrics import CallbackOptions, Observation
+from opentelemetry.sdk._logs import LoggerProvider, LogRecordLimits
+from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
+from opentelemetry.sdk.metrics import (
+    Counter,
+    Histogram,
+    MeterProvider,
+    ObservableGauge,
+)
+from opentelemetry.sdk.metrics.export import (
+    InMemoryMetricReader,
+    PeriodicExportingMetricReader,
+)
+from opentelemetry.sdk.metrics.view import DropAggregation
+from opentelemetry.sdk.resources import Resource
+
+from mcp_otel import _json, _setup
+
+__all__ = ["TelemetryEmitter", "get_telemetry", "init_telemetry"]
+
+_log = logging.getLogger(__name__)
+
+#: Bucket boundaries (seconds) recommended by the OTel MCP semantic conventions.
+MCP_DURATION_BUCKETS: tuple[float, ...] = (
+    0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 30, 60, 120, 300,
+)  # fmt: skip
+#: Distinct tool names (and error types) an emitter puts on metrics; later ones share
+#: ``_OTHER``. Keeps series bounded when a client invents tool names.
+MAX_TOOL_NAMES = 256
+MAX_ERROR_TYPES = 64
+MAX_NAME_LENGTH = 128
+_OTHER = "_other"
+#: Queue of the telemetry events' batch processor; large so a burst is written, not dropped.
+EVENT_QUEUE_SIZE = 65_536
+
+METRIC_KEYS = ("tool_calls", "total_bytes_in", "total_bytes_out", "total_duration_ms", "errors")
+_READBACK = {
+    "mcp_otel.tool.calls": "tool_calls",
+    "mcp_otel.tool.input": "total_bytes_in",
+    "mcp_otel.tool.output": "total_bytes_out",
+    "mcp_otel.tool.duration": "total_duration_ms",
+    "mcp_otel.tool.errors": "errors",
+}
+EVENT_PREFIX = "mcp.telemetry."
+_SCOPE = "mcp_otel.telemetry"
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _as_count(value: Any) -> tuple[int, bool]:
+    """A non-negative int for a counter, and whether ``value`` had to be transformed.
+
+    Counters only go up, and the SDK silently drops a negative ``add`` (which would leave
+    ``tool_calls`` counted but ``bytes`` not). So: ints are kept, finite floats rounded,
+    numeric strings parsed; negatives, NaN/inf and anything else count as 0. The event
+    line lists every transformed field under ``mcp_otel.invalid_fields``.
+    """
+    if type(value) is int:
+        return (value, False) if value >= 0 else (0, True)
+    if isinstance(value, bool):
+        return int(value), True
+    if isinstance(value, int):
+        return (int(value), False) if value >= 0 else (0, True)
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")) or value < 0:
+            return 0, True
+        rounded = round(value)
+        return rounded, rounded != value
+    if isinstance(value, str):
+        try:
+            parsed = int(value.strip())
+        except ValueError:
+            return 0, True
+        return max(parsed, 0), True
+    return 0, True
+
+
+def _label(value: Any) -> str:
+    text = value if isinstance(value, str) else str(value)
+    if len(text) > MAX_NAME_LENGTH:
+        text = text[:MAX_NAME_LENGTH]
+    return text
+
+
+def _iso(ns: int) -> str:
+    """Osiris' ``datetime.now(UTC).isoformat()`` form, from the record's own timestamp."""
+    seconds, rest = divmod(ns, 1_000_000_000)
+    stamp = _dt.datetime.fromtimestamp(seconds, _dt.UTC).replace(microsecond=rest // 1000)
+    return stamp.isoformat()
+
+
+_redactor: Any = None
+
+
+def _clean(value: Any) -> Any:
+    """Secrets masked and values made JSON-safe before the value reaches any sink.
+
+    Uses the audit trail's :class:`mcp_otel.redaction.Redactor` (Osiris' key rules plus
+    URL/DSN passwords); falls back to plain JSON-safe encoding if it cannot be loaded.
+    """
+    global _redactor
+    if _redactor is None:
+        try:
+            from mcp_otel.redaction import Redactor
+
+            _redactor = Redactor()
+        except Exception:  # pragma: no cover - redaction ships with the package
+            _redactor = False
+    if _redactor:
+        try:
+            return _redactor.clean(value)
+        except Exception:
+            pass
+    return _json.to_jsonable(value)
+
+
+class _ConsistentPeriodicReader(PeriodicExportingMetricReader):
+    """A periodic exporting reader whose collection runs under the emitter's lock.
+
+    Each instrument is atomic on its own; holding the same lock as ``emit_tool_call``
+    while the SDK collects makes an exported snapshot consistent across instruments
+    (``calls`` and ``bytes`` of the same calls). Only the collection is locked, not the
+    export, so a slow collector never blocks the host server.
+    """
+
+    def __init__(self, exporter: Any, *, lock_of: Callable[[], Any]) -> None:
+        self._lock_of = lock_of
+        super().__init__(exporter)
+
+    def _set_collect_callback(self, func: Any) -> None:  # type: ignore[override]
+        if func is None:
+            super()._set_collect_callback(func)
+            return
+        lock_of = self._lock_of
+
+        def locked(reader: Any, *args: Any, **kwargs: Any) -> Any:
+            with lock_of():
+                return func(reader, *args, **kwargs)
+
+        super()._set_collect_callback(locked)
+
+
+@dataclass
+class _Instruments:
+    calls: Counter
+    errors: Counter
+    bytes_in: Counter
+    bytes_out: Counter
+    duration: Counter
+    handshakes: Counter
+    operation_duration: Histogram
+    session_duration: Histogram
+
+
+@dataclass
+class _Pipeline:
+    """Everything of one emitter that belongs to one process (rebuilt after fork).
+
+    The meter provider and its in-memory reader live as long as the emitter, so counting
+    goes on after :meth:`TelemetryEmitter.shutdown`; only the exporting parts (periodic
+    readers, the logger provider) are flushed and stopped.
+    """
+
+    pid: int
+    started: float
+    meter_provider: MeterProvider | None = None
+    reader: InMemoryMetricReader | None = None
+    instruments: _Instruments | None = None
+    exporting_readers: list[PeriodicExportingMetricReader] = field(default_factory=list)
+    logger_provider: LoggerProvider | None = None
+    logger: Any = None
+    fallback: dict[str, int] | None = None
+    attrs: dict[tuple[str, bool, str | None], tuple[dict[str, str], ...]] = field(
+        default_factory=dict
+    )
+    tool_names: set[str] = field(default_factory=set)
+    error_types: set[str] = field(default_factory=set)
+
+    def flush(self, timeout_millis: int) -> bool:
+        ok = True
+        sinks: list[Any] = [self.logger_provider, *self.exporting_readers]
+        for sink in sinks:
+            if sink is None:
+                continue
+            try:
+                ok = bool(sink.force_flush(timeout_millis=timeout_millis)) and ok
+            except Exception as exc:
+                _log.warning("mcp-otel telemetry: flush failed: %s", exc)
+                ok = False
+        return ok
+
+    def shutdown(self) -> None:
+        if self.pid != os.getpid():
+            return  # an inherited copy: its exporters are inert, its threads idle
+        sinks: list[Any] = [self.logger_provider, *self.exporting_readers]
+        self.logger = self.logger_provider = None
+        self.exporting_readers = []
+        for sink in sinks:
+            if sink is None:
+                continue
+            try:
+                sink.shutdown()
+            except Exception as exc:
+                _log.warning("mcp-otel telemetry: shutdown failed: %s", exc)
+
+
+def _shutdown_box(box: list[_Pipeline]) -> None:
+    if box:
+        box[0].shutdown()
+
+
+_live: weakref.WeakSet[TelemetryEmitter] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for emitter in list(_live):
+        emitter._forked()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+# --------------------------------------------------------------------------- the emitter
+
+
+class TelemetryEmitter:
+    """Drop-in for Osiris' ``TelemetryEmitter`` with exact, thread- and fork-safe counts.
+
+    ``enabled=False`` still counts (``metrics`` is exact) but writes and exports nothing.
+    ``output_dir`` defaults to ``<MCP_OTEL_DIR>/telemetry``; events go to
+    ``mcp_telemetry_{date}.jsonl`` and metric snapshots (every
+    ``OTEL_METRIC_EXPORT_INTERVAL`` ms and at flush/shutdown) to
+    ``mcp_metrics_{date}.jsonl`` there, plus OTLP when an endpoint is configured.
+    """
+
+    def __init__(self, enabled: bool = True, output_dir: Path | None = None) -> None:
+        self.enabled = bool(enabled)
+        self.output_dir = (
+            Path(output_dir) if output_dir is not None else _setup.data_dir() / "telemetry"
+        )
+        self.session_id = self._new_session_id()
+        self._lock = threading.Lock()
+        self._build_lock = threading.Lock()
+        self._closed = False
+        self._box: list[_Pipeline] = [self._build_pipeline()]
+        self._finalizer = weakref.finalize(self, _shutdown_box, self._box)
+        _live.add(self)
+
+    # ----------------------------------------------------------------- Osiris API
+
+    @property
+    def telemetry_file(self) -> Path:
+        """Today's event file (the name follows the UTC date, so it rotates at midnight)."""
+        return self.output_dir / f"mcp_telemetry_{time.strftime('%Y%m%d', time.gmtime())}.jsonl"
+
+    @property
+    def metrics_file(self) -> Path:
+        """Today's metric snapshot file."""
+        return self.output_dir / f"mcp_metrics_{time.strftime('%Y%m%d', time.gmtime())}.jsonl"
+
+    @property
+    def metrics(self) -> dict[str, int]:
+        """Osiris' five totals, read back from the SDK's aggregation (a fresh copy)."""
+        return self._read_totals()
+
+    def emit_tool_call(
+        self,
+        tool: str,
+        status: str,
+        duration_ms: int,
+        bytes_in: int,
+        bytes_out: int,
+        error: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        *,
+        error_type: str | None = None,
+    ) -> None:
+        """Count one tool call and write its event.
+
+        ``status == "error"`` counts an error; ``error_type`` (an extension; default
+        ``tool_error`` as the MCP conventions say for a failed tool result) becomes the
+        low-cardinality ``error.type`` attribute. ``error`` itself (free text) goes only
+        on the event line, never on a metric.
+        """
+        try:
+            pipeline = self._pipeline()
+            is_error = status == "error"
+            duration, bad_duration = _as_count(duration_ms)
+            size_in, bad_in = _as_count(bytes_in)
+            size_out, bad_out = _as_count(bytes_out)
+            if pipeline.fallback is not None:
+                with self._lock:
+                    totals = pipeline.fallback
+                    totals["tool_calls"] += 1
+                    totals["total_bytes_in"] += size_in
+                    totals["total_bytes_out"] += size_out
+                    totals["total_duration_ms"] += duration
+                    if is_error:
+                        totals["errors"] += 1
+                return
+            seconds = _seconds(duration_ms, duration)
+            tool_name = tool if isinstance(tool, str) else str(tool)
+            a_calls, a_tool, a_error, a_operation = self._attributes(
+                pipeline,
+                tool_name,
+                is_error,
+                error_type
+                if error_type is None or isinstance(error_type, str)
+                else str(error_type),
+            )
+            inst = pipeline.instruments
+            assert inst is not None
+            with self._lock:
+                inst.calls.add(1, a_calls)
+                inst.bytes_in.add(size_in, a_tool)
+                inst.bytes_out.add(size_out, a_tool)
+                inst.duration.add(duration, a_tool)
+                if is_error:
+                    inst.errors.add(1, a_error)
+                inst.operation_duration.record(seconds, a_operation)
+            if pipeline.logger is None:
+                return
+            event: dict[str, Any] = {
+                "tool": tool_name,
+                "status": status if isinstance(status, str) else str(status),
+                "duration_ms": duration,
+                "bytes_in": size_in,
+                "bytes_out": size_out,
+            }
+            if error:
+                event["error"] = _clean(str(error))
+            if metadata:
+                event["metadata"] = _clean(metadata)
+            if bad_duration or bad_in or bad_out:
+                event["mcp_otel.invalid_fields"] = [
+                    name
+                    for name, bad in (
+                        ("duration_ms", bad_duration),
+                        ("bytes_in", bad_in),
+                        ("bytes_out", bad_out),
+                    )
+                    if bad
+                ]
+            self._emit_event(pipeline, "tool_call", event, error=is_error)
+        except Exception:
+            _log.exception("mcp-otel telemetry: emit_tool_call failed")
+
+    def emit_server_start(self, version: str, protocol_version: str) -> None:
+        """Record the server start (and restart the uptime clock)."""
+        try:
+            pipeline = self._pipeline()
+            pipeline.started = time.monotonic()
+            self._emit_event(
+                pipeline,
+                "server_start",
+                {"version": _clean(version), "protocol_version": _clean(protocol_version)},
+            )
+        except Exception:
+            _log.exception("mcp-otel telemetry: emit_server_start failed")
+
+    def emit_server_stop(self, reason: str | None = None) -> None:
+        """Record the stop with a copy of the totals, then flush events and a snapshot."""
+        try:
+            pipeline = self._pipeline()
+            self._emit_event(
+                pipeline,
+                "server_stop",
+                {"reason": _clean(reason), "metrics": self._read_totals()},
+            )
+            pipeline.flush(10_000)
+        except Exception:
+            _log.exception("mcp-otel telemetry: emit_server_stop failed")
+
+    def emit_handshake(
+        self, duration_ms: int, success: bool, client_info: dict[str, Any] | None = None
+    ) -> None:
+        """Count an MCP initialize handshake (``mcp_otel.handshakes``) and write its event."""
+        try:
+            pipeline = self._pipeline()
+            duration, _bad = _as_count(duration_ms)
+            status = "ok" if success else "error"
+            if pipeline.instruments is not None:
+                with self._lock:
+                    pipeline.instruments.handshakes.add(1, {"mcp_otel.status": status})
+            event: dict[str, Any] = {"duration_ms": duration, "success": bool(success)}
+            if client_info:
+                event["client_info"] = _clean(client_info)
+            self._emit_event(pipeline, "handshake", event, error=not success)
+        except Exception:
+            _log.exception("mcp-otel telemetry: emit_handshake failed")
+
+    def record_session_duration(self, seconds: float) -> None:
+        """Record one finished MCP session in ``mcp.server.session.duration`` (seconds).
+
+        An extension for :func:`mcp_otel.instrument`, for protocol versions with sessions.
+        """
+        try:
+            pipeline = self._pipeline()
+            value = float(seconds)
+            if pipeline.instruments is not None and value >= 0 and value == value:
+                with self._lock:
+                    pipeline.instruments.session_duration.record(value)
+        except Exception:
+            _log.exception("mcp-otel telemetry: record_session_duration failed")
+
+    def get_session_summary(self) -> dict[str, Any]:
+        """Osiris' summary: session id, a consistent copy of the totals, file, enabled."""
+        return {
+            "session_id": self.session_id,
+            "metrics": self._read_totals(),
+            "telemetry_file": str(self.telemetry_file) if self.enabled else None,
+            "enabled": self.enabled,
+        }
+
+    # ----------------------------------------------------------------- lifecycle
+
+    def force_flush(self, timeout_millis: int = 10_000) -> bool:
+        """Write pending events and export a metric snapshot now (all sinks)."""
+        return self._pipeline().flush(timeout_millis)
+
+    def shutdown(self) -> None:
+        """Flush and stop exporting; afterwards the emitter still counts in-process.
+
+        Also runs at interpreter exit (or when the emitter is garbage collected).
+        """
+        self._closed = True
+        self._finalizer()
+
+    def __enter__(self) -> TelemetryEmitter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
+
+    # ----------------------------------------------------------------- internals
+
+    @staticmethod
+    def _new_session_id() -> str:
+        return "tel_" + secrets.token_hex(6)
+
+    def _pipeline(self) -> _Pipeline:
+        pipeline = self._box[0]
+        if pipeline.pid != os.getpid():
+            self._forked()
+            pipeline = self._box[0]
+        return pipeline
+
+    def _forked(self) -> None:
+        """In a forked child: fresh lock, session, resource and zero counts."""
+        with self._build_lock:
+            if self._box[0].pid == os.getpid():
+                return
+            self._build_lock = threading.Lock()
+            self._lock = threading.Lock()
+            self.session_id = self._new_session_id()
+            self._box[0] = self._build_pipeline()
+            self._finalizer.detach()
+            self._finalizer = weakref.finalize(self, _shutdown_box, self._box)
+
+    def _build_pipeline(self) -> _Pipeline:
+        pipeline = _Pipeline(pid=os.getpid(), started=time.monotonic())
+        if _setup.sdk_disabled():
+            pipeline.fallback = dict.fromkeys(METRIC_KEYS, 0)
+            return pipeline
+        exporting = self.enabled and not self._closed
+        resource = _setup.build_resource()
+        reader = InMemoryMetricReader(
+            preferred_aggregation={
+                Histogram: DropAggregation(),
+                ObservableGauge: DropAggregation(),
+            }
+        )
+        if exporting:
+            exporters = [
+                _setup.jsonl_exporter("metrics", self.output_dir / "mcp_metrics_{date}.jsonl"),
+                _setup.otlp_exporter("metrics"),
+            ]
+            pipeline.exporting_readers = [
+                _ConsistentPeriodicReader(_setup.fork_safe(e), lock_of=self._current_lock)
+                for e in exporters
+                if e is not None
+            ]
+        provider = MeterProvider(
+            metric_readers=[reader, *pipeline.exporting_readers],
+            resource=resource,
+            shutdown_on_exit=False,
+        )
+        pipeline.meter_provider = provider
+        pipeline.reader = reader
+        pipeline.instruments = self._create_instruments(provider, pipeline)
+        if exporting:
+            pipeline.logger_provider, pipeline.logger = self._build_logger(resource)
+        return pipeline
+
+    def _current_lock(self) -> threading.Lock:
+        return self._lock
+
+    def _create_instruments(self, provider: MeterProvider, pipeline: _Pipeline) -> _Instruments:
+        meter = provider.get_meter(_SCOPE, _version())
+        weak_pipeline = weakref.ref(pipeline)
+
+        def uptime(_options: CallbackOptions) -> Iterable[Observation]:
+            current = weak_pipeline()
+            if current is None:
+                return []
+            return [Observation(time.monotonic() - current.started)]
+
+        inst = _Instruments(
+            calls=meter.create_counter(
+                "mcp_otel.tool.calls", unit="{call}", description="Tool calls by tool and status"
+            ),
+            errors=meter.create_counter(
+                "mcp_otel.tool.errors", unit="{error}", description="Failed tool calls"
+            ),
+            bytes_in=meter.create_counter(
+                "mcp_otel.tool.input", unit="By", description="Bytes of tool arguments (JSON)"
+            ),
+            bytes_out=meter.create_counter(
+                "mcp_otel.tool.output", unit="By", description="Bytes of tool results (JSON)"
+            ),
+            duration=meter.create_counter(
+                "mcp_otel.tool.duration",
+                unit="ms",
+                description="Total tool call time, exact integer milliseconds",
+            ),
+            handshakes=meter.create_counter(
+                "mcp_otel.handshakes", unit="{handshake}", description="MCP initialize handshakes"
+            ),
+            operation_duration=meter.create_histogram(
+                "mcp.server.operation.duration",
+                unit="s",
+                description="MCP request duration as observed on the server",
+                explicit_bucket_boundaries_advisory=list(MCP_DURATION_BUCKETS),
+            ),
+            session_duration=meter.create_histogram(
+                "mcp.server.session.duration",
+                unit="s",
+                description="MCP session duration as observed on the server",
+                explicit_bucket_boundaries_advisory=list(MCP_DURATION_BUCKETS),
+            ),
+        )
+        meter.create_observable_gauge(
+            "mcp_otel.server.uptime",
+            callbacks=[uptime],
+            unit="s",
+            description="Seconds since the server (or this process) started",
+        )
+        # Zero points: a dashboard query for errors matches before the first error.
+        for counter in (
+            inst.calls,
+            inst.errors,
+            inst.bytes_in,
+            inst.bytes_out,
+            inst.duration,
+            inst.handshakes,
+        ):
+            counter.add(0)
+        return inst
+
+    def _build_logger(self, resource: Resource) -> tuple[LoggerProvider | None, Any]:
+        exporters = [
+            _setup.jsonl_exporter("logs", self.output_dir / "mcp_telemetry_{date}.jsonl"),
+            _setup.otlp_exporter("logs"),
+        ]
+        exporters = [e for e in exporters if e is not None]
+        if not exporters:
+            return None, None
+        provider = LoggerProvider(
+            resource=resource,
+            shutdown_on_exit=False,
+            # Pinned so OTEL_*_LIMIT variables cannot drop or cut Osiris' fields.
+            log_record_limits=LogRecordLimits(
+                max_attributes=128,
+                max_attribute_length=LogRecordLimits.UNSET,
+                max_log_record_attributes=128,
+                max_log_record_attribute_length=LogRecordLimits.UNSET,
+            ),
+        )
+        for exporter in exporters:
+            provider.add_log_record_processor(
+                BatchLogRecordProcessor(
+                    _setup.fork_safe(exporter),
+                    max_queue_size=max(EVENT_QUEUE_SIZE, _env_int("OTEL_BLRP_MAX_QUEUE_SIZE")),
+                )
+            )
+        return provider, provider.get_logger(_SCOPE, _version())
+
+    def _attributes(
+        self, pipeline: _Pipeline, tool: str, is_error: bool, error_type: str | None
+    ) -> tuple[dict[str, str], ...]:
+        """Cached attribute dicts per (tool, outcome): cheap, and bounded in number."""
+        key = (tool, is_error, error_type)
+        cached = pipeline.attrs.get(key)
+        if cached is not None:
+            return cached
+        with self._build_lock:
+            name = _label(tool)
+            if name not in pipeline.tool_names:
+                if len(pipeline.tool_names) >= MAX_TOOL_NAMES:
+                    name = _OTHER
+                else:
+                    pipeline.tool_names.add(name)
+            etype = _label(error_type) if error_type else "tool_error"
+            if etype not in pipeline.error_types:
+                if len(pipeline.error_types) >= MAX_ERROR_TYPES:
+                    etype = _OTHER
+                else:
+                    pipeline.error_types.add(etype)
+            status = "error" if is_error else "ok"
+            a_tool = {"gen_ai.tool.name": name}
+            a_calls = {"gen_ai.tool.name": name, "mcp_otel.status": status}
+            a_error = {"gen_ai.tool.name": name, "error.type": etype}
+            a_operation = {"mcp.method.name": "tools/call", "gen_ai.tool.name": name}
+            if is_error:
+                a_operation["error.type"] = etype
+            cached = (a_calls, a_tool, a_error, a_operation)
+            if len(pipeline.attrs) < 4 * (MAX_TOOL_NAMES + MAX_ERROR_TYPES):
+                pipeline.attrs[key] = cached
+            return cached
+
+    def _emit_event(
+        self, pipeline: _Pipeline, event: str, fields: Mapping[str, Any], *, error: bool = False
+    ) -> None:
+        logger = pipeline.logger
+        if logger is None:
+            return
+        now = time.time_ns()
+        attributes = {
+            "event": event,
+            "session_id": self.session_id,
+            "timestamp": _iso(now),
+            "timestamp_ms": now // 1_000_000,
+            **fields,
+        }
+        logger.emit(
+            timestamp=now,
+            observed_timestamp=now,
+            severity_number=_SEVERITY_WARN if error else _SEVERITY_INFO,
+            severity_text="WARN" if error else "INFO",
+            event_name=EVENT_PREFIX + event,
+            attributes=attributes,
+        )
+
+    def _read_totals(self) -> dict[str, int]:
+        pipeline = self._pipeline()
+        if pipeline.fallback is not None:
+            with self._lock:
+                return dict(pipeline.fallback)
+        totals = dict.fromkeys(METRIC_KEYS, 0)
+        reader = pipeline.reader
+        assert reader is not None
+        with self._lock:
+            data = reader.get_metrics_data()
+        if data is None:
+            return totals
+        for resource_metrics in data.resource_metrics:
+            for scope_metrics in resource_metrics.scope_metrics:
+                for metric in scope_metrics.metrics:
+                    key = _READBACK.get(metric.name)
+                    if key is None:
+                        continue
+                    totals[key] += int(sum(point.value for point in metric.data.data_points))
+        return totals
+
+
+def _seconds(raw: Any, fallback_ms: int) -> float:
+    """Histogram value in seconds: the exact float when the caller gave one."""
+    if isinstance(raw, float) and raw >= 0 and raw != float("inf"):
+        return raw / 1000.0
+    return fallback_ms / 1000.0
+
+
+def _env_int(name: str) -> int:
+    try:
+        return int(os.environ.get(name, "0"))
+    except ValueError:
+        return 0
+
+
+def _version() -> str:
+    try:
+        from mcp_otel import __version__
+
+        return __version__
+    except Exception:  # pragma: no cover
+        return "0"
+
+
+def _severity() -> tuple[Any, Any]:
+    from opentelemetry._logs import SeverityNumber
+
+    return SeverityNumber.INFO, SeverityNumber.WARN
+
+
+_SEVERITY_INFO, _SEVERITY_WARN = _severity()
+
+
+# --------------------------------------------------------------------------- singleton
+
+_telemetry: TelemetryEmitter | None = None
+_telemetry_lock = threading.Lock()
+
+
+def init_telemetry(enabled: bool = True, output_dir: Path | None = None) -> TelemetryEmitter:
+    """The process-wide emitter; the first call's arguments win (thread-safe)."""
+    global _telemetry
+    if _telemetry is not None:
+        return _telemetry
+    with _telemetry_lock:
+        if _telemetry is None:
+            _telemetry = TelemetryEmitter(enabled=enabled, output_dir=output_dir)
+        return _telemetry
+
+
+def get_telemetry() -> TelemetryEmitter | None:
+    """The emitter made by :func:`init_telemetry`, or ``None`` before it was called."""
+    return _telemetry
