@@ -1,0 +1,310 @@
+"""Coherency inside one machine: instances with separate memory tiers on one directory
+behave like separate processes (the multi-process tests are in test_processes.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import os
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import orjson
+import pytest
+
+from mcp_otel import _json
+from mcp_otel.cache import DiscoveryCache
+
+
+def _spin_until(ts: float) -> None:
+    """Wait for the clock (not for another thread): TTL expiry is defined by the clock."""
+    deadline = time.monotonic() + 5
+    while time.time() < ts:
+        assert time.monotonic() < deadline
+
+
+def _expires(entry: dict) -> float:
+    return datetime.fromisoformat(entry["expires_at"]).timestamp()
+
+
+def _entry_file(cache_dir: Path, disc: str) -> Path:
+    return cache_dir / f"{disc}.json"
+
+
+async def test_report_scenario_memory_deleted_disk_stale(make_cache, cache_dir, telemetry) -> None:
+    """RC-004: a process dropped an expired entry from memory and died before the disk;
+    the expired file left behind must not be served, and must be removed."""
+    writer = make_cache()
+    disc = await writer.set("conn", "comp", 0, {"v": "old"}, None, timedelta(milliseconds=30))
+    raw = _entry_file(cache_dir, disc).read_bytes()
+    _spin_until(_expires(orjson.loads(raw)))
+    # The crashed process' leftovers: an expired but well-formed file; a fresh process.
+    reader = make_cache()
+    assert await reader.get("conn", "comp") is None
+    assert not _entry_file(cache_dir, disc).exists()
+    span = telemetry.finished("cache.get")[-1]
+    assert [e.name for e in span.events] == ["cache.expired", "cache.disk_evicted"]
+    assert span.attributes["cache.hit"] is False
+    # And the memory tier of the original writer does not serve it either.
+    assert await writer.get("conn", "comp") is None
+    assert telemetry.events()["expired"] == 2  # once on disk, once in memory
+
+
+async def test_expiry_removes_both_tiers(make_cache, cache_dir, telemetry) -> None:
+    cache = make_cache()
+    disc = await cache.set("conn", "comp", 0, {"v": 1}, None, timedelta(milliseconds=30))
+    assert (await cache.get("conn", "comp"))["data"] == {"v": 1}
+    _spin_until(_expires(orjson.loads(_entry_file(cache_dir, disc).read_bytes())))
+    assert await cache.get("conn", "comp") is None
+    assert cache.get_cache_stats()["memory_entries"] == 0
+    assert not _entry_file(cache_dir, disc).exists()
+    events = [e.name for e in telemetry.finished("cache.get")[-1].events]
+    assert events == [
+        "cache.expired", "cache.memory_evicted", "cache.expired", "cache.disk_evicted",
+    ]  # fmt: skip
+
+
+async def test_superseded_memory_entry_is_never_served(make_cache, telemetry) -> None:
+    a, b = make_cache(), make_cache()
+    await a.set("conn", "comp", 0, {"v": 1})
+    assert (await a.get("conn", "comp"))["data"] == {"v": 1}  # a holds v1 in memory
+    await b.set("conn", "comp", 0, {"v": 2})
+    assert (await a.get("conn", "comp"))["data"] == {"v": 2}
+    span = telemetry.finished("cache.get")[-1]
+    assert span.attributes["mcp_otel.cache.tier"] == "disk"
+    assert [e.name for e in span.events] == ["cache.stale_dropped", "cache.memory_evicted"]
+    # Another idempotency key replaces the one file: the old key's memory copy goes stale.
+    await b.set("conn", "comp", 0, {"v": 3}, "idem")
+    assert await a.get("conn", "comp") is None
+    assert (await a.get("conn", "comp", 0, "idem"))["data"] == {"v": 3}
+    assert telemetry.events()["stale_dropped"] == 2
+
+
+async def test_invalidation_reaches_other_memory_tiers(make_cache) -> None:
+    a, b = make_cache(traced=False), make_cache(traced=False)
+    await a.set("conn", "comp", 0, {"v": 1})
+    assert await b.get("conn", "comp") is not None
+    assert await a.invalidate_connection("conn") == 1
+    assert await b.get("conn", "comp") is None
+    await b.set("conn", "comp", 0, {"v": 2})
+    assert await a.clear_all() == 1
+    assert await b.get("conn", "comp") is None
+
+
+async def test_memory_hit_costs_no_file_access(make_cache, cache_dir) -> None:
+    """The hit path revalidates through the mmap'd generation counter only: it neither
+    opens nor reads the entry (so a file changed behind the cache's back without the
+    protocol is not seen), while a real write through another cache is seen at once."""
+    a, b = make_cache(traced=False), make_cache(traced=False)
+    disc = await a.set("conn", "comp", 0, {"v": 1})
+    path = _entry_file(cache_dir, disc)
+    forged = orjson.loads(path.read_bytes())
+    forged["data"] = {"v": "forged"}
+    path.write_bytes(orjson.dumps(forged))  # no lock, no generation bump
+    opened: list[str] = []
+    watching = True
+
+    def hook(event: str, args: tuple) -> None:
+        if watching and event == "open":
+            opened.append(str(args[0]))
+
+    sys.addaudithook(hook)
+    for _ in range(200):
+        assert (await a.get("conn", "comp"))["data"] == {"v": 1}
+    watching = False
+    assert opened == []
+    await b.set("conn", "comp", 0, {"v": 2})
+    assert (await a.get("conn", "comp"))["data"] == {"v": 2}
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        pytest.param(b"\x00\xffnot json", id="garbage"),
+        pytest.param(b'{"discovery_id": "disc_', id="truncated"),
+        pytest.param(b"[1, 2]", id="not-an-object"),
+        pytest.param(b"", id="empty"),
+        pytest.param("other-id", id="entry-of-another-file"),
+        pytest.param("no-expiry", id="bad-expires_at"),
+        pytest.param("symlink", id="symlink"),
+    ],
+)
+async def test_corrupt_entry_is_removed_counted_and_traced(
+    content, make_cache, cache_dir, telemetry, tmp_path
+) -> None:
+    cache = make_cache()
+    disc = await cache.set("conn", "comp", 0, {"v": 1})
+    path = _entry_file(cache_dir, disc)
+    good = orjson.loads(path.read_bytes())
+    if content == "other-id":
+        content = orjson.dumps({**good, "discovery_id": "disc_0000000000000000"})
+    elif content == "no-expiry":
+        content = orjson.dumps({**good, "expires_at": "tomorrow"})
+    if content == "symlink":
+        outside = tmp_path / "outside.json"
+        outside.write_bytes(path.read_bytes())
+        path.unlink()
+        path.symlink_to(outside)
+    else:
+        path.write_bytes(content)
+    reader = make_cache()  # a process without the entry in memory
+    assert await reader.get("conn", "comp") is None
+    assert not os.path.lexists(path)
+    span = telemetry.finished("cache.get")[-1]
+    assert [e.name for e in span.events] == ["cache.corrupt_removed", "cache.disk_evicted"]
+    assert span.events[0].attributes["mcp_otel.cache.discovery_id"] == disc
+    assert telemetry.events()["corrupt_removed"] == 1
+    if content == "symlink":
+        assert (tmp_path / "outside.json").exists()  # the link went, not its target
+    # The cache keeps working for that key.
+    await reader.set("conn", "comp", 0, {"v": 2})
+    assert (await cache.get("conn", "comp"))["data"] == {"v": 2}
+
+
+async def test_unremovable_entry_is_a_miss_not_an_error(make_cache, cache_dir) -> None:
+    cache = make_cache()
+    disc = await cache.set("conn", "comp", 0, {"v": 1})
+    path = _entry_file(cache_dir, disc)
+    path.unlink()
+    path.mkdir()  # a directory squatting the entry's name
+    reader = make_cache()
+    assert await reader.get("conn", "comp") is None
+    assert await reader.clear_expired() == 0
+    assert path.is_dir()
+
+
+async def test_clear_expired_removes_expired_corrupt_and_keeps_fresh(
+    make_cache, cache_dir, telemetry
+) -> None:
+    cache = make_cache()
+    await cache.set("conn", "fresh", 0, {"v": 1})
+    short = await cache.set("conn", "short", 0, {"v": 2}, None, timedelta(milliseconds=20))
+    bad = await cache.set("conn", "bad", 0, {"v": 3})
+    _entry_file(cache_dir, bad).write_bytes(b"{")
+    _spin_until(_expires(orjson.loads(_entry_file(cache_dir, short).read_bytes())))
+    assert await cache.clear_expired() == 2
+    assert sorted(p.name for p in cache_dir.glob("disc_*")) == [
+        f"{(await cache.get('conn', 'fresh'))['discovery_id']}.json"
+    ]
+    span = telemetry.finished("cache.clear_expired")[-1]
+    assert span.attributes["mcp_otel.cache.removed"] == 2
+    names = sorted(e.name for e in span.events)
+    assert names.count("cache.expired") == 2  # memory copy and file of "short"
+    assert names.count("cache.corrupt_removed") == 1
+
+
+@pytest.mark.parametrize(
+    "connection",
+    [
+        "../../../../etc/passwd",
+        "/absolute/path",
+        "a\x00b",
+        "x" * 200_000,
+        "..",
+        "名前/../\u202e",
+    ],
+    ids=["dotdot", "absolute", "nul", "very-long", "dots", "unicode"],
+)
+async def test_hostile_names_stay_inside_the_cache_directory(
+    connection, make_cache, cache_dir, tmp_path
+) -> None:
+    cache = make_cache()
+    disc = await cache.set(connection, connection, 0, {"v": 1}, connection)
+    assert disc.startswith("disc_") and len(disc) == 21
+    assert sorted(p.name for p in (tmp_path).iterdir()) == ["root"]
+    assert sorted(p.name for p in cache_dir.parent.iterdir()) == ["cache"]
+    assert sorted(os.listdir(cache_dir)) == [".mcp_otel", f"{disc}.json"]
+    entry = await make_cache().get(connection, connection, 0, connection)
+    assert entry is not None and entry["connection_id"] == connection
+    assert await cache.invalidate_connection(connection) == 1
+    assert list(cache_dir.glob("disc_*")) == []
+
+
+async def test_lone_surrogate_is_hashed_and_stored_with_a_replacement(make_cache) -> None:
+    cache = make_cache()
+    await cache.set("bad\ud800", "comp", 0, {"v": 1})
+    entry = await make_cache().get("bad\ud800", "comp")
+    # The stored name takes mcp_otel._json's documented safe form; lookups still match.
+    assert entry is not None and entry["connection_id"] == _json.to_jsonable("bad\ud800")
+    assert "\ud800" not in entry["connection_id"]
+    assert await cache.invalidate_connection("bad\ud800") == 1
+
+
+def _lock_path(cache_dir: Path, disc: str) -> Path:
+    slot = int(disc[5:13], 16) % 4096
+    return cache_dir / ".mcp_otel" / f"lock.{slot % 64:02d}"
+
+
+async def test_set_waits_for_the_lock_without_blocking_the_event_loop(
+    make_cache, cache_dir
+) -> None:
+    cache = make_cache(traced=False)
+    disc = await cache.set("conn", "comp", 0, {"v": 1})
+    fd = os.open(_lock_path(cache_dir, disc), os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # another process is in this key's critical section
+        task = asyncio.create_task(cache.set("conn", "comp", 0, {"v": 2}))
+        ticks = 0
+        for _ in range(100):
+            await asyncio.sleep(0)  # yield: the loop keeps running other work
+            ticks += 1
+        # Reads never wait for the lock either.
+        assert (await cache.get("conn", "comp"))["data"] == {"v": 1}
+        assert ticks == 100 and not task.done()
+    finally:
+        os.close(fd)
+    assert await asyncio.wait_for(task, 30) == disc
+    assert (await make_cache().get("conn", "comp"))["data"] == {"v": 2}
+
+
+async def test_many_threads_one_instance_exact_counts(make_cache, telemetry) -> None:
+    """Threads with their own event loops share one cache: counts are exact."""
+    import threading
+
+    cache = make_cache(traced=False)
+    await cache.set("conn", "comp", 0, {"v": 1})
+    threads, per = 8, 500
+    start = threading.Barrier(threads)
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        async def loop() -> None:
+            start.wait()
+            for _ in range(per):
+                assert (await cache.get("conn", "comp"))["data"] == {"v": 1}
+                assert await cache.get("conn", "missing") is None
+
+        try:
+            asyncio.run(loop())
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    workers = [threading.Thread(target=run) for _ in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(60)
+    assert errors == [] and not any(w.is_alive() for w in workers)
+    requests = telemetry.requests()
+    assert requests[("hit", "memory")] == threads * per
+    assert requests[("miss", "none")] == threads * per
+    assert requests[("hit", "disk")] == 0
+
+
+async def test_entry_expiring_between_get_and_revalidation_is_not_returned(make_cache) -> None:
+    cache = make_cache(traced=False)
+    for i in range(50):
+        await cache.set("conn", "comp", 0, {"i": i}, None, timedelta(milliseconds=2))
+        t0 = time.time()
+        entry = await cache.get("conn", "comp")
+        if entry is not None:
+            assert _expires(entry) > t0
+    _spin_until(time.time() + 0.003)
+    assert await cache.get("conn", "comp") is None
+
+
+def test_constructor_is_sync_and_cheap(cache_dir) -> None:
+    DiscoveryCache(cache_dir)
+    assert datetime.now(UTC)  # no event loop needed
