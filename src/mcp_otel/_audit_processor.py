@@ -1,0 +1,378 @@
+"""An audit-grade ``LogRecordProcessor``: group commit, waits for room, never evicts.
+
+The SDK's ``BatchLogRecordProcessor`` is built for telemetry: when its queue is full it
+drops the oldest record, it never retries a failed export, and a record is "done" when it
+is queued. An audit trail needs the opposite trade-offs:
+
+* **No eviction.** The queue is bounded (memory stays bounded by the queue, not by the
+  burst); when it is full the *caller* waits for room, up to ``queue_timeout`` seconds.
+  A record that still finds no room is counted and declared, never silently dropped.
+* **Group commit.** One writer thread takes everything queued (up to
+  ``max_batch_size``) and hands it to the exporter in one call; callers that asked to wait
+  for the write are woken together when the batch is in the file. Under load batches
+  grow by themselves, so waiting callers share one write.
+* **Retries.** A failed export (exception or ``FAILURE``) is retried with exponential
+  backoff; a batch that still fails is reported through ``on_lost`` (counted, stderr,
+  metric, and declared in the next record of the chain by the audit logger).
+* **Sealing in write order.** An optional ``seal`` hook runs in the writer thread on each
+  record right before export, so the hash chain follows the file order exactly.
+
+Waiters are ``asyncio`` futures (resolved on their own loop with ``call_soon_threadsafe``;
+several threads may each run their own loop) or plain threads (``force_flush``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import os
+import threading
+import time
+import weakref
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from opentelemetry.sdk._logs import LogRecordProcessor, ReadWriteLogRecord
+from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
+
+Waiter = asyncio.Future | None
+_Item = tuple[ReadWriteLogRecord, Waiter]
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How a failed export is retried before its records are declared lost."""
+
+    attempts: int = 6
+    initial_delay: float = 0.05
+    max_delay: float = 2.0
+    multiplier: float = 2.0
+
+    def delays(self) -> list[float]:
+        out, d = [], self.initial_delay
+        for _ in range(max(0, self.attempts - 1)):
+            out.append(min(d, self.max_delay))
+            d *= self.multiplier
+        return out
+
+
+class QueueFullTimeout(Exception):
+    """No room in the audit queue within ``queue_timeout`` (the writer is stuck)."""
+
+
+_tls = threading.local()
+
+
+def set_emit_context(waiter: Waiter, defer: bool) -> None:
+    """Pass a waiter to the next ``on_emit`` on this thread (``Logger.emit`` has no slot).
+
+    With ``defer`` a full queue does not block: the record is parked and
+    :func:`take_deferred` returns it, so an async caller can wait for room without
+    blocking its event loop.
+    """
+    _tls.waiter = waiter
+    _tls.defer = defer
+    _tls.deferred = None
+
+
+def take_deferred() -> tuple[ReadWriteLogRecord, Waiter] | None:
+    """The record parked by the last deferred ``on_emit`` on this thread, if any."""
+    rec = getattr(_tls, "deferred", None)
+    _tls.deferred = None
+    _tls.waiter = None
+    _tls.defer = False
+    return rec
+
+
+class AuditLogRecordProcessor(LogRecordProcessor):
+    """See the module docstring. One writer thread per instance, started lazily."""
+
+    def __init__(
+        self,
+        exporter: LogRecordExporter,
+        *,
+        max_queue_size: int = 8192,
+        max_batch_size: int = 2048,
+        queue_timeout: float = 30.0,
+        retry: RetryPolicy | None = None,
+        seal: Callable[[ReadWriteLogRecord], None] | None = None,
+        on_committed: Callable[[Sequence[ReadWriteLogRecord]], None] | None = None,
+        on_lost: Callable[[Sequence[ReadWriteLogRecord], BaseException | None], None]
+        | None = None,
+        name: str = "mcp-otel-audit-writer",
+    ) -> None:
+        if max_queue_size < 1 or max_batch_size < 1:
+            raise ValueError("max_queue_size and max_batch_size must be >= 1")
+        self._exporter = exporter
+        self._max_queue = max_queue_size
+        self._max_batch = max_batch_size
+        self._queue_timeout = queue_timeout
+        self._retry = retry or RetryPolicy()
+        self._seal = seal
+        self._on_committed = on_committed
+        self._on_lost = on_lost
+        self._name = name
+        self._init_state()
+
+    def _init_state(self) -> None:
+        self._lock = threading.Lock()
+        self._not_empty = threading.Condition(self._lock)
+        self._not_full = threading.Condition(self._lock)
+        self._done_cv = threading.Condition(self._lock)
+        self._queue: collections.deque[_Item] = collections.deque()
+        self._room_waiters: list[asyncio.Future[None]] = []
+        self._enqueued = 0  # tickets handed out
+        self._done = 0  # tickets written or lost
+        self._worker_idle = False
+        self._shutdown = False
+        self._worker: threading.Thread | None = None
+        self._pid = _getpid()
+        self.written = 0
+        self.lost = 0
+
+    # -- producer side ---------------------------------------------------------------
+
+    def on_emit(self, log_record: ReadWriteLogRecord) -> None:
+        waiter = getattr(_tls, "waiter", None)
+        if getattr(_tls, "defer", False):
+            _tls.waiter = None
+            if not self._try_put(log_record, waiter):
+                _tls.deferred = (log_record, waiter)
+            return
+        self.put(log_record, waiter)
+
+    def _try_put(self, record: ReadWriteLogRecord, waiter: Waiter) -> bool:
+        self._check_fork()
+        with self._lock:
+            if self._shutdown:
+                raise RuntimeError("audit processor is shut down")
+            if len(self._queue) >= self._max_queue:
+                return False
+            self._queue.append((record, waiter))
+            self._enqueued += 1
+            if self._worker_idle:
+                self._not_empty.notify()
+        if self._worker is None:
+            self._start_worker()
+        return True
+
+    def put(self, record: ReadWriteLogRecord, waiter: Waiter = None,
+            timeout: float | None = None) -> None:
+        """Queue ``record``, blocking while the queue is full (bounded wait)."""
+        if self._try_put(record, waiter):
+            return
+        deadline = time.monotonic() + (self._queue_timeout if timeout is None else timeout)
+        with self._lock:
+            while len(self._queue) >= self._max_queue and not self._shutdown:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise QueueFullTimeout(f"no room in the audit queue for {self._queue_timeout}s")
+                self._not_full.wait(remaining)
+        self.put(record, waiter, max(0.0, deadline - time.monotonic()))
+
+    async def put_async(self, record: ReadWriteLogRecord, waiter: Waiter = None) -> None:
+        """Queue ``record``, awaiting (not blocking the loop) while the queue is full."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._queue_timeout
+        while True:
+            fut: asyncio.Future[None] = loop.create_future()
+            with self._lock:
+                if self._shutdown:
+                    raise RuntimeError("audit processor is shut down")
+                if len(self._queue) < self._max_queue:
+                    fut = None  # type: ignore[assignment]
+                else:
+                    self._room_waiters.append(fut)
+            if fut is None:
+                if self._try_put(record, waiter):
+                    return
+                continue
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise QueueFullTimeout(f"no room in the audit queue for {self._queue_timeout}s")
+            try:
+                await asyncio.wait_for(fut, remaining)
+            except TimeoutError:
+                raise QueueFullTimeout(
+                    f"no room in the audit queue for {self._queue_timeout}s"
+                ) from None
+
+    def queued(self) -> int:
+        return len(self._queue)
+
+    # -- writer side -----------------------------------------------------------------
+
+    def _start_worker(self) -> None:
+        with self._lock:
+            if self._worker is not None:
+                return
+            ref = weakref.ref(self)
+            t = threading.Thread(target=_run_worker, args=(ref,), name=self._name, daemon=True)
+            self._worker = t
+        t.start()
+
+    def _take_batch(self, block: bool) -> list[_Item] | None:
+        with self._lock:
+            while not self._queue:
+                if self._shutdown or not block:
+                    return None
+                self._worker_idle = True
+                self._not_empty.wait(0.5)
+                self._worker_idle = False
+                if not self._queue:
+                    return []
+            n = min(len(self._queue), self._max_batch)
+            pop = self._queue.popleft
+            batch = [pop() for _ in range(n)]
+            self._not_full.notify_all()
+            waiters, self._room_waiters = self._room_waiters, []
+        _wake(waiters, None)
+        return batch
+
+    def _write(self, batch: list[_Item]) -> None:
+        records = [r for r, _ in batch]
+        error: BaseException | None = None
+        ok = False
+        if self._seal is not None:
+            for r in records:
+                try:
+                    self._seal(r)
+                except Exception as exc:  # never lose the batch over one odd record
+                    _stderr(f"mcp-otel audit: cannot seal a record: {exc!r}")
+        for delay in [*self._retry.delays(), None]:
+            try:
+                ok = self._exporter.export(records) is LogRecordExportResult.SUCCESS
+                error = None
+            except Exception as exc:
+                ok, error = False, exc
+            if ok or delay is None:
+                break
+            time.sleep(delay)  # backoff in the writer thread; callers keep waiting
+        if ok:
+            self.written += len(records)
+            if self._on_committed is not None:
+                try:
+                    self._on_committed(records)
+                except Exception as exc:
+                    _stderr(f"mcp-otel audit: on_committed hook failed: {exc!r}")
+        else:
+            self.lost += len(records)
+            if self._on_lost is not None:
+                try:
+                    self._on_lost(records, error)
+                except Exception as exc:
+                    _stderr(f"mcp-otel audit: on_lost hook failed: {exc!r}")
+        _resolve(batch, ok)
+        with self._lock:
+            self._done += len(batch)
+            self._done_cv.notify_all()
+
+    # -- flush / shutdown --------------------------------------------------------------
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        """Block until everything queued before the call is written (or declared lost)."""
+        if self._pid != _getpid():
+            return True
+        deadline = time.monotonic() + timeout_millis / 1000
+        with self._lock:
+            target = self._enqueued
+            need_start = self._worker is None and bool(self._queue)
+        if need_start:
+            self._start_worker()
+        with self._lock:
+            if self._worker_idle:
+                self._not_empty.notify()
+            while self._done < target:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._done_cv.wait(remaining)
+        return True
+
+    async def flush_async(self, timeout: float = 30.0) -> bool:
+        """Await :meth:`force_flush` without blocking the event loop."""
+        return await asyncio.to_thread(self.force_flush, int(timeout * 1000))
+
+    def shutdown(self, timeout_millis: int = 30000) -> None:
+        if self._pid != _getpid():
+            return
+        self.force_flush(timeout_millis)
+        with self._lock:
+            self._shutdown = True
+            self._not_empty.notify_all()
+            self._not_full.notify_all()
+            worker = self._worker
+            waiters, self._room_waiters = self._room_waiters, []
+        _wake(waiters, None)
+        if worker is not None and worker is not threading.current_thread():
+            worker.join(timeout_millis / 1000)
+        try:
+            self._exporter.shutdown()
+        except Exception as exc:
+            _stderr(f"mcp-otel audit: exporter shutdown failed: {exc!r}")
+
+    @property
+    def is_shutdown(self) -> bool:
+        return self._shutdown
+
+    def _check_fork(self) -> None:
+        if self._pid != _getpid():
+            # In a forked child: the parent's queue belongs to the parent, which writes it.
+            self._init_state()
+
+
+def _getpid() -> int:
+    return os.getpid()
+
+
+def _run_worker(ref: weakref.ReferenceType[AuditLogRecordProcessor]) -> None:
+    while True:
+        proc = ref()
+        if proc is None:
+            return
+        batch = proc._take_batch(block=True)
+        if batch is None:
+            return
+        if batch:
+            try:
+                proc._write(batch)
+            except BaseException as exc:  # the writer must survive anything
+                _stderr(f"mcp-otel audit: writer error: {exc!r}")
+        del proc
+
+
+def _resolve(batch: list[_Item], ok: bool) -> None:
+    by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future]] = {}
+    for _, w in batch:
+        if w is not None:
+            try:
+                loop = w.get_loop()
+            except Exception:
+                continue
+            by_loop.setdefault(loop, []).append(w)
+    for loop, futs in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # loop closed: nobody is waiting any more
+            loop.call_soon_threadsafe(_set_all, futs, ok)
+
+
+def _wake(waiters: list[asyncio.Future[None]], value: Any) -> None:
+    by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future]] = {}
+    for w in waiters:
+        by_loop.setdefault(w.get_loop(), []).append(w)
+    for loop, futs in by_loop.items():
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(_set_all, futs, value)
+
+
+def _set_all(futs: list[asyncio.Future], value: Any) -> None:
+    for f in futs:
+        if not f.done():
+            f.set_result(value)
+
+
+def _stderr(message: str) -> None:
+    """Straight to fd 2: ``sys.stderr`` may be replaced or routed into exported logging."""
+    with contextlib.suppress(OSError):
+        os.write(2, (message + "\n").encode("utf-8", "backslashreplace"))

@@ -1,0 +1,671 @@
+"""``AuditLogger``: a drop-in for Osiris' audit logger on OpenTelemetry logs.
+
+Why not the application's ``LoggerProvider``: its ``BatchLogRecordProcessor`` evicts under
+load, loses what is queued at ``os._exit`` and never retries. The audit trail has its own
+provider and the audit-grade processor of :mod:`mcp_otel._audit_processor`, seals every
+record into a hash chain (:mod:`mcp_otel.integrity`) in the writer thread, and writes
+flat JSONL through :class:`mcp_otel.exporters.JsonlLogExporter` to
+``<log_dir>/mcp_audit_{date}.jsonl``. See docs/audit.md for behaviour and guarantees.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import datetime as _dt
+import errno
+import os
+import secrets
+import signal
+import sys
+import threading
+import time
+import weakref
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from types import FrameType
+from typing import Any, Literal
+
+from opentelemetry._logs import SeverityNumber
+from opentelemetry.metrics import MeterProvider
+from opentelemetry.sdk._logs import LoggerProvider, LogRecordLimits, ReadWriteLogRecord
+from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
+
+from mcp_otel import _audit_processor as _ap
+from mcp_otel import integrity, redaction
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
+__all__ = ["AuditLogger", "install_sigterm_handler"]
+
+WaitMode = Literal["written", "queued"]
+AUDIT_FILE_TEMPLATE = "mcp_audit_{date}.jsonl"
+EVENT_PREFIX = "mcp.audit."
+_SCOPE = "mcp_otel.audit"
+
+ENV_WAIT = "MCP_OTEL_AUDIT_WAIT"
+ENV_FSYNC = "MCP_OTEL_AUDIT_FSYNC"
+ENV_QUEUE_SIZE = "MCP_OTEL_AUDIT_QUEUE_SIZE"
+ENV_QUEUE_TIMEOUT = "MCP_OTEL_AUDIT_QUEUE_TIMEOUT"
+ENV_PREVIEW = "MCP_OTEL_AUDIT_PREVIEW_BYTES"
+ENV_OTLP = "MCP_OTEL_AUDIT_OTLP"
+
+DEFAULT_QUEUE_SIZE = 8192
+DEFAULT_QUEUE_TIMEOUT = 30.0
+#: Pinned limits: no OTEL_*_LIMIT variable may drop or truncate a sealed attribute.
+_LIMITS_MAX_ATTRIBUTES = 1024
+
+_LIVE: weakref.WeakSet[AuditLogger] = weakref.WeakSet()
+_LIVE_LOCK = threading.Lock()
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+        if value > 0:
+            return value
+    except ValueError:
+        pass
+    _ap._stderr(f"mcp-otel audit: ignoring {name}={raw!r} (not a positive integer)")
+    return default
+
+
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+        if value > 0:
+            return value
+    except ValueError:
+        pass
+    _ap._stderr(f"mcp-otel audit: ignoring {name}={raw!r} (not a positive number)")
+    return default
+
+
+def _meter_provider() -> MeterProvider:
+    from mcp_otel import _setup
+
+    getter = getattr(_setup, "get_meter_provider", None)
+    if getter is not None:
+        return getter()
+    from opentelemetry import metrics
+
+    return metrics.get_meter_provider()
+
+
+def _iso(ns: int) -> str:
+    return _dt.datetime.fromtimestamp(ns / 1e9, _dt.UTC).isoformat()
+
+
+class _Session:
+    """One writer: a session id, its chain, and the OTel pipeline that writes it."""
+
+    def __init__(self, owner: AuditLogger) -> None:
+        from mcp_otel import _setup
+        from mcp_otel.exporters import JsonlLogExporter
+
+        self.pid = os.getpid()
+        self.session_id = "mcp_" + secrets.token_hex(6)
+        self.chain = integrity.Chain(self.session_id, owner._key)
+        self.emitted = 0
+        self.written = 0
+        self.lost = 0
+        self.unqueued_lost = 0
+        self._owner = weakref.ref(owner)
+        if owner._exporter_factory is not None:
+            exporter = owner._exporter_factory()
+        else:
+            exporter = JsonlLogExporter(
+                owner._path_template, format="flat", fsync=owner._fsync,
+                file_mode=0o600, dir_mode=0o700,
+            )
+        self.exporter = exporter
+        self.otlp: BatchLogRecordProcessor | None = None
+        if owner._otlp:
+            otlp_exporter = _setup.otlp_exporter("logs")
+            if otlp_exporter is not None:
+                self.otlp = BatchLogRecordProcessor(_setup.fork_safe(otlp_exporter))
+        self.processor = _ap.AuditLogRecordProcessor(
+            exporter,
+            max_queue_size=owner._queue_size,
+            max_batch_size=owner._batch_size,
+            queue_timeout=owner._queue_timeout,
+            retry=owner._retry,
+            seal=self._seal,
+            on_committed=self._committed,
+            on_lost=self._lost,
+        )
+        limits = LogRecordLimits(
+            max_attributes=_LIMITS_MAX_ATTRIBUTES,
+            max_attribute_length=LogRecordLimits.UNSET,
+            max_log_record_attributes=_LIMITS_MAX_ATTRIBUTES,
+            max_log_record_attribute_length=LogRecordLimits.UNSET,
+        )
+        self.provider = LoggerProvider(
+            resource=_setup.build_resource(),
+            shutdown_on_exit=False,
+            meter_provider=owner._meter_provider,
+            log_record_limits=limits,
+        )
+        # The audit trail is the system of record, not telemetry: OTEL_SDK_DISABLED turns
+        # off the OTLP copy (see _setup.otlp_exporter), never the local file.
+        if getattr(self.provider, "_disabled", False):
+            self.provider._disabled = False  # type: ignore[attr-defined]
+        self.provider.add_log_record_processor(self.processor)
+        self.logger = self.provider.get_logger(_SCOPE)
+        self.closed = False
+
+    # Hooks run in the processor's writer thread.
+    def _seal(self, record: ReadWriteLogRecord) -> None:
+        self.chain.seal(record.log_record.attributes)  # type: ignore[arg-type]
+
+    def _committed(self, records: Sequence[ReadWriteLogRecord]) -> None:
+        self.chain.committed()
+        self.written += len(records)
+        owner = self._owner()
+        if owner is not None:
+            owner._m_records.add(len(records))
+        if self.otlp is not None:
+            for r in records:
+                self.otlp.on_emit(r)
+
+    def _lost(self, records: Sequence[ReadWriteLogRecord], error: BaseException | None) -> None:
+        seqs = [r.log_record.attributes.get(integrity.F_SEQ) for r in records]  # type: ignore[union-attr]
+        nums = [s for s in seqs if isinstance(s, int)]
+        n = len(records)
+        self.lost += n
+        if nums:
+            self.chain.lost(min(nums), max(nums))
+        owner = self._owner()
+        if owner is not None:
+            owner._m_lost.add(n)
+        cause = f": {error!r}" if error is not None else " (exporter reported failure)"
+        rng = f" (seq {min(nums)}..{max(nums)})" if nums else ""
+        _ap._stderr(
+            f"mcp-otel audit: LOST {n} audit record(s){rng} of session {self.session_id} "
+            f"after {owner._retry.attempts if owner else '?'} attempts{cause}; the loss is "
+            "declared in the next record of the session"
+        )
+
+    def lost_unqueued(self, owner: AuditLogger, exc: BaseException) -> None:
+        self.unqueued_lost += 1
+        self.chain.lost_unqueued()
+        owner._m_lost.add(1)
+        _ap._stderr(f"mcp-otel audit: LOST 1 audit record of session {self.session_id}: {exc}")
+
+    def close(self, end_attrs: dict[str, Any] | None, timeout: float) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if end_attrs is not None and os.getpid() == self.pid:
+            now = time.time_ns()
+            end_attrs.setdefault("timestamp", _iso(now))
+            _ap.set_emit_context(None, defer=False)
+            try:
+                self.logger.emit(
+                    timestamp=now, observed_timestamp=now,
+                    severity_number=SeverityNumber.INFO, severity_text="INFO",
+                    event_name=EVENT_PREFIX + integrity.END_EVENT, attributes=end_attrs,
+                )
+            except Exception as exc:
+                _ap._stderr(f"mcp-otel audit: cannot write the session-end record: {exc!r}")
+            finally:
+                _ap.take_deferred()
+        self.processor.shutdown(int(timeout * 1000))
+        if self.otlp is not None and os.getpid() == self.pid:
+            self.otlp.force_flush(int(min(timeout, 5.0) * 1000))
+            self.otlp.shutdown()
+
+
+class AuditLogger:
+    """Osiris-compatible audit logger that never silently loses a record.
+
+    ``log_dir``: the directory (else ``MCP_OTEL_DIR``/audit, else ``ValueError``).
+    ``wait``: ``"written"`` (default) returns once the record is in the file, sharing one
+    write with concurrent callers; ``"queued"`` returns once it is queued.
+    ``key``: HMAC key for the chain (else ``MCP_OTEL_AUDIT_KEY``; else plain SHA-256).
+    ``fsync``: ``"none" | "interval" | "batch"`` (else ``MCP_OTEL_AUDIT_FSYNC``, else the
+    exporter's ``MCP_OTEL_FSYNC`` default). ``handle_sigterm``: flush on SIGTERM, chaining
+    to the handler already installed. The rest tunes the queue, retries and redaction.
+    """
+
+    def __init__(
+        self,
+        log_dir: Path | str | None = None,
+        *,
+        wait: WaitMode | None = None,
+        key: str | bytes | None = None,
+        fsync: Literal["none", "interval", "batch"] | None = None,
+        max_queue_size: int | None = None,
+        max_batch_size: int = 2048,
+        queue_timeout: float | None = None,
+        retry: _ap.RetryPolicy | None = None,
+        secret_keys: Iterable[str] = (),
+        allow_keys: Iterable[str] = (),
+        preview_bytes: int | None = None,
+        otlp: bool | None = None,
+        handle_sigterm: bool = False,
+        meter_provider: MeterProvider | None = None,
+        exporter_factory: Any = None,
+    ) -> None:
+        if log_dir is None:
+            env_dir = os.environ.get("MCP_OTEL_DIR", "").strip()
+            if not env_dir:
+                raise ValueError("log_dir is required (or set MCP_OTEL_DIR)")
+            log_dir = Path(env_dir) / "audit"
+        self.log_dir = Path(log_dir)
+        if "\x00" in str(self.log_dir):
+            raise ValueError("log_dir must not contain NUL")
+        wait = wait or os.environ.get(ENV_WAIT, "").strip().lower() or "written"  # type: ignore[assignment]
+        if wait not in ("written", "queued"):
+            raise ValueError(f"wait must be 'written' or 'queued', not {wait!r}")
+        self.wait: WaitMode = wait  # type: ignore[assignment]
+        self._wait_written = wait == "written"
+        env_fsync = os.environ.get(ENV_FSYNC, "").strip().lower() or None
+        self._fsync = fsync or env_fsync  # None: the exporter's own default
+        self._key = integrity.load_key(key)
+        self._queue_size = max_queue_size or _env_int(ENV_QUEUE_SIZE, DEFAULT_QUEUE_SIZE)
+        self._batch_size = max_batch_size
+        self._queue_timeout = queue_timeout or _env_float(ENV_QUEUE_TIMEOUT, DEFAULT_QUEUE_TIMEOUT)
+        self._retry = retry or _ap.RetryPolicy()
+        preview = preview_bytes or _env_int(ENV_PREVIEW, redaction.DEFAULT_PREVIEW_LIMIT)
+        self._redactor = redaction.Redactor(
+            secret_keys=secret_keys, allow_keys=allow_keys, preview_limit=preview,
+            preview_head=min(redaction.DEFAULT_PREVIEW_HEAD, preview),
+        )
+        if otlp is None:
+            otlp = os.environ.get(ENV_OTLP, "true").strip().lower() not in ("0", "false", "no")
+        self._otlp = otlp
+        self._exporter_factory = exporter_factory
+        self._path_template = str(self.log_dir / AUDIT_FILE_TEMPLATE)
+        self._meter_provider = meter_provider or _meter_provider()
+        meter = self._meter_provider.get_meter(_SCOPE)
+        self._m_records = meter.create_counter(
+            "mcp_otel.audit.records", unit="{record}", description="Audit records written"
+        )
+        self._m_lost = meter.create_counter(
+            "mcp_otel.audit.lost", unit="{record}",
+            description="Audit records that could not be written (declared in the chain)",
+        )
+        self._m_records.add(0)
+        self._m_lost.add(0)
+        self._lock = threading.Lock()
+        self._session: _Session | None = None
+        self._ended_lost = 0
+        self.tool_call_counter = 0
+        _make_private_dir(self.log_dir)
+        _repair_torn_tail(Path(self._path_template.replace("{date}", _today())))
+        self._session = _Session(self)
+        with _LIVE_LOCK:
+            _LIVE.add(self)
+        _install_process_hooks()
+        if handle_sigterm:
+            install_sigterm_handler()
+
+    # -- Osiris surface ----------------------------------------------------------------
+
+    @property
+    def session_id(self) -> str:
+        return self._current().session_id
+
+    @property
+    def log_file(self) -> Path:
+        """Today's audit file (the name follows the UTC date at write time)."""
+        return Path(self._path_template.replace("{date}", _today()))
+
+    def make_correlation_id(self) -> str:
+        sess = self._current()
+        with self._lock:
+            self.tool_call_counter += 1
+            n = self.tool_call_counter
+        return f"mcp_{sess.session_id}_{n}"
+
+    async def log_tool_call(
+        self,
+        tool: str | None = None,
+        params_bytes: int | Mapping[str, Any] | None = None,
+        correlation_id: str | None = None,
+        tool_name: str | None = None,
+        arguments: Any = None,
+    ) -> str:
+        """Record a tool call before it runs; returns the correlation id."""
+        if params_bytes is not None and not (
+            isinstance(params_bytes, int) and not isinstance(params_bytes, bool)
+        ):
+            if arguments is None:
+                arguments = params_bytes  # Osiris' own tests pass the arguments here
+            params_bytes = None
+        name = tool_name or tool
+        cid = correlation_id or self.make_correlation_id()
+        red = self._redactor.redact(arguments)
+        attrs: dict[str, Any] = {
+            "event": "tool_call",
+            "event_type": "tool_call_started",
+            "tool": name,
+            "tool_name": name,
+            "correlation_id": cid,
+            "bytes_in": params_bytes if params_bytes is not None else red.original_bytes,
+            "arguments": red.value,
+        }
+        if red.truncated:
+            attrs["arguments_truncated"] = True
+        await self._log(attrs, SeverityNumber.INFO)
+        return cid
+
+    async def log_tool_result(
+        self,
+        tool: str | None = None,
+        duration_ms: int | float | None = None,
+        result_bytes: int | None = None,
+        correlation_id: str | None = None,
+        event_id: str | None = None,
+        success: bool | None = None,
+        payload_bytes: int | None = None,
+        result: Any = None,
+    ) -> None:
+        """Record a tool's result."""
+        size = result_bytes if result_bytes is not None else payload_bytes
+        red = self._redactor.redact(result)
+        attrs: dict[str, Any] = {
+            "event": "tool_result",
+            "event_type": "tool_call_completed",
+            "tool": tool,
+            "correlation_id": correlation_id or event_id,
+            "duration_ms": self._redactor.clean(duration_ms),
+            "bytes_out": size if isinstance(size, int) else red.original_bytes,
+            "result": red.value,
+        }
+        if success is not None:
+            attrs["success"] = bool(success)
+        if red.truncated:
+            attrs["result_truncated"] = True
+        await self._log(attrs, SeverityNumber.INFO)
+
+    async def log_tool_error(
+        self,
+        tool: str | None = None,
+        duration_ms: int | float | None = None,
+        error_code: str | None = None,
+        correlation_id: str | None = None,
+        event_id: str | None = None,
+        error: Any = None,
+    ) -> None:
+        """Record a failed tool call; secrets inside the error text are masked."""
+        if error_code is None:
+            error_code = "ERROR" if error else "UNKNOWN"
+        err = error if error is None or isinstance(error, str) else str(error)
+        red = self._redactor.redact(err)
+        attrs: dict[str, Any] = {
+            "event": "tool_error",
+            "event_type": "tool_call_failed",
+            "tool": tool,
+            "correlation_id": correlation_id or event_id,
+            "duration_ms": self._redactor.clean(duration_ms),
+            "error_code": self._redactor.clean(error_code),
+            "error": red.value,
+        }
+        if red.truncated:
+            attrs["error_truncated"] = True
+        await self._log(attrs, SeverityNumber.ERROR)
+
+    async def log_resource_access(self, resource_uri: str, operation: str, success: bool) -> None:
+        """Record a resource read/write."""
+        now = time.time_ns()
+        attrs: dict[str, Any] = {
+            "event": "resource_access",
+            "timestamp_ms": now // 1_000_000,
+            "resource_uri": self._redactor.clean(resource_uri),
+            "operation": self._redactor.clean(operation),
+            "status": "ok" if success else "error",
+        }
+        await self._log(attrs, SeverityNumber.INFO if success else SeverityNumber.WARN, now)
+
+    def get_session_summary(self) -> dict[str, Any]:
+        sess = self._current()
+        return {
+            "session_id": sess.session_id,
+            "tool_calls": self.tool_call_counter,
+            "audit_file": str(self.log_file),
+            "wait": self.wait,
+            "records_written": sess.written,
+            "records_lost": sess.lost + sess.unqueued_lost,
+            "records_queued": sess.processor.queued(),
+        }
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def force_flush(self, timeout: float = 30.0) -> bool:
+        """Block until every record logged so far is in the file (or declared lost)."""
+        sess = self._session
+        if sess is None or sess.pid != os.getpid():
+            return True
+        return sess.processor.force_flush(int(timeout * 1000))
+
+    async def flush(self, timeout: float = 30.0) -> bool:
+        """Awaitable :meth:`force_flush`; the waiting happens off the event loop."""
+        return await asyncio.to_thread(self.force_flush, timeout)
+
+    def shutdown(self, timeout: float = 30.0) -> None:
+        """Flush, write the session-end record, stop the writer. Idempotent.
+
+        A later log call starts a new session (new ``session_id`` and chain).
+        """
+        with self._lock:
+            sess, self._session = self._session, None
+        if sess is None or sess.pid != os.getpid() or sess.closed:
+            return
+        end = None
+        if sess.emitted:
+            end = {
+                "event": integrity.END_EVENT,
+                "event_type": "session_ended",
+                "session_id": sess.session_id,
+                "tool_calls": self.tool_call_counter,
+                "lost": sess.lost + sess.unqueued_lost,
+            }
+        sess.close(end, timeout)
+
+    async def ashutdown(self, timeout: float = 30.0) -> None:
+        await asyncio.to_thread(self.shutdown, timeout)
+
+    def __enter__(self) -> AuditLogger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
+
+    async def __aenter__(self) -> AuditLogger:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.ashutdown()
+
+    # -- internals ---------------------------------------------------------------------
+
+    def _current(self) -> _Session:
+        sess = self._session
+        if sess is not None and sess.pid == os.getpid():
+            return sess
+        with self._lock:
+            sess = self._session
+            if sess is None or sess.pid != os.getpid():
+                if sess is not None:  # forked child: a new session, a new chain
+                    self.tool_call_counter = 0
+                sess = self._session = _Session(self)
+            return sess
+
+    async def _log(self, attrs: dict[str, Any], severity: SeverityNumber,
+                   now: int | None = None) -> bool:
+        sess = self._current()
+        now = now or time.time_ns()
+        attrs["session_id"] = sess.session_id
+        attrs["timestamp"] = _iso(now)
+        fut: asyncio.Future[bool] | None = None
+        if self._wait_written:
+            fut = asyncio.get_running_loop().create_future()
+        _ap.set_emit_context(fut, defer=True)
+        try:
+            sess.logger.emit(
+                timestamp=now, observed_timestamp=now, severity_number=severity,
+                severity_text=severity.name, event_name=EVENT_PREFIX + attrs["event"],
+                attributes=attrs,
+            )
+            sess.emitted += 1
+        except RuntimeError as exc:  # the session was shut down concurrently
+            _ap.take_deferred()
+            sess.lost_unqueued(self, exc)
+            return False
+        parked = _ap.take_deferred()
+        if parked is not None:
+            try:
+                await sess.processor.put_async(*parked)
+            except (_ap.QueueFullTimeout, RuntimeError) as exc:
+                sess.lost_unqueued(self, exc)
+                return False
+        if fut is None:
+            return True
+        return await fut
+
+
+# ------------------------------------------------------------------------------ helpers
+
+
+def _today() -> str:
+    return time.strftime("%Y%m%d", time.gmtime())
+
+
+def _make_private_dir(path: Path) -> None:
+    """Create ``path`` (and parents) with mode 0700; an existing directory is left as is."""
+    missing = []
+    d = path
+    while not d.exists():
+        missing.append(d)
+        if d.parent == d:
+            break
+        d = d.parent
+    for d in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(d, 0o700)
+            os.chmod(d, 0o700)
+
+
+def _repair_torn_tail(path: Path) -> None:
+    """If a crashed writer left ``path`` ending mid-line, end that line first.
+
+    Done under the same ``flock`` the exporter takes, so a live writer in another process
+    never sees its batch split. Without this, our first record would be glued to the torn
+    line and become unreadable with it.
+    """
+    if fcntl is None:
+        return
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0))
+    except OSError as exc:
+        if exc.errno not in (errno.ENOENT,):
+            _ap._stderr(f"mcp-otel audit: cannot check {path}: {exc.strerror}")
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            size = os.fstat(fd).st_size
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                os.write(fd, b"\n")
+                _ap._stderr(f"mcp-otel audit: {path} ended with an incomplete line "
+                            "(a writer crashed); starting on a fresh line")
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    except OSError as exc:
+        _ap._stderr(f"mcp-otel audit: cannot check {path}: {exc.strerror}")
+    finally:
+        os.close(fd)
+
+
+_hooks_installed = False
+
+
+def _install_process_hooks() -> None:
+    """atexit flush, multiprocessing-child flush, fork reset: once per process."""
+    global _hooks_installed
+    if _hooks_installed:
+        return
+    _hooks_installed = True
+    atexit.register(_shutdown_all)
+    try:
+        import multiprocessing.util as mp_util
+
+        # multiprocessing children leave through os._exit, which skips atexit.
+        mp_util.Finalize(None, _shutdown_all, exitpriority=100)
+    except Exception:  # pragma: no cover
+        pass
+    if hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=_after_fork_child)
+
+
+def _live() -> list[AuditLogger]:
+    with _LIVE_LOCK:
+        return list(_LIVE)
+
+
+def _shutdown_all(timeout: float = 10.0) -> None:
+    for logger in _live():
+        try:
+            logger.shutdown(timeout)
+        except Exception as exc:
+            _ap._stderr(f"mcp-otel audit: flush at exit failed: {exc!r}")
+
+
+def _after_fork_child() -> None:
+    global _LIVE_LOCK
+    _LIVE_LOCK = threading.Lock()
+    for logger in list(_LIVE):
+        logger._lock = threading.Lock()
+
+
+_previous_sigterm: Any = None
+_sigterm_installed = False
+
+
+def install_sigterm_handler(timeout: float = 5.0) -> bool:
+    """Flush every audit logger on SIGTERM, then run the handler that was there before.
+
+    Opt-in (``AuditLogger(handle_sigterm=True)`` calls it). A previous Python handler is
+    called; the default action is re-raised (the process still terminates with SIGTERM);
+    an ignored signal stays ignored. Main thread only; returns False elsewhere.
+    """
+    global _previous_sigterm, _sigterm_installed
+    if _sigterm_installed:
+        return True
+    if threading.current_thread() is not threading.main_thread():
+        _ap._stderr("mcp-otel audit: SIGTERM handler can only be installed from the main thread")
+        return False
+    _previous_sigterm = signal.getsignal(signal.SIGTERM)
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    _sigterm_installed = True
+    return True
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    # Flush in a helper thread with a deadline: the signal may have interrupted this very
+    # thread inside a lock the flush needs.
+    t = threading.Thread(target=_shutdown_all, args=(3.0,), name="mcp-otel-audit-sigterm",
+                         daemon=True)
+    t.start()
+    t.join(5.0)
+    prev = _previous_sigterm
+    if callable(prev):
+        prev(signum, frame)
+    elif prev == signal.SIG_IGN:
+        return
+    else:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+        sys.exit(128 + signum)  # pragma: no cover - the default action ends us first

@@ -1,0 +1,308 @@
+"""Secret masking, safe encoding, previews and byte sizes for audit values.
+
+Everything an audit record carries from the outside world (tool arguments, results, error
+messages) passes through :class:`Redactor` *before* it reaches any sink: the OTel
+pipeline, the file, OTLP. The result is plain JSON data (dict with str keys, list, str,
+int, float, bool, None), so that the bytes hashed by the audit chain are exactly the bytes
+the exporter writes, and the SDK's attribute cleaning has nothing left to change.
+
+Rules (documented in docs/audit.md):
+
+* A key is secret when one of its *parts* is in the secret list. Parts come from splitting
+  on ``_ - . space`` and camelCase boundaries and lower-casing: ``db_password`` ->
+  ``db, password``; ``apiKey`` -> ``api, key``; ``X-Api-Key`` -> ``x, api, key``. Whole
+  parts only, so ``author`` is not ``auth`` and ``max_tokens`` is not ``token``.
+* A key whose normalised form (parts joined by ``_``) is in the allow list is never
+  secret: ``primary_key``, ``idempotency_key``, ...
+* A secret value becomes ``***MASKED***`` unless it is a string that is entirely an
+  environment reference (``${NAME}`` or ``$NAME``), which reveals nothing and is kept.
+* In every string (keys not involved), passwords inside URLs/DSNs
+  (``scheme://user:PASSWORD@host``), ``secretkey=value`` pairs and ``Bearer``/``Basic``
+  credentials are masked the same way; ``${ENV}`` references are kept.
+* Non-JSON values are encoded safely (bytes as ``{"$base64": ...}``, non-finite floats and
+  integers beyond 64 bits as strings, other objects as ``repr``), lone surrogates are
+  replaced, empty keys become ``"(empty)"``. Control characters stay in the data; JSON
+  escapes them, so a value can never break the one-record-per-line rule.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import math
+import os
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from mcp_otel import _json
+
+MASK = "***MASKED***"
+
+#: Osiris' list, plus a few unambiguous additions. Matched against whole key parts.
+DEFAULT_SECRET_PARTS: frozenset[str] = frozenset(
+    {
+        "password",
+        "passwd",
+        "pass",
+        "pwd",
+        "passphrase",
+        "secret",
+        "key",
+        "apikey",
+        "token",
+        "auth",
+        "authorization",
+        "credential",
+        "credentials",
+        "cookie",
+        "bearer",
+        "signature",
+    }
+)
+#: Compound secrets matched on the normalised key (parts joined by ``_``).
+DEFAULT_SECRET_KEYS: frozenset[str] = frozenset(
+    {"api_key", "secret_access_key", "access_key_id", "private_key", "session_token"}
+)
+#: Keys that contain a secret-looking part but are not secrets.
+DEFAULT_ALLOW_KEYS: frozenset[str] = frozenset(
+    {
+        "primary_key",
+        "foreign_key",
+        "idempotency_key",
+        "cache_key",
+        "sort_key",
+        "partition_key",
+        "key_id",
+        "public_key",
+        "max_tokens",
+        "token_count",
+        "tokens",
+        "token_type",
+        "author",
+        "authority",
+        "pass_rate",
+    }
+)
+
+#: Arguments/results whose compact JSON is larger than this are replaced by a preview.
+DEFAULT_PREVIEW_LIMIT = 4096
+#: How many bytes of the (redacted) JSON the preview keeps.
+DEFAULT_PREVIEW_HEAD = 2048
+
+_I64_MIN = -(2**63)
+_U64_MAX = 2**64 - 1
+
+_CAMEL_RE = re.compile(r"[A-Z]+(?=[A-Z][a-z0-9])|[A-Z]?[a-z0-9]+|[A-Z]+")
+_ENV_REF_RE = re.compile(r"^\$(\{[A-Za-z_][A-Za-z0-9_]*(:?-[^}]*)?\}|[A-Za-z_][A-Za-z0-9_]*)$")
+# scheme://user:password@host  (password may be empty-free, any char but @ / space)
+_URL_PASSWORD_RE = re.compile(r"(?P<pre>[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@]*:)(?P<pw>[^\s@/]+)(?=@)")
+# key=value pairs in free text (libpq DSNs, query strings, log lines)
+_KV_RE = re.compile(
+    r"(?P<key>[A-Za-z][A-Za-z0-9_.\-]*)(?P<sep>\s*=\s*)"
+    r"(?P<val>\"[^\"]*\"|'[^']*'|[^\s&;,'\"]+)"
+)
+_BEARER_RE = re.compile(r"(?P<pre>\b(?:Bearer|Basic)\s+)(?P<val>[A-Za-z0-9._~+/=\-]{6,})")
+
+
+def key_parts(key: str) -> list[str]:
+    """Lower-cased parts of ``key``: split on separators and camelCase boundaries."""
+    parts: list[str] = []
+    for chunk in re.split(r"[\s_\-.:/]+", key):
+        if chunk:
+            parts.extend(p.lower() for p in _CAMEL_RE.findall(chunk))
+    return parts
+
+
+def _split_env_list(value: str | None) -> set[str]:
+    if not value:
+        return set()
+    return {"_".join(key_parts(v)) or v.strip().lower() for v in value.split(",") if v.strip()}
+
+
+@dataclass(frozen=True)
+class RedactedValue:
+    """A value ready for an audit record, with what is known about the original."""
+
+    value: Any
+    original_bytes: int
+    truncated: bool
+
+
+@dataclass
+class Redactor:
+    """Masks secrets and encodes values safely; one instance per :class:`AuditLogger`.
+
+    ``secret_keys`` / ``allow_keys`` extend (not replace) the defaults, as do the
+    environment variables ``MCP_OTEL_REDACT_KEYS`` and ``MCP_OTEL_REDACT_ALLOW``
+    (comma-separated). Each entry is normalised like a key, so ``"sessionId"`` and
+    ``"session_id"`` are the same entry; a one-part entry is a secret *part*.
+    """
+
+    secret_keys: Iterable[str] = ()
+    allow_keys: Iterable[str] = ()
+    preview_limit: int = DEFAULT_PREVIEW_LIMIT
+    preview_head: int = DEFAULT_PREVIEW_HEAD
+    _parts: frozenset[str] = field(init=False, repr=False)
+    _compounds: frozenset[str] = field(init=False, repr=False)
+    _allow: frozenset[str] = field(init=False, repr=False)
+    _cache: dict[str, bool] = field(init=False, repr=False, default_factory=dict)
+
+    def __post_init__(self) -> None:
+        extra = {"_".join(key_parts(k)) for k in self.secret_keys if k}
+        extra |= _split_env_list(os.environ.get("MCP_OTEL_REDACT_KEYS"))
+        allow = {"_".join(key_parts(k)) for k in self.allow_keys if k}
+        allow |= _split_env_list(os.environ.get("MCP_OTEL_REDACT_ALLOW"))
+        self._parts = DEFAULT_SECRET_PARTS | {k for k in extra if "_" not in k}
+        self._compounds = DEFAULT_SECRET_KEYS | {k for k in extra if "_" in k}
+        self._allow = DEFAULT_ALLOW_KEYS | allow
+        if self.preview_head > self.preview_limit:
+            raise ValueError("preview_head must not exceed preview_limit")
+
+    # -- keys -------------------------------------------------------------------------
+
+    def is_secret_key(self, key: str) -> bool:
+        """True when values under ``key`` must be masked."""
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached
+        parts = key_parts(key)
+        norm = "_".join(parts)
+        if norm in self._allow:
+            result = False
+        elif norm in self._compounds:
+            result = True
+        else:
+            result = any(p in self._parts for p in parts)
+            if not result:
+                # compounds inside longer keys: "aws_secret_access_key", "my_api_key"
+                result = any(f"_{c}_" in f"_{norm}_" for c in self._compounds)
+        if len(self._cache) < 4096:
+            self._cache[key] = result
+        return result
+
+    # -- values -----------------------------------------------------------------------
+
+    def mask_text(self, text: str) -> str:
+        """Mask credentials inside free text (URLs/DSNs, key=value, Bearer tokens)."""
+        if "://" in text:
+            text = _URL_PASSWORD_RE.sub(self._url_sub, text)
+        if "=" in text:
+            text = _KV_RE.sub(self._kv_sub, text)
+        if "Bearer" in text or "Basic" in text:
+            text = _BEARER_RE.sub(lambda m: m.group("pre") + MASK, text)
+        return text
+
+    @staticmethod
+    def _url_sub(match: re.Match[str]) -> str:
+        pw = match.group("pw")
+        if pw == MASK or _ENV_REF_RE.match(pw):
+            return match.group(0)
+        return match.group("pre") + MASK
+
+    def _kv_sub(self, match: re.Match[str]) -> str:
+        val = match.group("val")
+        if not self.is_secret_key(match.group("key")):
+            return match.group(0)
+        bare = val.strip("'\"")
+        if bare == MASK or _ENV_REF_RE.match(bare):
+            return match.group(0)
+        return match.group("key") + match.group("sep") + MASK
+
+    def _mask_secret(self, value: Any) -> Any:
+        if isinstance(value, str) and _ENV_REF_RE.match(value.strip()):
+            return value
+        if value is None:
+            return None
+        return MASK
+
+    def clean(self, value: Any, _depth: int = 0) -> Any:
+        """JSON-safe copy of ``value`` with secrets masked, at any depth."""
+        if value is None or value is True or value is False:
+            return value
+        t = type(value)
+        if t is str:
+            return self._clean_str(value)
+        if t is int:
+            return value if _I64_MIN <= value <= _U64_MAX else str(value)
+        if t is float:
+            return value if math.isfinite(value) else repr(value)
+        if _depth > 64:
+            return "[DEPTH LIMIT]"
+        if isinstance(value, Mapping):
+            out: dict[str, Any] = {}
+            for k, v in value.items():
+                key = self._clean_key(k)
+                if self.is_secret_key(key):
+                    out[key] = self._mask_secret(v)
+                else:
+                    out[key] = self.clean(v, _depth + 1)
+            return out
+        if isinstance(value, list | tuple):
+            return [self.clean(v, _depth + 1) for v in value]
+        if isinstance(value, set | frozenset):
+            return [self.clean(v, _depth + 1) for v in sorted(value, key=repr)]
+        if isinstance(value, bytes | bytearray | memoryview):
+            return {"$base64": base64.b64encode(bytes(value)).decode("ascii")}
+        if isinstance(value, bool):
+            return bool(value)
+        if isinstance(value, int):
+            return self.clean(int(value), _depth)
+        if isinstance(value, float):
+            return self.clean(float(value), _depth)
+        if isinstance(value, str):
+            return self._clean_str(str(value))
+        if isinstance(value, _dt.datetime | _dt.date | _dt.time):
+            return value.isoformat()
+        try:
+            text = repr(value)
+        except Exception:  # a broken __repr__ must not lose the record
+            text = f"<unrepresentable {type(value).__name__}>"
+        return self._clean_str(text)
+
+    def _clean_key(self, key: Any) -> str:
+        if not isinstance(key, str):
+            key = key.decode("utf-8", "replace") if isinstance(key, bytes) else str(key)
+        key = _fix_surrogates(key)
+        return key or "(empty)"
+
+    def _clean_str(self, text: str) -> str:
+        return self.mask_text(_fix_surrogates(text))
+
+    def redact(self, value: Any) -> RedactedValue:
+        """Clean ``value``; replace it by a preview string when its JSON is too large.
+
+        ``original_bytes`` is the UTF-8 size of the compact JSON of the value *as received*
+        (before masking), which is what ``bytes_in``/``bytes_out`` report.
+        """
+        original = size_of(value)
+        cleaned = self.clean(value)
+        if original <= self.preview_limit:
+            return RedactedValue(cleaned, original, False)
+        encoded = _json.dumps(cleaned)
+        if len(encoded) <= self.preview_limit:
+            return RedactedValue(cleaned, original, False)
+        head = encoded[: self.preview_head].decode("utf-8", "ignore")
+        return RedactedValue(f"{head}... [TRUNCATED: {original} bytes total]", original, True)
+
+
+def size_of(value: Any) -> int:
+    """UTF-8 size of the compact JSON of ``value`` (never raises)."""
+    if value is None:
+        return 4
+    try:
+        return len(_json.dumps(value))
+    except Exception:
+        try:
+            return len(_json.dumps(_json.to_jsonable(value)))
+        except Exception:
+            return len(repr(value).encode("utf-8", "replace"))
+
+
+def _fix_surrogates(text: str) -> str:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    return text
