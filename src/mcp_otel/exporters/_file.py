@@ -177,6 +177,7 @@ class LockedJsonlFile:
         self._dirty = False
         self._closed = False
         self._reported: set[tuple[str, str]] = set()
+        self._op = "write"
         self.failed_writes = 0
         self.failed_bytes = 0
         self._retention_re = self._build_retention_re()
@@ -220,11 +221,12 @@ class LockedJsonlFile:
             if self._closed:
                 self._report("closed", "write after close", len(payload))
                 return False
+            self._op = "write"
             try:
                 self._write_locked(payload)
             except OSError as exc:
                 self._close_fd()
-                self._report_os_error(exc, len(payload))
+                self._report_os_error(exc, len(payload), what=self._op)
                 return False
             except Exception as exc:  # never raise into the host server
                 self._close_fd()
@@ -266,9 +268,11 @@ class LockedJsonlFile:
                 self._apply_retention(path)
         for _ in range(_MAX_ATTEMPTS):
             if self._fd is None:
+                self._op = "open"
                 self._open(path)
             fd = self._fd
             assert fd is not None
+            self._op = "lock"
             fcntl.flock(fd, fcntl.LOCK_EX)
             try:
                 st = os.fstat(fd)
@@ -278,11 +282,13 @@ class LockedJsonlFile:
                 size = st.st_size
                 limit = self._rotation.max_bytes
                 if limit is not None and size > 0 and size + len(payload) > limit:
+                    self._op = "rotate"
                     rotated = self._rotate_locked(path)
                     self._close_fd()
                     if rotated is not None:
                         self._after_rotation(path, rotated)
                     continue
+                self._op = "write"
                 try:
                     written = os.write(fd, payload)
                 except OSError:
@@ -300,6 +306,7 @@ class LockedJsonlFile:
                     fcntl.flock(fd, fcntl.LOCK_UN)
             self._dirty = True
             if self._fsync == "batch":
+                self._op = "fsync"
                 os.fdatasync(fd)
                 self._dirty = False
             elif self._fsync == "interval":
@@ -317,7 +324,14 @@ class LockedJsonlFile:
     def _open(self, path: str) -> None:
         directory = os.path.dirname(path) or "."
         self._make_dirs(directory)
-        flags = os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
+        # O_NONBLOCK: opening a FIFO planted at the path must fail (ENXIO), not hang.
+        flags = (
+            os.O_WRONLY
+            | os.O_APPEND
+            | os.O_CLOEXEC
+            | os.O_NONBLOCK
+            | getattr(os, "O_NOFOLLOW", 0)
+        )
         created = False
         try:
             fd = os.open(path, flags | os.O_CREAT | os.O_EXCL, self._file_mode)
@@ -335,6 +349,7 @@ class LockedJsonlFile:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
                 raise OSError(errno.EINVAL, "not a regular file", path)
+            os.set_blocking(fd, True)
             if created:
                 os.fchmod(fd, self._file_mode)  # exact mode, whatever the umask
                 if self._fsync == "batch":
@@ -501,7 +516,10 @@ class LockedJsonlFile:
 
     # ----------------------------------------------------------------- reporting
     def _report_os_error(self, exc: OSError, nbytes: int, *, what: str = "write") -> None:
-        name = errno.errorcode.get(exc.errno or 0, type(exc).__name__)
+        if isinstance(exc, _ShortWriteError):
+            name = "short-write"
+        else:
+            name = errno.errorcode.get(exc.errno or 0, type(exc).__name__)
         detail = exc.strerror or str(exc)
         self._report(f"{what}:{name}", detail, nbytes)
 
