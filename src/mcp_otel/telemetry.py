@@ -73,6 +73,8 @@ MCP_DURATION_BUCKETS: tuple[float, ...] = (
 MAX_TOOL_NAMES = 256
 MAX_ERROR_TYPES = 64
 MAX_NAME_LENGTH = 128
+#: Largest value one call adds to a counter (exact in JSON doubles and OTLP int64 sums).
+MAX_VALUE = 2**53 - 1
 _OTHER = "_other"
 #: Queue of the telemetry events' batch processor; large so a burst is written, not dropped.
 EVENT_QUEUE_SIZE = 65_536
@@ -97,27 +99,30 @@ def _as_count(value: Any) -> tuple[int, bool]:
 
     Counters only go up, and the SDK silently drops a negative ``add`` (which would leave
     ``tool_calls`` counted but ``bytes`` not). So: ints are kept, finite floats rounded,
-    numeric strings parsed; negatives, NaN/inf and anything else count as 0. The event
-    line lists every transformed field under ``mcp_otel.invalid_fields``.
+    numeric strings parsed; negatives, NaN/inf and anything else count as 0, and values
+    above 2**53 - 1 (beyond what JSON and OTLP backends hold exactly) are capped there.
+    The event line lists every transformed field under ``mcp_otel.invalid_fields``.
     """
-    if type(value) is int:
-        return (value, False) if value >= 0 else (0, True)
+    if type(value) is int and 0 <= value <= MAX_VALUE:
+        return value, False
     if isinstance(value, bool):
         return int(value), True
     if isinstance(value, int):
-        return (int(value), False) if value >= 0 else (0, True)
-    if isinstance(value, float):
-        if value != value or value in (float("inf"), float("-inf")) or value < 0:
+        number: int = value
+    elif isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
             return 0, True
-        rounded = round(value)
-        return rounded, rounded != value
-    if isinstance(value, str):
+        number = round(value)
+        if number == value and 0 <= number <= MAX_VALUE:
+            return number, False
+    elif isinstance(value, str):
         try:
-            parsed = int(value.strip())
+            number = int(value.strip())
         except ValueError:
             return 0, True
-        return max(parsed, 0), True
-    return 0, True
+    else:
+        return 0, True
+    return min(max(number, 0), MAX_VALUE), True
 
 
 def _label(value: Any) -> str:
@@ -208,6 +213,7 @@ class _Pipeline:
 
     pid: int
     started: float
+    resource: Resource | None = None
     meter_provider: MeterProvider | None = None
     reader: InMemoryMetricReader | None = None
     instruments: _Instruments | None = None
@@ -303,6 +309,12 @@ class TelemetryEmitter:
     def metrics_file(self) -> Path:
         """Today's metric snapshot file."""
         return self.output_dir / f"mcp_metrics_{time.strftime('%Y%m%d', time.gmtime())}.jsonl"
+
+    @property
+    def resource(self) -> Resource | None:
+        """This process's resource (``service.name``, ``service.instance.id``), or ``None``
+        when the SDK is disabled."""
+        return self._pipeline().resource
 
     @property
     def metrics(self) -> dict[str, int]:
@@ -509,7 +521,7 @@ class TelemetryEmitter:
             pipeline.fallback = dict.fromkeys(METRIC_KEYS, 0)
             return pipeline
         exporting = self.enabled and not self._closed
-        resource = _setup.build_resource()
+        resource = pipeline.resource = _setup.build_resource()
         reader = InMemoryMetricReader(
             preferred_aggregation={
                 Histogram: DropAggregation(),

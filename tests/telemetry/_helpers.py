@@ -1,0 +1,44 @@
+"""Reading what the emitter wrote: event lines and the latest metric snapshot."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+READBACK = {
+    "mcp_otel.tool.calls": "tool_calls",
+    "mcp_otel.tool.input": "total_bytes_in",
+    "mcp_otel.tool.output": "total_bytes_out",
+    "mcp_otel.tool.duration": "total_duration_ms",
+    "mcp_otel.tool.errors": "errors",
+}
+
+
+def read_lines(directory: Path, pattern: str) -> list[dict[str, Any]]:
+    """Every line of every matching file, parsed; a torn line fails the test here."""
+    out: list[dict[str, Any]] = []
+    for path in sorted(directory.glob(pattern)):
+        for raw in path.read_bytes().splitlines():
+            out.append(json.loads(raw))
+    return out
+
+
+def last_snapshot_totals(
+    lines: list[dict[str, Any]], key: str | None = None
+) -> dict[Any, dict[str, int]]:
+    """Osiris' five totals from the last snapshot, per value of ``key`` (e.g. a resource
+    attribute) or under ``None``. Cumulative sums: the latest snapshot holds the totals."""
+    latest: dict[Any, str] = {}
+    for line in lines:
+        group = line.get(key) if key else None
+        if line.get("metric") in READBACK and line["timestamp"] > latest.get(group, ""):
+            latest[group] = line["timestamp"]
+    totals: dict[Any, dict[str, int]] = defaultdict(lambda: dict.fromkeys(READBACK.values(), 0))
+    for line in lines:
+        group = line.get(key) if key else None
+        name = READBACK.get(line.get("metric", ""))
+        if name and line["timestamp"] == latest[group]:
+            totals[group][name] += line["value"]
+    return dict(totals)

@@ -1,0 +1,154 @@
+"""The emitter's JSONL files: events as flat log records, metric snapshots, permissions."""
+
+from __future__ import annotations
+
+import os
+import stat
+import threading
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+from mcp_otel.telemetry import TelemetryEmitter
+
+from ._helpers import last_snapshot_totals, read_lines
+
+Factory = Callable[..., TelemetryEmitter]
+OSIRIS_TOOL_FIELDS = {
+    "event", "session_id", "timestamp", "timestamp_ms", "tool", "status",
+    "duration_ms", "bytes_in", "bytes_out",
+}  # fmt: skip
+
+
+def test_events_and_snapshots_under_threads(tmp_path: Path, make_emitter: Factory) -> None:
+    out = tmp_path / "tel"
+    telemetry = make_emitter(enabled=True, output_dir=out)
+    telemetry.emit_server_start("1.2.3", "2024-11-05")
+    telemetry.emit_handshake(7, True, {"name": "client", "version": "1"})
+    threads_n, calls = 8, 500
+    barrier = threading.Barrier(threads_n)
+
+    def work(k: int) -> None:
+        barrier.wait()
+        for i in range(calls):
+            telemetry.emit_tool_call(
+                f"tool_{k}",
+                "error" if i % 5 == 0 else "ok",
+                duration_ms=i % 9,
+                bytes_in=10 + k,
+                bytes_out=i,
+                error="boom" if i % 5 == 0 else None,
+                metadata={"thread": k, "i": i},
+            )
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(threads_n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    expected = telemetry.metrics
+    telemetry.emit_server_stop("shutdown")
+    telemetry.shutdown()
+
+    events = read_lines(out, "mcp_telemetry_*.jsonl")
+    kinds = Counter(e["event"] for e in events)
+    assert kinds == {"server_start": 1, "handshake": 1, "tool_call": threads_n * calls,
+                     "server_stop": 1}  # fmt: skip
+    assert {e["session_id"] for e in events} == {telemetry.session_id}
+    tool_calls = [e for e in events if e["event"] == "tool_call"]
+    for e in tool_calls:
+        assert OSIRIS_TOOL_FIELDS <= e.keys()
+        assert e["event_name"] == "mcp.telemetry.tool_call"
+        assert e["tool"] == f"tool_{e['metadata']['thread']}"
+        assert ("error" in e) == (e["status"] == "error")
+    # every (thread, i) exactly once: nothing lost, nothing duplicated
+    seen = Counter((e["metadata"]["thread"], e["metadata"]["i"]) for e in tool_calls)
+    assert len(seen) == threads_n * calls and set(seen.values()) == {1}
+    assert sum(e["bytes_in"] for e in tool_calls) == expected["total_bytes_in"]
+
+    stop = next(e for e in events if e["event"] == "server_stop")
+    assert stop["reason"] == "shutdown"
+    assert stop["metrics"] == expected
+    assert expected["tool_calls"] == threads_n * calls
+    assert expected["errors"] == threads_n * (calls // 5)
+
+    snapshot = last_snapshot_totals(read_lines(out, "mcp_metrics_*.jsonl"))[None]
+    assert snapshot == expected
+
+
+def test_osiris_lines_and_secret_masking(tmp_path: Path, make_emitter: Factory) -> None:
+    telemetry = make_emitter(output_dir=tmp_path)
+    telemetry.emit_tool_call(
+        "connect",
+        "error",
+        12,
+        30,
+        40,
+        error="failed for postgres://bob:hunter2@db/x",
+        metadata={"db_password": "hunter2", "primary_key": "id", "nested": {"api_key": "k1"}},
+    )
+    telemetry.emit_handshake(3, False, client_info={"name": "c", "token": "t0k3n"})
+    telemetry.force_flush()
+    text = "\n".join(p.read_text() for p in tmp_path.glob("mcp_telemetry_*.jsonl"))
+    assert "hunter2" not in text and "k1" not in text and "t0k3n" not in text
+    events = read_lines(tmp_path, "mcp_telemetry_*.jsonl")
+    call = next(e for e in events if e["event"] == "tool_call")
+    assert call["metadata"]["primary_key"] == "id"
+    assert call["metadata"]["db_password"] == "***MASKED***"
+    assert call["timestamp"].endswith("+00:00")
+    assert isinstance(call["timestamp_ms"], int)
+    shake = next(e for e in events if e["event"] == "handshake")
+    assert shake["success"] is False and shake["duration_ms"] == 3
+    assert telemetry.get_session_summary()["telemetry_file"] == str(telemetry.telemetry_file)
+    assert telemetry.telemetry_file.exists()
+
+
+def test_files_are_private(tmp_path: Path, make_emitter: Factory) -> None:
+    out = tmp_path / "new" / "tel"
+    telemetry = make_emitter(output_dir=out)
+    telemetry.emit_tool_call("t", "ok", 1, 1, 1)
+    telemetry.force_flush()
+    assert stat.S_IMODE(os.stat(out).st_mode) == 0o700
+    for path in out.iterdir():
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+
+
+def test_bad_values_are_transformed_not_raised(tmp_path: Path, make_emitter: Factory) -> None:
+    telemetry = make_emitter(output_dir=tmp_path)
+    telemetry.emit_tool_call("t", "ok", -5, "12", float("nan"))
+    telemetry.emit_tool_call(["not", "a", "name"], None, 2.6, True, 10**30)  # type: ignore[arg-type]
+    assert telemetry.metrics == {
+        "tool_calls": 2,
+        "total_bytes_in": 13,
+        "total_bytes_out": 2**53 - 1,
+        "total_duration_ms": 3,
+        "errors": 0,
+    }
+    telemetry.force_flush()
+    calls = [e for e in read_lines(tmp_path, "mcp_telemetry_*.jsonl") if e["event"] == "tool_call"]
+    assert calls[0]["mcp_otel.invalid_fields"] == ["duration_ms", "bytes_in", "bytes_out"]
+    assert calls[1]["tool"] == "['not', 'a', 'name']"
+    assert calls[1]["mcp_otel.invalid_fields"] == ["duration_ms", "bytes_in", "bytes_out"]
+
+
+def test_disabled_emitter_writes_nothing(tmp_path: Path, make_emitter: Factory) -> None:
+    telemetry = make_emitter(enabled=False, output_dir=tmp_path / "tel")
+    telemetry.emit_server_start("1", "2024-11-05")
+    telemetry.emit_tool_call("t", "error", 1, 2, 3)
+    telemetry.emit_server_stop()
+    telemetry.force_flush()
+    assert not (tmp_path / "tel").exists()
+    summary = telemetry.get_session_summary()
+    assert summary["enabled"] is False and summary["telemetry_file"] is None
+    assert summary["metrics"]["errors"] == 1
+
+
+def test_counting_continues_after_shutdown(tmp_path: Path, make_emitter: Factory) -> None:
+    telemetry = make_emitter(output_dir=tmp_path)
+    telemetry.emit_tool_call("t", "ok", 1, 1, 1)
+    telemetry.shutdown()
+    lines_before = len(read_lines(tmp_path, "mcp_telemetry_*.jsonl"))
+    telemetry.emit_tool_call("t", "ok", 1, 1, 1)
+    telemetry.force_flush()
+    assert telemetry.metrics["tool_calls"] == 2
+    assert len(read_lines(tmp_path, "mcp_telemetry_*.jsonl")) == lines_before == 1
