@@ -54,6 +54,7 @@ META_BYTES_OUT = "bytes_out"
 
 _SCOPE = "mcp_otel.instrument"
 _MAX_ERROR_TEXT = 2048
+_MAX_TOOL_LABELS = 200
 
 
 @dataclass
@@ -393,6 +394,10 @@ class _McpOtelMiddleware:
         self._lowlevel = lowlevel
         self._record_results = record_results
         self._tracer = handle.tracer_provider.get_tracer(_SCOPE, _package_version())
+        # mcp-otel's TelemetryEmitter records mcp.server.operation.duration for tools/call
+        # and mcp.server.session.duration itself; recording them here too would double them.
+        self._telemetry_records_tools = hasattr(handle.telemetry, "record_session_duration")
+        self._tool_labels: set[str] = set()
         meter = handle.meter_provider.get_meter(_SCOPE, _package_version())
         self._op_duration: Histogram = meter.create_histogram(
             "mcp.server.operation.duration",
@@ -474,6 +479,15 @@ class _McpOtelMiddleware:
             self._record_duration(start, attributes)
         return result
 
+    def _tool_label(self, tool: str) -> str:
+        """Tool names come from clients: cap the metric label's cardinality."""
+        if tool in self._tool_labels:
+            return tool
+        if len(self._tool_labels) >= _MAX_TOOL_LABELS:
+            return "_OTHER"
+        self._tool_labels.add(tool)
+        return tool
+
     def _record_duration(self, start_ns: int, attributes: dict[str, Any]) -> None:
         seconds = (time.perf_counter_ns() - start_ns) / 1e9
         _guard(self._handle, "metrics", self._op_duration.record, seconds, attributes)
@@ -508,7 +522,8 @@ class _McpOtelMiddleware:
             if session_id:
                 span.set_attribute("mcp.session.id", session_id)
 
-        attributes: dict[str, Any] = {"mcp.method.name": "tools/call", "gen_ai.tool.name": tool}
+        attributes: dict[str, Any] = {"mcp.method.name": "tools/call",
+                                      "gen_ai.tool.name": self._tool_label(tool)}
         start = time.perf_counter_ns()
         try:
             result = await call_next(ctx)
@@ -521,7 +536,8 @@ class _McpOtelMiddleware:
             with anyio.CancelScope(shield=True):
                 await self._tool_failed(tool, correlation_id, start, end, bytes_in, 0,
                                         error_type, text)
-            self._record_duration(start, {**attributes, "error.type": error_type})
+            if not self._telemetry_records_tools:
+                self._record_duration(start, {**attributes, "error.type": error_type})
             raise
         end = time.perf_counter_ns()
         wire = _as_wire(result)
@@ -533,7 +549,8 @@ class _McpOtelMiddleware:
         if _result_is_error(wire):
             await self._tool_failed(tool, correlation_id, start, end, bytes_in, bytes_out,
                                     "tool_error", _error_text(wire))
-            self._record_duration(start, {**attributes, "error.type": "tool_error"})
+            if not self._telemetry_records_tools:
+                self._record_duration(start, {**attributes, "error.type": "tool_error"})
         else:
             handle._count(tool_calls=1)
             if handle.audit is not None:
@@ -546,7 +563,8 @@ class _McpOtelMiddleware:
             if handle.telemetry is not None:
                 _guard(handle, "telemetry.emit_tool_call", handle.telemetry.emit_tool_call,
                        tool, "ok", duration_ms, bytes_in, bytes_out)
-            self._record_duration(start, attributes)
+            if not self._telemetry_records_tools:
+                self._record_duration(start, attributes)
         if span.is_recording():
             span.set_attributes({"mcp_otel.bytes_out": bytes_out,
                                  "mcp_otel.duration_ms": duration_ms})
@@ -573,8 +591,14 @@ class _McpOtelMiddleware:
                 correlation_id=correlation_id, error=text,
             )
         if handle.telemetry is not None:
-            _guard(handle, "telemetry.emit_tool_call", handle.telemetry.emit_tool_call,
-                   tool, "error", duration_ms, bytes_in, bytes_out, error=error_type)
+            if self._telemetry_records_tools:
+                # mcp-otel's emitter: free text on the event, error.type on the metrics.
+                _guard(handle, "telemetry.emit_tool_call", handle.telemetry.emit_tool_call,
+                       tool, "error", duration_ms, bytes_in, bytes_out, error=text,
+                       error_type=error_type)
+            else:  # an Osiris-API emitter: only the low-cardinality type
+                _guard(handle, "telemetry.emit_tool_call", handle.telemetry.emit_tool_call,
+                       tool, "error", duration_ms, bytes_in, bytes_out, error=error_type)
         span = trace.get_current_span()
         if span.is_recording():
             span.set_attribute("error.type", error_type)
@@ -667,8 +691,12 @@ class _McpOtelMiddleware:
 
         def _end_session() -> None:
             seconds = (time.perf_counter_ns() - start_ns) / 1e9
-            _guard(handle, "metrics", self._session_duration.record, seconds,
-                   {"mcp.protocol.version": str(ctx.protocol_version)})
+            if self._telemetry_records_tools:
+                _guard(handle, "telemetry.record_session_duration",
+                       handle.telemetry.record_session_duration, seconds)
+            else:
+                _guard(handle, "metrics", self._session_duration.record, seconds,
+                       {"mcp.protocol.version": str(ctx.protocol_version)})
             span.end()
             handle._count(sessions_ended=1)
 

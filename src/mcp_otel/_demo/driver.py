@@ -432,22 +432,24 @@ def scan_secrets(files: list[Path], values: list[str]) -> list[str]:
 
 
 def verify_audit(out: Path) -> tuple[bool | None, str]:
-    """The audit engineer's verifier over ``out/audit``; None when it is not available."""
+    """Verify the audit hash chains under ``out/audit`` (strict: every session ended)."""
     audit_dir = out / "audit"
     try:
-        from mcp_otel.cli import _verify
+        from mcp_otel.integrity import verify_paths
     except ImportError:
         return None, "verifier not available"
-    run = getattr(_verify, "verify_paths", None) or getattr(_verify, "verify", None)
-    if run is None:
-        return None, "verifier API not found"
+    if not audit_dir.is_dir():
+        return False, "no audit directory"
     try:
-        result = run([audit_dir])
+        report = verify_paths([audit_dir], strict=True)
     except Exception as exc:
         return False, f"{type(exc).__name__}: {exc}"
-    ok = getattr(result, "ok", result)
-    detail = getattr(result, "summary", None)
-    return bool(ok), str(detail() if callable(detail) else detail or ("ok" if ok else "failed"))
+    sessions = len(report.sessions)
+    if report.ok:
+        return True, f"ok ({report.lines} lines, {sessions} chain(s))"
+    first = report.errors[0]
+    where = f" at {Path(first.path).name}:{first.line}" if first.path else ""
+    return False, f"{len(report.errors)} error(s): {first.code}{where}"
 
 
 # --------------------------------------------------------------------------- checks

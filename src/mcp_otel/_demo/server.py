@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import signal
 import socket
@@ -130,25 +129,18 @@ async def _serve(sock: socket.socket) -> dict[str, Any]:
 
 async def _close_sinks(handle: Any) -> None:
     """Flush and close everything so the files are complete before we report "done"."""
-    for sink in (handle.audit, handle.telemetry):
-        for name in ("close", "aclose", "shutdown"):
-            fn = getattr(sink, name, None)
-            if fn is None:
-                continue
-            with contextlib.suppress(Exception):
-                result = fn()
-                if asyncio.iscoroutine(result):
-                    await result
-            break
     from mcp_otel import _setup
 
-    shutdown = getattr(_setup, "shutdown", None)
-    for provider in (handle.tracer_provider, handle.meter_provider):
-        with contextlib.suppress(Exception):
-            provider.force_flush()
-    if shutdown is not None:
-        with contextlib.suppress(Exception):
-            shutdown()
+    audit, telemetry = handle.audit, handle.telemetry
+    if audit is not None:
+        ashutdown = getattr(audit, "ashutdown", None)
+        if ashutdown is not None:
+            await ashutdown()
+        else:
+            audit.shutdown()
+    if telemetry is not None:
+        telemetry.shutdown()
+    _setup.shutdown()
 
 
 def _absorb_signal(signum: int, frame: Any) -> None:
