@@ -1,0 +1,173 @@
+"""mcp-otel stats against crafted files, good and bad, through the real CLI."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from mcp_otel.cli import main
+from mcp_otel.cli._stats import compute, percentile
+
+
+def _write(path: Path, records: list[dict[str, Any]], tail: bytes = b"") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in records) + tail)
+    return path
+
+
+def _tool_event(tool: str, duration: int, status: str = "ok", bytes_in: int = 10,
+                bytes_out: int = 100) -> dict[str, Any]:
+    return {"event": "tool_call", "session_id": "tel_x", "tool": tool, "status": status,
+            "duration_ms": duration, "bytes_in": bytes_in, "bytes_out": bytes_out,
+            "event_name": "mcp.telemetry.tool_call", "schema_version": 1}
+
+
+def _run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "mcp_otel", "stats", *args],
+                          capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_exact_percentiles_errors_and_bytes(tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    # 100 calls of "query" taking 1..100 ms (shuffled), every 10th an error.
+    order = [(i * 37) % 100 + 1 for i in range(100)]
+    records = [_tool_event("query", d, "error" if d % 10 == 0 else "ok", bytes_in=d,
+                           bytes_out=2 * d) for d in order]
+    records += [_tool_event("ping", 3), _tool_event("ping", 5)]
+    _write(tmp_path / "telemetry" / "mcp_telemetry_20261127.jsonl", records)
+
+    assert main(["stats", str(tmp_path), "--json"]) == 0
+    report = orjson.loads(capsys.readouterr().out)
+    query = report["tools"]["query"]
+    assert (query["p50_ms"], query["p95_ms"], query["p99_ms"]) == (50, 95, 99)
+    assert query["calls"] == 100 and query["errors"] == 10
+    assert query["error_ratio"] == pytest.approx(0.1)
+    assert query["bytes_in"] == 5050 and query["bytes_out"] == 10100
+    assert report["tools"]["ping"]["p50_ms"] == 3
+    assert report["total"]["calls"] == 102
+    assert report["source"] == "telemetry tool_call events"
+
+    assert main(["stats", str(tmp_path)]) == 0
+    text = capsys.readouterr().out
+    assert "query" in text and "TOTAL" in text and "10.0" in text
+
+
+def test_percentile_is_nearest_rank() -> None:
+    assert percentile([], 50) is None
+    assert percentile([7], 99) == 7
+    assert percentile([1, 2, 3, 4], 50) == 2
+    assert percentile([1, 2, 3, 4], 51) == 3
+
+
+def test_audit_records_are_the_fallback_source(tmp_path: Path) -> None:
+    audit = [
+        {"event": "tool_call", "tool": "t", "correlation_id": "c1", "bytes_in": 11},
+        {"event": "tool_result", "tool": "t", "correlation_id": "c1", "duration_ms": 4,
+         "bytes_out": 40},
+        {"event": "tool_call", "tool": "t", "correlation_id": "c2", "bytes_in": 13},
+        {"event": "tool_error", "tool": "t", "correlation_id": "c2", "duration_ms": 8,
+         "error_code": "tool_error"},
+        {"event": "session_end", "session_id": "s"},
+    ]
+    _write(tmp_path / "mcp_audit_20261127.jsonl", audit)
+    report = compute([tmp_path]).to_json()
+    assert report["source"] == "audit tool_result/tool_error records"
+    t = report["tools"]["t"]
+    assert (t["calls"], t["errors"], t["bytes_in"], t["bytes_out"]) == (2, 1, 24, 40)
+    assert (t["p50_ms"], t["p99_ms"]) == (4, 8)
+
+
+def test_cache_ratio_from_spans_and_from_two_processes_metrics(tmp_path: Path) -> None:
+    spans = [{"name": "cache.get", "span_id": f"{i:016x}", "kind": "INTERNAL",
+              "cache.hit": i % 4 != 0} for i in range(8)]
+    _write(tmp_path / "spans" / "mcp_spans_20261127.jsonl", spans)
+    assert compute([tmp_path]).to_json()["cache"] == {
+        "hits": 6, "lookups": 8, "hit_ratio": 0.75, "source": "spans"}
+
+    def point(start: str, ts: str, result: str, value: int) -> dict[str, Any]:
+        return {"timestamp": ts, "start_timestamp": start, "metric": "mcp_otel.cache.requests",
+                "type": "sum", "value": value, "mcp_otel.cache.result": result,
+                "mcp_otel.cache.tier": "memory" if result == "hit" else "none"}
+
+    # Two processes (start times differ), each with cumulative snapshots: latest wins.
+    metrics = [point("A", "1", "hit", 1), point("A", "2", "hit", 5), point("A", "2", "miss", 2),
+               point("B", "1", "hit", 3), point("B", "1", "miss", 0), point("B", "3", "miss", 2)]
+    only_metrics = tmp_path / "m"
+    _write(only_metrics / "metrics_20261127.jsonl", metrics)
+    cache = compute([only_metrics]).to_json()["cache"]
+    assert (cache["hits"], cache["lookups"], cache["source"]) == (8, 12, "metrics")
+
+
+def test_gzip_rotated_file_and_duplicate_paths_are_read_once(tmp_path: Path) -> None:
+    raw = b"".join(orjson.dumps(_tool_event("z", d)) + b"\n" for d in (1, 2, 3))
+    gz = tmp_path / "mcp_telemetry_20261126.jsonl.gz"
+    gz.write_bytes(gzip.compress(raw))
+    report = compute([tmp_path, gz]).to_json()
+    assert report["tools"]["z"]["calls"] == 3
+
+
+def test_torn_last_line_is_skipped_with_a_warning(tmp_path: Path) -> None:
+    path = _write(tmp_path / "t.jsonl", [_tool_event("a", 1), _tool_event("a", 2)],
+                  tail=b'{"event":"tool_call","tool":"a","sta')
+    result = _run_cli(str(path), "--json")
+    assert result.returncode == 0, result.stderr
+    assert orjson.loads(result.stdout)["tools"]["a"]["calls"] == 2
+    assert "partial last line" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"\x89PNG\r\n\x1a\n\x00\x00binary", "not a JSON Lines file"),
+        (b"hello world\n", "not a JSON Lines file"),
+        (b'{"event":"tool_call"}\n[1, 2, 3]\n', "line is not a JSON object"),
+        (b'{"ok": 1}\n{broken\n{"ok": 2}\n', ":2: not a JSON Lines file"),
+    ],
+)
+def test_bad_files_give_one_line_and_exit_2(tmp_path: Path, content: bytes,
+                                            message: str) -> None:
+    path = tmp_path / "bad.jsonl"
+    path.write_bytes(content)
+    result = _run_cli(str(path))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("mcp-otel stats: error: ") and message in lines[0]
+    assert result.stdout == ""
+
+
+def test_missing_path(tmp_path: Path) -> None:
+    result = _run_cli(str(tmp_path / "nope.jsonl"))
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"mcp-otel stats: error: {tmp_path / 'nope.jsonl'}: no such file or directory")
+
+
+def test_unreadable_file(tmp_path: Path) -> None:
+    # /proc/self/mem cannot be read from offset 0 (EIO), even by root.
+    result = _run_cli("/proc/self/mem")
+    assert result.returncode == 2
+    assert "cannot read" in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
+def test_file_without_read_permission(tmp_path: Path) -> None:
+    path = _write(tmp_path / "locked.jsonl", [_tool_event("a", 1)])
+    path.chmod(0)
+    result = _run_cli(str(path))
+    assert result.returncode == 2 and "permission denied" in result.stderr
+
+
+def test_empty_directory_reports_no_calls(tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["stats", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "TOTAL" in out and "no lookups" in out
