@@ -81,6 +81,7 @@ import secrets
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -150,6 +151,23 @@ class _Counts:
         with self.lock:
             self.events[name] += n
 
+    def reset_after_fork(self) -> None:
+        """A forked child is a new series (new ``service.instance.id``): start at zero."""
+        self.lock = threading.Lock()
+        self.hit_memory = self.hit_disk = self.miss = 0
+        self.events = dict.fromkeys(EVENTS, 0)
+
+    def absorb(self, other: _Counts) -> None:
+        """Add what ``other`` counted (used when a child switches to its own provider)."""
+        with other.lock:
+            values = (other.hit_memory, other.hit_disk, other.miss, dict(other.events))
+        with self.lock:
+            self.hit_memory += values[0]
+            self.hit_disk += values[1]
+            self.miss += values[2]
+            for name, n in values[3].items():
+                self.events[name] += n
+
     def _requests(self, _options: CallbackOptions) -> Iterable[Observation]:
         with self.lock:
             values = (self.hit_memory, self.hit_disk, self.miss)
@@ -166,6 +184,20 @@ class _Counts:
 
 _COUNTS: dict[int, tuple[object, _Counts]] = {}
 _COUNTS_LOCK = threading.Lock()
+_CACHES: weakref.WeakSet[DiscoveryCache] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    global _COUNTS_LOCK
+    _COUNTS_LOCK = threading.Lock()
+    for _provider, counts in _COUNTS.values():
+        counts.reset_after_fork()
+    for cache in list(_CACHES):
+        cache._after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _meter_provider() -> _metrics_api.MeterProvider:
@@ -301,6 +333,10 @@ class _Generations:
         self.view = memoryview(self._mmap).cast("Q")
         self.recheck_at = time.time() + _RECHECK_GEN_FILE_S
 
+    def after_fork_in_child(self) -> None:
+        self._lock = threading.Lock()
+        self.recheck_at = 0.0
+
     def bump(self, slot: int) -> int:
         """Increment one slot; the caller holds the slot's stripe lock."""
         offset = slot * 8
@@ -359,7 +395,32 @@ class DiscoveryCache:
         self._max_memory = _max_memory_entries()
         self._keys: dict[tuple[str, str, int, str | None], _Key] = {}
         self._tracer = _tracer_for(tracer_provider)
-        self._counts = _counts_for(meter_provider or _meter_provider())
+        self._meter_provider = meter_provider or _meter_provider()
+        self._auto_meter = meter_provider is None
+        self._counts = _counts_for(self._meter_provider)
+        self._forked = False
+        _CACHES.add(self)
+
+    def _after_fork_in_child(self) -> None:
+        self._mlock = threading.Lock()
+        self._gens.after_fork_in_child()  # forces the next get through _maintain()
+        self._counts.reset_after_fork()
+        self._forked = True
+
+    def _maintain(self, span: Span | None) -> None:
+        """Once a second, and first thing after a fork: the checks kept off the hot path."""
+        if self._gens.replaced():
+            self._drop_all_memory(span)
+        if self._forked:
+            self._forked = False
+            if self._auto_meter:
+                # mcp-otel's shared provider is rebuilt in a child; count into the new one.
+                provider = _meter_provider()
+                if provider is not self._meter_provider:
+                    counts = _counts_for(provider)
+                    if counts is not self._counts:
+                        counts.absorb(self._counts)
+                        self._meter_provider, self._counts = provider, counts
 
     # ------------------------------------------------------------------ keys
 
@@ -435,8 +496,8 @@ class DiscoveryCache:
 
     def _lookup(self, key: _Key, span: Span | None, blocking: bool) -> Any:
         """Memory, then disk. Without ``blocking`` returns _NEEDS_THREAD instead of waiting."""
-        if time.time() >= self._gens.recheck_at and self._gens.replaced():
-            self._drop_all_memory(span)
+        if time.time() >= self._gens.recheck_at:
+            self._maintain(span)
         rec = self._memory.get(key.cache_key)
         if rec is not None:
             if time.time() >= rec.expires:
@@ -656,6 +717,8 @@ class DiscoveryCache:
                 span.end()
 
     def _write(self, key: _Key, payload: bytes, rec: _Record, span: Span | None) -> None:
+        if time.time() >= self._gens.recheck_at:
+            self._maintain(span)
         path = self.cache_dir / f"{key.discovery_id}.json"
         with self._locked(key.stripe):
             try:
@@ -690,6 +753,8 @@ class DiscoveryCache:
                 span.end()
 
     def _invalidate(self, connection: str, span: Span | None) -> tuple[int, int]:
+        if time.time() >= self._gens.recheck_at:
+            self._maintain(span)
         ids: set[str] = set()
         size = 0
         for disc, path in self._entry_files():
@@ -730,6 +795,8 @@ class DiscoveryCache:
                 span.end()
 
     def _clear_expired(self, span: Span | None) -> tuple[int, int]:
+        if time.time() >= self._gens.recheck_at:
+            self._maintain(span)
         now = time.time()
         removed = size = 0
         for cache_key, rec in list(self._memory.items()):
@@ -767,6 +834,8 @@ class DiscoveryCache:
                 span.end()
 
     def _clear_all(self, span: Span | None) -> tuple[int, int]:
+        if time.time() >= self._gens.recheck_at:
+            self._maintain(span)
         removed = size = 0
         for disc, path in self._entry_files():
             key = _key_of(disc)
