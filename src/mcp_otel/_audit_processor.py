@@ -323,8 +323,20 @@ class AuditLogRecordProcessor(LogRecordProcessor):
             self._init_state()
 
 
+_PID = os.getpid()
+
+
 def _getpid() -> int:
-    return os.getpid()
+    return _PID
+
+
+def _pid_after_fork() -> None:
+    global _PID
+    _PID = os.getpid()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_pid_after_fork)
 
 
 def _run_worker(ref: weakref.ReferenceType[AuditLogRecordProcessor]) -> None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
-import datetime as _dt
 import errno
 import os
 import secrets
@@ -27,7 +26,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, Literal
 
-from opentelemetry._logs import SeverityNumber
+from opentelemetry._logs import LogRecord, SeverityNumber
 from opentelemetry.metrics import MeterProvider
 from opentelemetry.sdk._logs import LoggerProvider, LogRecordLimits, ReadWriteLogRecord
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
@@ -102,8 +101,49 @@ def _meter_provider() -> MeterProvider:
     return metrics.get_meter_provider()
 
 
+_iso_cache: tuple[int, str] = (-1, "")
+
+
 def _iso(ns: int) -> str:
-    return _dt.datetime.fromtimestamp(ns / 1e9, _dt.UTC).isoformat()
+    """ISO 8601 UTC with microseconds, as Osiris writes it (``...+00:00``)."""
+    global _iso_cache
+    sec, frac = divmod(ns, 1_000_000_000)
+    cached, prefix = _iso_cache
+    if cached != sec:  # one strftime per second, not per record
+        prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
+        _iso_cache = (sec, prefix)
+    return f"{prefix}.{frac // 1000:06d}+00:00"
+
+
+class _AuditRecord(ReadWriteLogRecord):
+    """A record whose attributes are already plain JSON data (see :mod:`redaction`).
+
+    The SDK wraps attributes in ``BoundedAttributes``, which re-cleans every nested value
+    and may drop or truncate by ``OTEL_*_LIMIT``. An audit record is encoded before emit
+    and sealed by value, so it skips that pass: nothing can change it after the
+    redactor, and the hash covers exactly what is written.
+    """
+
+    def __post_init__(self) -> None:
+        pass
+
+
+_LIMITS = LogRecordLimits(
+    max_attributes=_LIMITS_MAX_ATTRIBUTES,
+    max_attribute_length=LogRecordLimits.UNSET,
+    max_log_record_attributes=_LIMITS_MAX_ATTRIBUTES,
+    max_log_record_attribute_length=LogRecordLimits.UNSET,
+)
+_PID = os.getpid()
+
+
+def _pid_after_fork() -> None:
+    global _PID
+    _PID = os.getpid()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_pid_after_fork)
 
 
 class _Session:
@@ -144,17 +184,11 @@ class _Session:
             on_committed=self._committed,
             on_lost=self._lost,
         )
-        limits = LogRecordLimits(
-            max_attributes=_LIMITS_MAX_ATTRIBUTES,
-            max_attribute_length=LogRecordLimits.UNSET,
-            max_log_record_attributes=_LIMITS_MAX_ATTRIBUTES,
-            max_log_record_attribute_length=LogRecordLimits.UNSET,
-        )
         self.provider = LoggerProvider(
             resource=_setup.build_resource(),
             shutdown_on_exit=False,
             meter_provider=owner._meter_provider,
-            log_record_limits=limits,
+            log_record_limits=_LIMITS,
         )
         # The audit trail is the system of record, not telemetry: OTEL_SDK_DISABLED turns
         # off the OTLP copy (see _setup.otlp_exporter), never the local file.
@@ -162,7 +196,17 @@ class _Session:
             self.provider._disabled = False  # type: ignore[attr-defined]
         self.provider.add_log_record_processor(self.processor)
         self.logger = self.provider.get_logger(_SCOPE)
+        self.resource = self.logger.resource  # type: ignore[attr-defined]
+        self.scope = self.logger.instrumentation_scope  # type: ignore[attr-defined]
         self.closed = False
+
+    def record(self, now: int, severity: SeverityNumber, attrs: dict[str, Any]) -> _AuditRecord:
+        rec = LogRecord(
+            timestamp=now, observed_timestamp=now, severity_number=severity,
+            severity_text=severity.name, event_name=EVENT_PREFIX + attrs["event"],
+            attributes=attrs,
+        )
+        return _AuditRecord(rec, self.resource, self.scope, _LIMITS)
 
     # Hooks run in the processor's writer thread.
     def _seal(self, record: ReadWriteLogRecord) -> None:
@@ -211,11 +255,7 @@ class _Session:
             end_attrs.setdefault("timestamp", _iso(now))
             _ap.set_emit_context(None, defer=False)
             try:
-                self.logger.emit(
-                    timestamp=now, observed_timestamp=now,
-                    severity_number=SeverityNumber.INFO, severity_text="INFO",
-                    event_name=EVENT_PREFIX + integrity.END_EVENT, attributes=end_attrs,
-                )
+                self.logger.emit(self.record(now, SeverityNumber.INFO, end_attrs))
             except Exception as exc:
                 _ap._stderr(f"mcp-otel audit: cannot write the session-end record: {exc!r}")
             finally:
@@ -493,11 +533,11 @@ class AuditLogger:
 
     def _current(self) -> _Session:
         sess = self._session
-        if sess is not None and sess.pid == os.getpid():
+        if sess is not None and sess.pid == _PID:
             return sess
         with self._lock:
             sess = self._session
-            if sess is None or sess.pid != os.getpid():
+            if sess is None or sess.pid != _PID:
                 if sess is not None:  # forked child: a new session, a new chain
                     self.tool_call_counter = 0
                 sess = self._session = _Session(self)
@@ -512,13 +552,10 @@ class AuditLogger:
         fut: asyncio.Future[bool] | None = None
         if self._wait_written:
             fut = asyncio.get_running_loop().create_future()
+        record = sess.record(now, severity, attrs)
         _ap.set_emit_context(fut, defer=True)
         try:
-            sess.logger.emit(
-                timestamp=now, observed_timestamp=now, severity_number=severity,
-                severity_text=severity.name, event_name=EVENT_PREFIX + attrs["event"],
-                attributes=attrs,
-            )
+            sess.logger.emit(record)
             sess.emitted += 1
         except RuntimeError as exc:  # the session was shut down concurrently
             _ap.take_deferred()
