@@ -1,0 +1,176 @@
+"""mcp-otel demo end to end: 2 server processes x 4 clients, in a subprocess, then an
+independent re-count of every file it left."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import orjson
+import pytest
+
+from mcp_otel._demo.driver import (
+    Check,
+    FileFigures,
+    Progress,
+    Tally,
+    build_checks,
+)
+from mcp_otel.integrity import verify_paths
+
+PROCESSES, CLIENTS, CALLS = 2, 4, 12
+#: The demo's generated secrets (see driver.run): none may appear in any file.
+SECRET_PATTERNS = [re.compile(rb"pw-[0-9a-f]{24}"), re.compile(rb"sk-[0-9a-f]{32}"),
+                   re.compile(rb"dsnpw[0-9a-f]{20}")]
+
+
+def _lines(path: Path) -> list[dict]:
+    return [orjson.loads(line) for line in path.read_bytes().splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess[str],
+                                                                 Path]:
+    out = tmp_path_factory.mktemp("demo") / "data"
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("OTEL_EXPORTER_OTLP") and k != "MCP_OTEL_DIR"}
+    result = subprocess.run(
+        [sys.executable, "-m", "mcp_otel", "demo", "--processes", str(PROCESSES),
+         "--clients", str(CLIENTS), "--calls", str(CALLS), "--out", str(out)],
+        capture_output=True, text=True, timeout=240, env=env, check=False,
+    )
+    return result, out
+
+
+def test_demo_exits_0_and_says_so(demo_run: tuple[subprocess.CompletedProcess[str], Path]
+                                  ) -> None:
+    result, _out = demo_run
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "all counts agree" in result.stdout
+    assert "Traceback" not in result.stderr
+    # Not a terminal here: plain progress lines, ending at 100%.
+    total = PROCESSES * CLIENTS * CALLS
+    assert f"{total}/{total} calls (100%)" in result.stderr
+    assert "\r" not in result.stderr
+
+
+def test_demo_files_agree_with_each_other(demo_run: tuple[subprocess.CompletedProcess[str],
+                                                          Path]) -> None:
+    result, out = demo_run
+    assert result.returncode == 0, result.stdout + result.stderr
+    total = PROCESSES * CLIENTS * CALLS
+
+    audit = [r for p in sorted((out / "audit").glob("*.jsonl")) for r in _lines(p)]
+    events = Counter(r["event"] for r in audit)
+    assert events["tool_call"] == total
+    assert events["tool_result"] + events["tool_error"] == total
+    # Every call opened and closed exactly once, across both processes' chains.
+    opened = [r["correlation_id"] for r in audit if r["event"] == "tool_call"]
+    closed = [r["correlation_id"] for r in audit if r["event"] in ("tool_result", "tool_error")]
+    assert len(set(opened)) == total and sorted(opened) == sorted(closed)
+    assert len({r["session_id"] for r in audit}) == PROCESSES
+    assert events["resource_access"] == PROCESSES * CLIENTS
+
+    telemetry = [r for p in sorted((out / "telemetry").glob("mcp_telemetry_*.jsonl"))
+                 for r in _lines(p)]
+    calls = [r for r in telemetry if r.get("event") == "tool_call"]
+    assert len(calls) == total
+    assert sum(r["status"] == "error" for r in calls) == events["tool_error"]
+    assert sum(1 for r in telemetry if r.get("event") == "server_start") == PROCESSES
+    assert sum(1 for r in telemetry if r.get("event") == "server_stop") == PROCESSES
+
+    spans = [r for p in sorted((out / "traces").glob("*.jsonl")) for r in _lines(p)]
+    tool_spans = [s for s in spans
+                  if s.get("mcp.method.name") == "tools/call" and s["kind"] == "SERVER"]
+    assert len(tool_spans) == total
+    assert {s["mcp_otel.correlation_id"] for s in tool_spans} == set(opened)
+    assert sum(1 for s in tool_spans if "error.type" in s) == events["tool_error"]
+    # Half the clients use the handshake era: one session span each.
+    assert sum(1 for s in spans if s["name"] == "mcp.session") == PROCESSES * CLIENTS // 2
+
+    # Each call's audit records sit in the trace of its server span.
+    trace_of = {s["mcp_otel.correlation_id"]: s["trace_id"] for s in tool_spans}
+    assert all(trace_of[r["correlation_id"]] == r["trace_id"]
+               for r in audit if r["event"] == "tool_call")
+
+
+def test_demo_audit_verifies_and_holds_no_secret(
+        demo_run: tuple[subprocess.CompletedProcess[str], Path]) -> None:
+    result, out = demo_run
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = verify_paths([out / "audit"], strict=True)
+    assert report.ok, report.to_dict()["errors"]
+    assert len(report.sessions) == PROCESSES
+    masked = 0
+    for path in out.rglob("*"):
+        if not path.is_file():
+            continue
+        data = path.read_bytes()
+        for pattern in SECRET_PATTERNS:
+            assert not pattern.search(data), (path, pattern.pattern)
+        masked += data.count(b"***MASKED***")
+    assert masked > 0  # the secret-bearing tool was called and its arguments masked
+    for path in (out / "audit").iterdir():
+        assert path.stat().st_mode & 0o777 == 0o600
+    assert (out / "audit").stat().st_mode & 0o777 == 0o700
+
+
+def test_stats_reads_the_demo_output(demo_run: tuple[subprocess.CompletedProcess[str], Path]
+                                     ) -> None:
+    result, out = demo_run
+    assert result.returncode == 0, result.stdout + result.stderr
+    stats = subprocess.run([sys.executable, "-m", "mcp_otel", "stats", str(out), "--json"],
+                           capture_output=True, text=True, timeout=60, check=False)
+    assert stats.returncode == 0, stats.stderr
+    report = orjson.loads(stats.stdout)
+    assert report["total"]["calls"] == PROCESSES * CLIENTS * CALLS
+    assert set(report["tools"]) <= {"discover_schema", "flaky_query", "slow_report",
+                                    "connect_database"}
+    slow = report["tools"].get("slow_report")
+    if slow:
+        assert slow["p50_ms"] >= 20  # the slow tool really sleeps 20-60 ms
+    assert report["cache"]["lookups"] == report["tools"]["discover_schema"]["calls"]
+
+
+def test_a_disagreeing_count_fails_its_check() -> None:
+    tally = Tally(calls=3, errors=1, correlation_ids={"a", "b", "c"})
+    figures = FileFigures()
+    figures.audit_events.update({"tool_call": 3, "tool_result": 2, "tool_error": 0})
+    checks = {c.name: c for c in build_checks(tally, figures, [], (True, "ok"), [])}
+    assert checks["audit tool_call records"].ok
+    assert not checks["audit result+error records"].ok
+    assert not checks["audit tool_error records"].ok
+    assert not checks["correlation ids (response _meta = audit)"].ok
+    leaked = build_checks(tally, figures, [], (False, "1 error(s)"), ["/x"])
+    assert not {c.name: c for c in leaked}["files containing a secret"].ok
+    assert not {c.name: c for c in leaked}["audit verify"].ok
+    assert isinstance(checks["audit verify"], Check)
+
+
+class _Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_bar_on_a_terminal_and_lines_otherwise() -> None:
+    tty = _Tty()
+    bar = Progress(40, tty)
+    for _ in range(40):
+        bar()
+    bar.finish()
+    text = tty.getvalue()
+    assert text.startswith("\r  [") and text.endswith("40/40 calls\n")
+    assert text.count("\r") == 40  # one redraw per percent step reached
+
+    plain = io.StringIO()
+    lines = Progress(40, plain)
+    for _ in range(40):
+        lines()
+    assert "\r" not in plain.getvalue()
+    assert plain.getvalue().splitlines()[-1] == "  40/40 calls (100%)"
+    assert len(plain.getvalue().splitlines()) == 11  # first call, then every 10%
