@@ -75,14 +75,21 @@ async def _call(i: int, audit: Any, telemetry: Any, cache: Any, summary: Summary
     if error is None:
         bytes_out = _size(result)
         await audit.log_tool_result(
-            tool=tool, duration_ms=duration_ms, result_bytes=bytes_out, correlation_id=cid,
-            success=True, result=result,
+            tool=tool,
+            duration_ms=duration_ms,
+            result_bytes=bytes_out,
+            correlation_id=cid,
+            success=True,
+            result=result,
         )
         telemetry.emit_tool_call(tool, "ok", duration_ms, bytes_in, bytes_out)
     else:
         bytes_out = 0
         await audit.log_tool_error(
-            tool=tool, duration_ms=duration_ms, error_code="TIMEOUT", correlation_id=cid,
+            tool=tool,
+            duration_ms=duration_ms,
+            error_code="TIMEOUT",
+            correlation_id=cid,
             error=error,
         )
         telemetry.emit_tool_call(tool, "error", duration_ms, bytes_in, 0, error=error)

@@ -226,15 +226,15 @@ class Sink:
 
     def start(self) -> None:
         import grpc
+        from opentelemetry.proto.collector.logs.v1 import logs_service_pb2_grpc
+        from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2_grpc
+        from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
         from oteltest.sink.handler import AccumulatingHandler
         from oteltest.sink.private import (
             _LogsServiceServicer,
             _MetricsServiceServicer,
             _TraceServiceServicer,
         )
-        from opentelemetry.proto.collector.logs.v1 import logs_service_pb2_grpc
-        from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2_grpc
-        from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
 
         self.handler = AccumulatingHandler()
         server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
@@ -292,7 +292,9 @@ class Sink:
         ]
 
     def log_paths(self) -> set[str]:
-        return {str(req.headers.get("path", "")) for req in list(self.handler.telemetry.log_requests)}
+        return {
+            str(req.headers.get("path", "")) for req in list(self.handler.telemetry.log_requests)
+        }
 
 
 def _make_http_handler(handler: Any) -> type[BaseHTTPRequestHandler]:
@@ -423,6 +425,17 @@ class Prometheus:
         if status != 200 or answer.get("status") != "success":
             raise AssertionError(f"prometheus rejected {expr!r}: {status} {answer}")
         return answer["data"]
+
+    def label_values(self, label: str, match: str) -> list[str]:
+        """What Grafana's ``label_values(match, label)`` asks Prometheus for."""
+        url = f"http://127.0.0.1:{self.port}/api/v1/label/{label}/values?" + urllib.parse.urlencode(
+            {"match[]": match}
+        )
+        status, body = http_get(url, timeout=10)
+        answer = json.loads(body or b"{}")
+        if status != 200 or answer.get("status") != "success":
+            raise AssertionError(f"prometheus rejected label_values({match!r}, {label}): {answer}")
+        return sorted(answer["data"])
 
 
 # --------------------------------------------------------------------------- JSONL files
