@@ -1,0 +1,177 @@
+"""The redaction table: what is masked, what is kept, and how values are encoded."""
+
+from __future__ import annotations
+
+import math
+
+import orjson
+import pytest
+
+from mcp_otel.redaction import MASK, Redactor, key_parts, size_of
+
+
+@pytest.fixture
+def r() -> Redactor:
+    return Redactor()
+
+
+@pytest.mark.parametrize(
+    ("key", "secret"),
+    [
+        ("password", True),
+        ("db_password", True),
+        ("DB_PASSWORD", True),
+        ("apiKey", True),
+        ("api_key", True),
+        ("X-Api-Key", True),
+        ("x-api-key", True),
+        ("aws_secret_access_key", True),
+        ("secretAccessKey", True),
+        ("client_secret", True),
+        ("access_token", True),
+        ("refreshToken", True),
+        ("Authorization", True),
+        ("auth", True),
+        ("pwd", True),
+        ("passwd", True),
+        ("credentials", True),
+        ("private_key", True),
+        ("key", True),
+        ("primary_key", False),
+        ("primaryKey", False),
+        ("max_tokens", False),
+        ("maxTokens", False),
+        ("author", False),
+        ("authorName", False),
+        ("idempotency_key", False),
+        ("idempotencyKey", False),
+        ("keyboard", False),
+        ("monkey", False),
+        ("passenger", False),
+        ("tool_name", False),
+        ("session_id", False),
+    ],
+)
+def test_secret_keys_by_whole_parts(r: Redactor, key: str, secret: bool) -> None:
+    assert r.is_secret_key(key) is secret, key_parts(key)
+
+
+def test_nested_dicts_and_lists_are_masked_at_any_depth(r: Redactor) -> None:
+    value = {
+        "query": "select 1",
+        "connection": {"host": "db", "db_password": "hunter2", "port": 5432},
+        "headers": [{"X-Api-Key": "abc123"}, {"Accept": "json"}],
+        "deep": [[{"inner": {"token": "t0k3n", "primary_key": "id"}}]],
+        "max_tokens": 100,
+        "author": "ada",
+        "idempotency_key": "req-1",
+    }
+    out = r.clean(value)
+    assert out == {
+        "query": "select 1",
+        "connection": {"host": "db", "db_password": MASK, "port": 5432},
+        "headers": [{"X-Api-Key": MASK}, {"Accept": "json"}],
+        "deep": [[{"inner": {"token": MASK, "primary_key": "id"}}]],
+        "max_tokens": 100,
+        "author": "ada",
+        "idempotency_key": "req-1",
+    }
+    assert value["connection"]["db_password"] == "hunter2"  # the input is not modified
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("postgres://user:s3cret@db:5432/app", f"postgres://user:{MASK}@db:5432/app"),
+        ("mysql+pymysql://root:p%40ss@localhost/x", f"mysql+pymysql://root:{MASK}@localhost/x"),
+        ("https://example.com/path?q=1", "https://example.com/path?q=1"),
+        ("https://user@example.com/", "https://user@example.com/"),
+        ("postgres://u:${DB_PASSWORD}@h/db", "postgres://u:${DB_PASSWORD}@h/db"),
+        (
+            "connect failed: could not reach postgresql://app:hunter2@10.0.0.5/prod (timeout)",
+            f"connect failed: could not reach postgresql://app:{MASK}@10.0.0.5/prod (timeout)",
+        ),
+        (
+            "host=db user=app password=hunter2 dbname=x",
+            f"host=db user=app password={MASK} dbname=x",
+        ),
+        ("GET /v1?api_key=abc123&page=2", f"GET /v1?api_key={MASK}&page=2"),
+        ("token = 'abc def'", f"token = {MASK}"),
+        ("password=${PGPASSWORD}", "password=${PGPASSWORD}"),
+        ("Authorization: Bearer eyJhbGciOi.x.y", f"Authorization: Bearer {MASK}"),
+        ("max_tokens=100 primary_key=id", "max_tokens=100 primary_key=id"),
+        ("plain text without secrets", "plain text without secrets"),
+    ],
+)
+def test_free_text_credentials(r: Redactor, text: str, expected: str) -> None:
+    assert r.clean(text) == expected
+
+
+def test_env_references_under_secret_keys_are_kept(r: Redactor) -> None:
+    out = r.clean({"password": "${DB_PASSWORD}", "api_key": "$API_KEY", "token": "${X:-d}",
+                   "secret": "not ${A} only"})
+    assert out == {"password": "${DB_PASSWORD}", "api_key": "$API_KEY", "token": "${X:-d}",
+                   "secret": MASK}
+
+
+def test_secret_containers_are_masked_whole(r: Redactor) -> None:
+    assert r.clean({"credentials": {"user": "u", "password": "p"}}) == {"credentials": MASK}
+    assert r.clean({"auth": None}) == {"auth": None}
+
+
+def test_user_lists_extend_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MCP_OTEL_REDACT_KEYS", "ssn, sessionCookieValue")
+    monkeypatch.setenv("MCP_OTEL_REDACT_ALLOW", "token_budget")
+    r = Redactor(secret_keys=["iban"], allow_keys=["api_key_name"])
+    assert r.clean({"ssn": "1", "iban": "DE00", "session_cookie_value": "c", "token_budget": 5,
+                    "api_key_name": "prod", "password": "p"}) == {
+        "ssn": MASK, "iban": MASK, "session_cookie_value": MASK, "token_budget": 5,
+        "api_key_name": "prod", "password": MASK}
+
+
+def test_non_json_values_are_encoded_safely(r: Redactor) -> None:
+    class Odd:
+        def __repr__(self) -> str:
+            return "<Odd password=hunter2>"
+
+    class Broken:
+        def __repr__(self) -> str:
+            raise RuntimeError("no")
+
+    out = r.clean({
+        "b": b"\x00\xff", "nan": math.nan, "inf": -math.inf, "big": 2**70, "set": {3, 1},
+        "tuple": (1, "a"), "odd": Odd(), "broken": Broken(), 7: "int key", "": "empty key",
+        "surrogate": "a\udcff", "ctrl": "line1\nline2\r\x00\x1b[31m\u2028",
+    })
+    assert out["b"] == {"$base64": "AP8="}
+    assert out["nan"] == "nan" and out["inf"] == "-inf"
+    assert out["big"] == str(2**70)
+    assert out["set"] == [1, 3] and out["tuple"] == [1, "a"]
+    assert out["odd"] == f"<Odd password={MASK}"  # the unquoted value runs to a space
+    assert out["broken"] == "<unrepresentable Broken>"
+    assert out["7"] == "int key" and out["(empty)"] == "empty key"
+    assert out["surrogate"].startswith("a\ufffd")
+    out["surrogate"].encode("utf-8")  # a lone surrogate became replacement characters
+    encoded = orjson.dumps(out)  # plain JSON now, one line whatever the content
+    assert b"\n" not in encoded and b"\r" not in encoded
+    assert orjson.loads(encoded)["ctrl"] == "line1\nline2\r\x00\x1b[31m\u2028"
+
+
+def test_sizes_are_measured_before_redaction_and_previews_keep_the_original_size() -> None:
+    r = Redactor(preview_limit=100, preview_head=40)
+    small = {"password": "a-very-long-password-value"}
+    red = r.redact(small)
+    assert red.original_bytes == len(orjson.dumps(small))
+    assert red.value == {"password": MASK} and not red.truncated
+    big = {"data": "é" * 500, "password": "hunter2"}
+    red = r.redact(big)
+    assert red.truncated
+    assert red.original_bytes == len(orjson.dumps(big)) == size_of(big)
+    assert red.value.endswith(f"... [TRUNCATED: {red.original_bytes} bytes total]")
+    assert len(red.value.split("...")[0].encode()) <= 40
+    assert "hunter2" not in red.value
+
+
+def test_preview_head_cannot_exceed_limit() -> None:
+    with pytest.raises(ValueError):
+        Redactor(preview_limit=10, preview_head=20)

@@ -1,0 +1,256 @@
+"""Tamper evidence: the chain, the verifier and the ``mcp-otel verify`` command."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import orjson
+import pytest
+
+from mcp_otel import integrity
+from mcp_otel.audit import AuditLogger
+from mcp_otel.cli import main as cli_main
+
+from .conftest import read_records
+
+
+async def _write_session(logger: AuditLogger, n: int = 8) -> None:
+    for i in range(n):
+        cid = await logger.log_tool_call(f"tool_{i}", {"i": i, "note": "é ü\n\u2028"})
+        await logger.log_tool_result(f"tool_{i}", 3, correlation_id=cid, result={"ok": i})
+
+
+@pytest.fixture
+async def chain_file(make_audit: Callable[..., AuditLogger], tmp_path: Path) -> Path:
+    logger = make_audit(tmp_path / "src")
+    await _write_session(logger)
+    logger.shutdown()
+    files = list((tmp_path / "src").glob("mcp_audit_*.jsonl"))
+    assert len(files) == 1
+    return files[0]
+
+
+def _lines(path: Path) -> list[bytes]:
+    return path.read_bytes().splitlines(keepends=True)
+
+
+def _write(path: Path, lines: list[bytes]) -> Path:
+    path.write_bytes(b"".join(lines))
+    return path
+
+
+def _codes(report: integrity.VerifyReport, attr: str = "errors") -> set[str]:
+    return {f.code for f in getattr(report, attr)}
+
+
+def test_intact_file_verifies(chain_file: Path) -> None:
+    report = integrity.verify_paths([chain_file])
+    assert report.ok and not report.warnings, report.to_dict()
+    (sess,) = report.sessions.values()
+    assert sess.ended and sess.records == 17 and sess.first_seq == 1 and sess.last_seq == 17
+
+
+def test_hash_is_reproducible_with_the_stdlib_alone(chain_file: Path) -> None:
+    """The documented encoding: a third party needs only json + hashlib."""
+    records = [json.loads(line) for line in chain_file.read_bytes().splitlines()]
+    prev = hashlib.sha256(f"mcp-otel-audit/1:{records[0]['session_id']}".encode()).hexdigest()
+    envelope = {"severity", "severity_number", "severity_text", "event_name", "body",
+                "trace_id", "span_id", "trace_flags", "schema_version", "observed_timestamp",
+                "resource"}
+    for rec in records:
+        covered = {k: v for k, v in rec.items()
+                   if k != "hash" and k not in envelope and not k.startswith("otel.")}
+        data = json.dumps(covered, sort_keys=True, separators=(",", ":"),
+                          ensure_ascii=False).encode("utf-8")
+        assert rec["prev_hash"] == prev
+        assert hashlib.sha256(data).hexdigest() == rec["hash"]
+        prev = rec["hash"]
+    assert records[-1]["event"] == "session_end" and records[-1]["records"] == len(records)
+
+
+def test_changed_field(chain_file: Path, tmp_path: Path) -> None:
+    lines = _lines(chain_file)
+    rec = orjson.loads(lines[4])
+    rec["tool"] = "tool_evil"
+    lines[4] = orjson.dumps(rec) + b"\n"
+    report = integrity.verify_paths([_write(tmp_path / "t.jsonl", lines)])
+    assert not report.ok and _codes(report) == {"hash_mismatch"}
+    assert report.errors[0].line == 5
+
+
+def test_changed_field_with_recomputed_hash_breaks_the_next_link(chain_file: Path,
+                                                                  tmp_path: Path) -> None:
+    lines = _lines(chain_file)
+    rec = orjson.loads(lines[4])
+    rec["duration_ms"] = 99999
+    rec["hash"] = integrity.compute_hash(integrity.covered_fields(rec), None)
+    lines[4] = orjson.dumps(rec) + b"\n"
+    report = integrity.verify_paths([_write(tmp_path / "t.jsonl", lines)])
+    assert _codes(report) == {"broken_link"} and report.errors[0].line == 6
+
+
+def test_deleted_line(chain_file: Path, tmp_path: Path) -> None:
+    lines = _lines(chain_file)
+    del lines[6]
+    report = integrity.verify_paths([_write(tmp_path / "t.jsonl", lines)])
+    assert _codes(report) == {"gap"} and "seq 7..7 missing" in report.errors[0].message
+
+
+def test_inserted_copy_of_a_line(chain_file: Path, tmp_path: Path) -> None:
+    lines = _lines(chain_file)
+    lines.insert(9, lines[3])
+    report = integrity.verify_paths([_write(tmp_path / "t.jsonl", lines)])
+    assert "out_of_order" in _codes(report)
+
+
+def test_inserted_forged_line(chain_file: Path, tmp_path: Path) -> None:
+    lines = _lines(chain_file)
+    prev = orjson.loads(lines[5])
+    forged = dict(orjson.loads(lines[6]), tool="forged", prev_hash=prev["hash"])
+    forged["hash"] = integrity.compute_hash(integrity.covered_fields(forged), None)
+    lines.insert(6, orjson.dumps(forged) + b"\n")
+    report = integrity.verify_paths([_write(tmp_path / "t.jsonl", lines)])
+    assert not report.ok and _codes(report) & {"out_of_order", "broken_link"}
+
+
+def test_swapped_lines(chain_file: Path, tmp_path: Path) -> None:
+    lines = _lines(chain_file)
+    lines[3], lines[4] = lines[4], lines[3]
+    report = integrity.verify_paths([_write(tmp_path / "t.jsonl", lines)])
+    assert {"gap", "out_of_order"} <= _codes(report)
+
+
+def test_cut_mid_line_is_a_warning_and_an_error_when_strict(chain_file: Path,
+                                                           tmp_path: Path) -> None:
+    data = chain_file.read_bytes()
+    cut = tmp_path / "t.jsonl"
+    cut.write_bytes(data[: len(data) - 40])
+    report = integrity.verify_paths([cut])
+    assert report.ok and _codes(report, "warnings") == {"torn_line", "no_end_record"}
+    torn = next(f for f in report.warnings if f.code == "torn_line")
+    assert torn.line == 17
+    strict = integrity.verify_paths([cut], strict=True)
+    assert not strict.ok and _codes(strict) == {"torn_line", "no_end_record"}
+
+
+def test_cut_before_end_record(chain_file: Path, tmp_path: Path) -> None:
+    lines = _lines(chain_file)[:-1]
+    path = _write(tmp_path / "t.jsonl", lines)
+    report = integrity.verify_paths([path])
+    assert report.ok and _codes(report, "warnings") == {"no_end_record"}
+    assert "after seq 16" in report.warnings[0].message
+    assert _codes(integrity.verify_paths([path], strict=True)) == {"no_end_record"}
+
+
+def test_not_json_and_foreign_lines_are_errors(chain_file: Path, tmp_path: Path) -> None:
+    lines = _lines(chain_file)
+    lines.insert(2, b"garbage here\n")
+    lines.insert(3, b'{"hello": "world"}\n')
+    report = integrity.verify_paths([_write(tmp_path / "t.jsonl", lines)])
+    assert _codes(report) == {"unparseable", "not_audit"}
+
+
+def test_chain_across_files_and_sessions_in_a_directory(
+    make_audit: Callable[..., AuditLogger], tmp_path: Path
+) -> None:
+    import asyncio
+
+    a = make_audit(tmp_path / "multi")
+    b = make_audit(tmp_path / "multi")
+
+    async def both() -> None:
+        await asyncio.gather(_write_session(a, 20), _write_session(b, 20))
+
+    asyncio.run(both())
+    a.shutdown()
+    b.shutdown()
+    (path,) = (tmp_path / "multi").glob("*.jsonl")
+    lines = _lines(path)
+    # The same chains split over two days' files: still one valid chain each.
+    day = tmp_path / "days"
+    day.mkdir()
+    _write(day / "mcp_audit_20261127.jsonl", lines[:30])
+    _write(day / "mcp_audit_20261128.jsonl", lines[30:])
+    report = integrity.verify_paths([day])
+    assert report.ok and not report.warnings, report.to_dict()
+    assert len(report.sessions) == 2
+    assert all(s.records == 41 and s.ended and len(s.files) == 2
+               for s in report.sessions.values())
+    # Given only the second day, the start of each chain is reported missing.
+    partial = integrity.verify_paths([day / "mcp_audit_20261128.jsonl"])
+    assert "chain_start" in _codes(partial)
+
+
+async def test_hmac_chain_needs_the_key(make_audit: Callable[..., AuditLogger],
+                                        tmp_path: Path) -> None:
+    logger = make_audit(tmp_path / "h", key="k3y-for-tests")
+    await _write_session(logger, 3)
+    logger.shutdown()
+    records = read_records(tmp_path / "h")
+    assert {r["hash_alg"] for r in records} == {"hmac-sha256"}
+    assert integrity.verify_paths([tmp_path / "h"], key="k3y-for-tests").ok
+    assert _codes(integrity.verify_paths([tmp_path / "h"])) == {"key_required"}
+    assert _codes(integrity.verify_paths([tmp_path / "h"], key="wrong")) == {"hash_mismatch"}
+    # Whoever edits the file cannot recompute the chain without the key.
+    path = next((tmp_path / "h").glob("*.jsonl"))
+    lines = _lines(path)
+    rec = orjson.loads(lines[1])
+    rec["tool"] = "evil"
+    rec["hash"] = integrity.compute_hash(integrity.covered_fields(rec), b"guess")
+    lines[1] = orjson.dumps(rec) + b"\n"
+    _write(path, lines)
+    assert "hash_mismatch" in _codes(integrity.verify_paths([path], key="k3y-for-tests"))
+
+
+def test_key_from_environment(monkeypatch: pytest.MonkeyPatch,
+                              make_audit: Callable[..., AuditLogger], tmp_path: Path) -> None:
+    import asyncio
+
+    monkeypatch.setenv("MCP_OTEL_AUDIT_KEY", "env-key")
+    logger = make_audit(tmp_path / "e")
+    asyncio.run(_write_session(logger, 1))
+    logger.shutdown()
+    assert integrity.verify_paths([tmp_path / "e"]).ok  # key read from the env too
+    monkeypatch.delenv("MCP_OTEL_AUDIT_KEY")
+    assert not integrity.verify_paths([tmp_path / "e"]).ok
+
+
+# ------------------------------------------------------------------ the command line
+
+
+def test_cli_exit_codes_and_json(chain_file: Path, tmp_path: Path,
+                                 capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli_main(["verify", str(chain_file)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("OK: 1 file(s), 17 line(s), 1 session(s) (1 ended)")
+
+    lines = _lines(chain_file)
+    (tmp_path / "cut").mkdir()
+    cut = _write(tmp_path / "cut" / "t.jsonl", lines[:-1])
+    assert cli_main(["verify", str(cut)]) == 0
+    assert "WARNING no_end_record" in capsys.readouterr().out
+    assert cli_main(["verify", "--strict", "--json", str(cut)]) == 1
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["ok"] is False and doc["strict"] is True
+    assert [e["code"] for e in doc["errors"]] == ["no_end_record"]
+    assert doc["sessions"][0]["records"] == 16
+
+    bad = tmp_path / "bad.jsonl"
+    shutil.copy(chain_file, bad)
+    data = bad.read_bytes().replace(b'"tool_3"', b'"tool_X"', 1)
+    bad.write_bytes(data)
+    assert cli_main(["verify", "--json", str(bad), str(chain_file)]) == 1
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["errors"][0]["code"] == "hash_mismatch" and doc["errors"][0]["path"] == str(bad)
+
+
+def test_cli_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli_main(["verify", str(tmp_path / "missing")]) == 2
+    assert "no such file" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert cli_main(["verify", str(tmp_path / "empty")]) == 2
+    assert "no audit files" in capsys.readouterr().err
