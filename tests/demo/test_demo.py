@@ -174,3 +174,61 @@ def test_progress_bar_on_a_terminal_and_lines_otherwise() -> None:
     assert "\r" not in plain.getvalue()
     assert plain.getvalue().splitlines()[-1] == "  40/40 calls (100%)"
     assert len(plain.getvalue().splitlines()) == 11  # first call, then every 10%
+
+
+def test_demo_also_exports_over_otlp_when_an_endpoint_is_set(tmp_path: Path) -> None:
+    """A real gRPC OTLP receiver on 127.0.0.1 (oteltest's servicers) gets every record."""
+    from concurrent import futures
+
+    import grpc
+    from opentelemetry.proto.collector.logs.v1 import logs_service_pb2_grpc
+    from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2_grpc
+    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
+    from oteltest.sink.handler import AccumulatingHandler
+    from oteltest.sink.private import (
+        _LogsServiceServicer,
+        _MetricsServiceServicer,
+        _TraceServiceServicer,
+    )
+
+    handler = AccumulatingHandler()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(
+        _TraceServiceServicer(handler.handle_trace), server)
+    metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(
+        _MetricsServiceServicer(handler.handle_metrics), server)
+    logs_service_pb2_grpc.add_LogsServiceServicer_to_server(
+        _LogsServiceServicer(handler.handle_logs), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith("OTEL_") and k != "MCP_OTEL_DIR"}
+        env.update({"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}",
+                    "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc", "OTEL_EXPORTER_OTLP_TIMEOUT": "5"})
+        result = subprocess.run(
+            [sys.executable, "-m", "mcp_otel", "demo", "--processes", "1", "--clients", "2",
+             "--calls", "5", "--out", str(tmp_path / "data")],
+            capture_output=True, text=True, timeout=180, env=env, check=False)
+    finally:
+        server.stop(grace=None)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "JSONL and OTLP" in result.stderr
+
+    spans = [span
+             for req in handler.telemetry.trace_requests
+             for rs in req.pbreq.resource_spans for ss in rs.scope_spans for span in ss.spans]
+    tool_spans = [s for s in spans if s.name.startswith("tools/call ")
+                  and s.kind == s.SPAN_KIND_SERVER]
+    assert len(tool_spans) == 10
+    names = Counter(rec.event_name
+                    for req in handler.telemetry.log_requests
+                    for rl in req.pbreq.resource_logs for sl in rl.scope_logs
+                    for rec in sl.log_records)
+    assert names["mcp.telemetry.tool_call"] == 10
+    assert names["mcp.audit.tool_call"] == 10
+    metric_names = {m.name
+                    for req in handler.telemetry.metric_requests
+                    for rm in req.pbreq.resource_metrics for sm in rm.scope_metrics
+                    for m in sm.metrics}
+    assert {"mcp_otel.tool.calls", "mcp.server.operation.duration"} <= metric_names
