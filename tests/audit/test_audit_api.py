@@ -1,0 +1,285 @@
+"""The Osiris-compatible surface and the lifecycle of AuditLogger."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import stat
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+from mcp_otel import integrity
+from mcp_otel.audit import AuditLogger
+from mcp_otel.redaction import MASK
+
+from .conftest import counter_value, read_records
+
+
+@pytest.fixture
+def private_meter(monkeypatch: pytest.MonkeyPatch,
+                  metric_reader: InMemoryMetricReader) -> InMemoryMetricReader:
+    """Default-constructed loggers report to a test meter, not the process-wide one."""
+    import mcp_otel.audit as audit_module
+
+    monkeypatch.setattr(audit_module, "_meter_provider", lambda: metric_reader.provider)
+    return metric_reader
+
+
+async def test_report_concurrent_json_integrity(tmp_path: Path,
+                                                private_meter: InMemoryMetricReader) -> None:
+    """The race-conditions report's own test, verbatim in substance."""
+    audit = AuditLogger(log_dir=tmp_path)
+    try:
+        tasks = [
+            audit.log_tool_call(f"tool_{i}", {f"key_{i}": f"value_{i}"})
+            for i in range(50)
+        ]
+        await asyncio.gather(*tasks)
+        lines = next(iter(tmp_path.glob("*.jsonl"))).read_text().strip().split("\n")
+        for line in lines:
+            json.loads(line)
+        assert len(lines) == 50
+        # "key_i" is a secret-looking key: masked, and still one record per call.
+        recs = sorted((json.loads(x) for x in lines), key=lambda r: int(r["tool"][5:]))
+        assert [r["tool"] for r in recs] == [f"tool_{i}" for i in range(50)]
+        assert [r["arguments"] for r in recs] == [{f"key_{i}": MASK} for i in range(50)]
+    finally:
+        audit.shutdown()
+
+
+def test_directory_argument_env_and_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                          make_audit: Callable[..., AuditLogger],
+                                          private_meter: InMemoryMetricReader) -> None:
+    monkeypatch.delenv("MCP_OTEL_DIR", raising=False)
+    with pytest.raises(ValueError):
+        AuditLogger()
+    monkeypatch.setenv("MCP_OTEL_DIR", str(tmp_path / "d"))
+    a = AuditLogger(otlp=False)
+    try:
+        assert a.log_dir == tmp_path / "d" / "audit"
+        assert stat.S_IMODE(os.stat(a.log_dir).st_mode) == 0o700
+    finally:
+        a.shutdown()
+    with pytest.raises(ValueError):
+        make_audit(wait="sometimes")
+
+
+async def test_event_shapes_and_aliases(make_audit: Callable[..., AuditLogger],
+                                        tmp_path: Path) -> None:
+    a = make_audit()
+    args = {"query": "select 1", "db_password": "hunter2"}
+    cid = await a.log_tool_call("discover", arguments=args)
+    assert cid == f"mcp_{a.session_id}_1" and a.tool_call_counter == 1
+    await a.log_tool_call(tool="x", tool_name="winner", params_bytes=123, correlation_id="c-2")
+    await a.log_tool_call("positional", {"params": "value"})  # Osiris' tests call it so
+    await a.log_tool_result("discover", 12, 40, cid, success=True, result={"rows": 1})
+    await a.log_tool_result(tool="t", duration_ms=5, event_id="c-2", payload_bytes=77)
+    await a.log_tool_error("discover", 7, correlation_id=cid,
+                           error="cannot connect to postgres://app:hunter2@db/x")
+    await a.log_tool_error(tool="t", event_id="c-2")
+    await a.log_resource_access("osiris://mcp/discovery/x.json", "read", False)
+    recs = read_records(tmp_path / "audit")
+    assert len(recs) == 8
+    call, call2, call3, res, res2, err, err2, acc = recs
+    assert {k: call[k] for k in ("event", "event_type", "tool", "tool_name", "correlation_id",
+                                 "bytes_in", "arguments")} == {
+        "event": "tool_call", "event_type": "tool_call_started", "tool": "discover",
+        "tool_name": "discover", "correlation_id": cid,
+        "bytes_in": len(json.dumps(args, separators=(",", ":"))),  # measured before masking
+        "arguments": {"query": "select 1", "db_password": MASK}}
+    assert (call2["tool"], call2["tool_name"], call2["bytes_in"], call2["correlation_id"],
+            call2["arguments"]) == ("winner", "winner", 123, "c-2", None)
+    assert call3["arguments"] == {"params": "value"} and call3["bytes_in"] == 18
+    assert call3["correlation_id"] == f"mcp_{a.session_id}_2"
+    assert {k: res[k] for k in ("event", "event_type", "tool", "correlation_id", "duration_ms",
+                                "bytes_out", "result", "success")} == {
+        "event": "tool_result", "event_type": "tool_call_completed", "tool": "discover",
+        "correlation_id": cid, "duration_ms": 12, "bytes_out": 40, "result": {"rows": 1},
+        "success": True}
+    assert (res2["correlation_id"], res2["bytes_out"], res2["result"]) == ("c-2", 77, None)
+    assert (err["event_type"], err["error_code"], err["error"]) == (
+        "tool_call_failed", "ERROR", f"cannot connect to postgres://app:{MASK}@db/x")
+    assert (err2["correlation_id"], err2["error_code"], err2["error"]) == ("c-2", "UNKNOWN", None)
+    assert {k: acc[k] for k in ("event", "resource_uri", "operation", "status")} == {
+        "event": "resource_access", "resource_uri": "osiris://mcp/discovery/x.json",
+        "operation": "read", "status": "error"}
+    assert isinstance(acc["timestamp_ms"], int)
+    for r in recs:  # every record: UTC ISO 8601 timestamp, session id, OTel event name
+        ts = datetime.fromisoformat(r["timestamp"])
+        assert ts.utcoffset() is not None and ts.utcoffset().total_seconds() == 0
+        assert abs((datetime.now(UTC) - ts).total_seconds()) < 60
+        assert r["session_id"] == a.session_id
+        assert r["event_name"] == f"mcp.audit.{r['event']}"
+    assert [r["seq"] for r in recs] == list(range(1, 9))
+    assert "hunter2" not in (tmp_path / "audit").joinpath(a.log_file.name).read_text()
+    summary = a.get_session_summary()
+    assert summary["session_id"] == a.session_id and summary["tool_calls"] == 2
+    assert summary["audit_file"] == str(a.log_file) and summary["records_written"] == 8
+    mode = stat.S_IMODE(os.stat(a.log_file).st_mode)
+    assert mode == 0o600
+
+
+async def test_large_arguments_are_previewed_with_original_size(
+        make_audit: Callable[..., AuditLogger], tmp_path: Path) -> None:
+    a = make_audit(preview_bytes=256)
+    big = {"blob": "x" * 5000, "api_key": "sekrit"}
+    await a.log_tool_call("big", arguments=big)
+    (rec,) = read_records(tmp_path / "audit")
+    assert rec["bytes_in"] == len(json.dumps(big, separators=(",", ":")))
+    assert rec["arguments_truncated"] is True
+    assert rec["arguments"].endswith(f"... [TRUNCATED: {rec['bytes_in']} bytes total]")
+    assert "sekrit" not in rec["arguments"]
+
+
+def test_correlation_ids_unique_across_threads(make_audit: Callable[..., AuditLogger]) -> None:
+    a = make_audit()
+    out: list[list[str]] = [[] for _ in range(8)]
+
+    def run(k: int) -> None:
+        out[k].extend(a.make_correlation_id() for _ in range(2000))
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    ids = [x for chunk in out for x in chunk]
+    assert len(set(ids)) == 16000 and a.tool_call_counter == 16000
+
+
+def test_threads_with_their_own_loops_share_one_instance(
+        make_audit: Callable[..., AuditLogger], tmp_path: Path) -> None:
+    a = make_audit()
+
+    def run(k: int) -> None:
+        async def main() -> None:
+            await asyncio.gather(*(a.log_tool_call(f"t{k}", {"i": i}) for i in range(200)))
+        asyncio.run(main())
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    # written mode: everything is in the file as soon as the calls returned
+    recs = read_records(tmp_path / "audit")
+    assert len(recs) == 1200
+    assert sorted(r["seq"] for r in recs) == list(range(1, 1201))
+
+
+async def test_no_file_io_on_the_event_loop(make_audit: Callable[..., AuditLogger],
+                                            tmp_path: Path) -> None:
+    """Writes happen on the writer thread: the loop thread never calls os.write."""
+    a = make_audit()
+    loop_thread = threading.get_ident()
+    writers: set[int] = set()
+    real_write = os.write
+
+    def spy(fd: int, data: bytes) -> int:
+        if b'"mcp.audit.' in data:
+            writers.add(threading.get_ident())
+        return real_write(fd, data)
+
+    os.write = spy  # type: ignore[assignment]
+    try:
+        await asyncio.gather(*(a.log_tool_call("t", {"i": i}) for i in range(20)))
+    finally:
+        os.write = real_write  # type: ignore[assignment]
+    assert writers and loop_thread not in writers
+    assert len(read_records(tmp_path / "audit")) == 20
+
+
+async def test_queued_mode_flush_and_shutdown(make_audit: Callable[..., AuditLogger],
+                                              tmp_path: Path) -> None:
+    a = make_audit(wait="queued")
+    await asyncio.gather(*(a.log_tool_call("t", {"i": i}) for i in range(300)))
+    assert await a.flush() is True
+    assert len(read_records(tmp_path / "audit")) == 300
+    await a.log_tool_call("t", {"i": 300})
+    assert a.force_flush() is True
+    assert len(read_records(tmp_path / "audit")) == 301
+    a.shutdown()
+    a.shutdown()  # idempotent
+    recs = read_records(tmp_path / "audit")
+    assert recs[-1]["event"] == "session_end" and recs[-1]["records"] == 302
+    assert recs[-1]["tool_calls"] == 301 and recs[-1]["lost"] == 0
+    report = integrity.verify_paths([tmp_path / "audit"])
+    assert report.ok and not report.warnings
+
+
+async def test_a_call_after_shutdown_starts_a_new_session(
+        make_audit: Callable[..., AuditLogger], tmp_path: Path) -> None:
+    a = make_audit()
+    await a.log_tool_call("t", {})
+    first = a.session_id
+    a.shutdown()
+    await a.log_tool_call("t", {})
+    assert a.session_id != first
+    a.shutdown()
+    report = integrity.verify_paths([tmp_path / "audit"])
+    assert report.ok and not report.warnings and len(report.sessions) == 2
+
+
+def test_sync_context_manager(make_audit: Callable[..., AuditLogger], tmp_path: Path) -> None:
+    with make_audit(wait="queued") as a:
+        asyncio.run(a.log_tool_call("t", {}))
+    recs = read_records(tmp_path / "audit")
+    assert [r["event"] for r in recs] == ["tool_call", "session_end"]
+
+
+async def test_async_context_manager(make_audit: Callable[..., AuditLogger],
+                                     tmp_path: Path) -> None:
+    async with make_audit(wait="queued") as a:
+        await a.log_tool_result("t", 1, correlation_id="c")
+    recs = read_records(tmp_path / "audit")
+    assert [r["event"] for r in recs] == ["tool_result", "session_end"]
+
+
+def test_metrics_zero_point_then_counts(make_audit: Callable[..., AuditLogger],
+                                        metric_reader: InMemoryMetricReader) -> None:
+    a = make_audit()
+    assert counter_value(metric_reader, "mcp_otel.audit.records") == 0
+    assert counter_value(metric_reader, "mcp_otel.audit.lost") == 0
+    asyncio.run(a.log_tool_call("t", {}))
+    assert counter_value(metric_reader, "mcp_otel.audit.records") == 1
+
+
+def test_fork_starts_a_new_session(make_audit: Callable[..., AuditLogger],
+                                   tmp_path: Path) -> None:
+    a = make_audit()
+    asyncio.run(a.log_tool_call("parent", {}))
+    parent_session = a.session_id
+    pid = os.fork()
+    if pid == 0:  # child: never return into pytest
+        code = 1
+        try:
+            async def child() -> None:
+                for i in range(3):
+                    await a.log_tool_call("child", {"i": i})
+            asyncio.run(child())
+            code = 0 if a.session_id != parent_session else 3
+            a.shutdown()
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    asyncio.run(a.log_tool_call("parent", {}))
+    assert a.session_id == parent_session
+    a.shutdown()
+    recs = read_records(tmp_path / "audit")
+    by_session: dict[str, list[str]] = {}
+    for r in recs:
+        by_session.setdefault(r["session_id"], []).append(r["tool"] if "tool" in r else r["event"])
+    assert by_session[parent_session] == ["parent", "parent", "session_end"]
+    (child_session,) = set(by_session) - {parent_session}
+    assert by_session[child_session] == ["child", "child", "child", "session_end"]
+    child_call = next(r for r in recs if r["session_id"] == child_session)
+    assert child_call["correlation_id"] == f"mcp_{child_session}_1"
+    report = integrity.verify_paths([tmp_path / "audit"])
+    assert report.ok and not report.warnings, report.to_dict()
