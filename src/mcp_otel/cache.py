@@ -109,6 +109,7 @@ _INLINE_READ_MAX = 256 * 1024  # bigger entries are read in a worker thread
 _RECHECK_GEN_FILE_S = 1.0
 _KEY_MEMO_MAX = 4096
 _ENV_MAX_MEMORY = "MCP_OTEL_CACHE_MAX_MEMORY_ENTRIES"
+_ENV_FSYNC = "MCP_OTEL_CACHE_FSYNC"
 _DEFAULT_MAX_MEMORY = 4096
 
 _ENTRY_NAME = re.compile(r"(disc_[0-9a-f]{16})\.json")
@@ -290,6 +291,20 @@ class _Record:
     size: int
     discovery_id: str
     connection_id: str
+    hit_attributes: dict[str, Any] | None = None  # built on the first traced hit
+
+    def span_attributes(self, tier: str) -> dict[str, Any]:
+        attrs: dict[str, Any] = {
+            A_KEY: str(self.entry.get("cache_key")),
+            A_ID: self.discovery_id,
+            A_HIT: True,
+            A_TIER: tier,
+            A_SIZE: self.size,
+        }
+        ttl = self.entry.get("ttl_seconds")
+        if isinstance(ttl, int | float) and not isinstance(ttl, bool):
+            attrs[A_TTL] = ttl
+        return attrs
 
 
 @dataclass(frozen=True, slots=True)
@@ -393,6 +408,7 @@ class DiscoveryCache:
         self._memory: dict[str, _Record] = {}
         self._mlock = threading.Lock()  # guards compound changes of _memory, not reads
         self._max_memory = _max_memory_entries()
+        self._fsync = _setup.env_flag(_ENV_FSYNC, True)
         self._keys: dict[tuple[str, str, int, str | None], _Key] = {}
         self._tracer = _tracer_for(tracer_provider)
         self._meter_provider = meter_provider or _meter_provider()
@@ -457,8 +473,6 @@ class DiscoveryCache:
     ) -> dict[str, Any] | None:
         """The whole entry, from memory (re-validated) or disk, or None; never raises on I/O."""
         key = self._key(connection, component, samples, idempotency_key)
-        if self._tracer is not None:
-            return await self._get_traced(key)
         rec = self._memory.get(key.cache_key)
         if rec is not None:
             now = time.time()
@@ -470,8 +484,22 @@ class DiscoveryCache:
                 counts = self._counts
                 with counts.lock:
                     counts.hit_memory += 1
+                if self._tracer is not None:
+                    self._trace_memory_hit(rec, now)
                 return rec.entry
+        if self._tracer is not None:
+            return await self._get_traced(key)
         return await self._lookup_async(key, None)
+
+    def _trace_memory_hit(self, rec: _Record, now: float) -> None:
+        # The hot traced path: one span call with attributes prepared once per record.
+        attrs = rec.hit_attributes
+        if attrs is None:
+            attrs = rec.hit_attributes = rec.span_attributes("memory")
+        span = self._tracer.start_span(  # type: ignore[union-attr]
+            "cache.get", attributes=attrs, start_time=int(now * 1e9)
+        )
+        span.end()
 
     async def _get_traced(self, key: _Key) -> dict[str, Any] | None:
         span = self._tracer.start_span("cache.get")  # type: ignore[union-attr]
@@ -557,13 +585,10 @@ class DiscoveryCache:
             else:
                 counts.hit_disk += 1
         if span is not None:
-            span.set_attribute(A_HIT, rec is not None)
-            span.set_attribute(A_TIER, tier)
-            if rec is not None:
-                span.set_attribute(A_SIZE, rec.size)
-                ttl = rec.entry.get("ttl_seconds")
-                if isinstance(ttl, int | float) and not isinstance(ttl, bool):
-                    span.set_attribute(A_TTL, ttl)
+            if rec is None:
+                span.set_attributes({A_HIT: False, A_TIER: tier})
+            else:
+                span.set_attributes(rec.span_attributes(tier))
         return None if rec is None else rec.entry
 
     # ------------------------------------------------------------------ memory tier
@@ -722,7 +747,7 @@ class DiscoveryCache:
         path = self.cache_dir / f"{key.discovery_id}.json"
         with self._locked(key.stripe):
             try:
-                _atomic_write(self.cache_dir, path, key.discovery_id, payload)
+                _atomic_write(self.cache_dir, path, key.discovery_id, payload, self._fsync)
             finally:
                 # Bumped even on failure: the file may have changed (e.g. the directory
                 # fsync failed after the replace), and a bump is never wrong, only costly.
@@ -988,7 +1013,9 @@ def _unlink(path: Path) -> bool:
         return False
 
 
-def _atomic_write(directory: Path, path: Path, discovery_id: str, payload: bytes) -> None:
+def _atomic_write(
+    directory: Path, path: Path, discovery_id: str, payload: bytes, durable: bool
+) -> None:
     tmp = directory / f".tmp.{discovery_id}.{os.getpid()}.{secrets.token_hex(4)}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_CLOEXEC | _O_NOFOLLOW, 0o600)
     try:
@@ -996,7 +1023,8 @@ def _atomic_write(directory: Path, path: Path, discovery_id: str, payload: bytes
             view = memoryview(payload)
             while view:
                 view = view[os.write(fd, view) :]
-            os.fsync(fd)
+            if durable:
+                os.fsync(fd)
         finally:
             os.close(fd)
         os.replace(tmp, path)
@@ -1004,6 +1032,8 @@ def _atomic_write(directory: Path, path: Path, discovery_id: str, payload: bytes
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+    if not durable:
+        return
     dfd = os.open(directory, os.O_RDONLY | _O_CLOEXEC)
     try:
         os.fsync(dfd)

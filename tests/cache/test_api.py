@@ -168,3 +168,13 @@ async def test_osiris_written_entry_is_read(make_cache, cache_dir: Path) -> None
     (cache_dir / f"{disc}.json").write_bytes(orjson.dumps(entry, option=orjson.OPT_INDENT_2))
     assert await make_cache().get("c", "k") == entry
     assert sorted(os.listdir(cache_dir)) == [".mcp_otel", f"{disc}.json"]
+
+
+async def test_fsync_can_be_turned_off_and_writes_stay_atomic(make_cache, monkeypatch) -> None:
+    monkeypatch.setenv("MCP_OTEL_CACHE_FSYNC", "false")
+    cache = make_cache()
+    disc = await cache.set("c", "k", 0, {"v": 1})
+    await cache.set("c", "k", 0, {"v": 2})
+    assert (await make_cache().get("c", "k"))["data"] == {"v": 2}
+    names = os.listdir(cache.cache_dir)
+    assert sorted(names) == [".mcp_otel", f"{disc}.json"]
