@@ -47,7 +47,7 @@ from typing import Any
 
 import orjson
 
-__all__ = ["dumps", "to_jsonable"]
+__all__ = ["dumps", "dumps_line", "to_jsonable"]
 
 _OPTS = orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC
 _MAX_DEPTH = 64
@@ -229,4 +229,18 @@ def dumps(value: Any) -> bytes:
         return orjson.dumps(to_jsonable(value), option=_OPTS)
     if _NULL in out and _has_nonfinite(value):
         return orjson.dumps(to_jsonable(value), option=_OPTS)
+    return out
+
+
+_LINE_OPTS = _OPTS | orjson.OPT_APPEND_NEWLINE
+
+
+def dumps_line(value: Any) -> bytes:
+    """:func:`dumps` plus a trailing ``\\n`` (appended by orjson, saving a copy per line)."""
+    try:
+        out = orjson.dumps(value, default=_default, option=_LINE_OPTS)
+    except (TypeError, orjson.JSONEncodeError, RecursionError):
+        return orjson.dumps(to_jsonable(value), option=_LINE_OPTS)
+    if _NULL in out and _has_nonfinite(value):
+        return orjson.dumps(to_jsonable(value), option=_LINE_OPTS)
     return out

@@ -225,3 +225,74 @@ def test_flat_include_resource(tmp_path: Path) -> None:
     (line,) = read_lines([tmp_path / "r.jsonl"])
     assert line["resource"]["service.name"] == "fmt-test"
     assert line["a"] == 1
+
+
+def test_direct_otlp_log_encoding_equals_the_sdk_protobuf_route(tmp_path: Path) -> None:
+    """Our direct LogsData encoder writes what protobuf's JSON mapping of the SDK's own
+    encoder writes (ids in hex), for two resources, scopes with versions, every value kind."""
+    from opentelemetry._logs import SeverityNumber
+    from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter
+
+    from mcp_otel.exporters import _otlp_json
+
+    memory = InMemoryLogRecordExporter()
+    providers = [
+        LoggerProvider(resource=Resource.create({"service.name": name}, schema_url=url))
+        for name, url in (("one", "https://opentelemetry.io/schemas/1.21.0"), ("two", ""))
+    ]
+    tp = TracerProvider()
+    values: list[Any] = [
+        "s",
+        "",
+        True,
+        False,
+        0,
+        -(2**63),
+        2**63 - 1,
+        1.5,
+        0.0,
+        float("nan"),
+        float("inf"),
+        b"\x00\x01",
+        None,
+        [],
+        {},
+        [1, "a", [2.5, None]],
+        {"k": {"deep": [True, b"z"]}},
+    ]
+    for p in providers:
+        p.add_log_record_processor(SimpleLogRecordProcessor(memory))
+        plain = p.get_logger("plain")
+        versioned = p.get_logger("versioned", "1.2.3", attributes={"scope.attr": 7})
+        for i, value in enumerate(values):
+            plain.emit(body=value, attributes={"v": value, "i": i})
+        with tp.get_tracer("t").start_as_current_span("s"):
+            versioned.emit(
+                body="in span",
+                severity_number=SeverityNumber.ERROR,
+                severity_text="ERROR",
+                event_name="ev",
+                timestamp=1_700_000_000_123_456_789,
+            )
+        versioned.emit()  # everything empty
+    batch = memory.get_finished_logs()
+    ours = json.loads(_otlp_json.log_line(batch)[0])
+    reference = json.loads(_otlp_json.log_line_via_protobuf(batch))
+    assert ours == reference
+
+
+def test_direct_otlp_log_encoding_keeps_what_the_sdk_encoder_drops(tmp_path: Path) -> None:
+    from opentelemetry._logs import LogRecord
+    from opentelemetry.sdk._logs import ReadableLogRecord
+
+    exp = JsonlLogExporter(tmp_path / "o.jsonl", format="otlp")
+    rec = LogRecord(body=bytearray(b"ab"), attributes={"big": 2**70, "s": "bad\udc80"})
+    assert exp.export([ReadableLogRecord(rec, resource=RES)]).name == "SUCCESS"
+    exp.shutdown()
+    (line,) = read_lines([tmp_path / "o.jsonl"])
+    out = line["resourceLogs"][0]["scopeLogs"][0]["logRecords"][0]
+    assert out["body"] == {"bytesValue": "YWI="}
+    attrs = {a["key"]: a["value"] for a in out["attributes"]}
+    assert attrs["big"] == {"stringValue": str(2**70)}
+    assert attrs["s"] == {"stringValue": "bad\\udc80"}
+    Parse(json.dumps(_ids_to_base64(line)), LogsData())

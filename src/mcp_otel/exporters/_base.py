@@ -85,7 +85,9 @@ class _JsonlExporterBase:
         return self._file
 
     # ---------------------------------------------------------------- helpers
-    def _write(self, encode: Callable[[], tuple[bytes, int]], fallback_count: int) -> bool:
+    def _write(
+        self, encode: Callable[[], tuple[bytes | bytearray, int]], fallback_count: int
+    ) -> bool:
         """Encode then write; count; ``True`` on success. Never raises."""
         if self._shutdown:
             self._count(False, fallback_count)

@@ -213,7 +213,7 @@ class LockedJsonlFile:
         return self._closed
 
     # ----------------------------------------------------------------- write side
-    def write(self, payload: bytes) -> bool:
+    def write(self, payload: bytes | bytearray | memoryview) -> bool:
         """Append ``payload`` (whole lines) in one ``write``; ``False`` if it is not there."""
         if not payload:
             return True
@@ -259,7 +259,7 @@ class LockedJsonlFile:
             self._day_path = self._template.replace(_DATE, _utc_date(now))
         return self._day_path
 
-    def _write_locked(self, payload: bytes) -> None:
+    def _write_locked(self, payload: bytes | bytearray | memoryview) -> None:
         path = self._path_now()
         if self._fd is not None and self._fd_path != path:
             self._sync_locked(force=self._fsync != "none")
@@ -326,11 +326,7 @@ class LockedJsonlFile:
         self._make_dirs(directory)
         # O_NONBLOCK: opening a FIFO planted at the path must fail (ENXIO), not hang.
         flags = (
-            os.O_WRONLY
-            | os.O_APPEND
-            | os.O_CLOEXEC
-            | os.O_NONBLOCK
-            | getattr(os, "O_NOFOLLOW", 0)
+            os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0)
         )
         created = False
         try:
