@@ -8,7 +8,9 @@ mcp-otel's local JSONL files under ``MCP_OTEL_DIR``.
 
 ``--pause-after K`` (repeatable) stops after K calls, prints ``PAUSED <K> <time_ns>`` and
 waits for a line on stdin, so a test can stop or restart the collector at a known point
-without sleeping. The last stdout line is a JSON summary.
+without sleeping. ``--pace PHASE:MS`` spreads one phase's calls out in time (a server
+under light traffic rather than a tight loop), so that the phase spans several export
+attempts. The last stdout line is a JSON summary.
 """
 
 from __future__ import annotations
@@ -116,9 +118,12 @@ async def _run(args: argparse.Namespace) -> Summary:
     pauses = sorted(set(args.pause_after))
     boundaries = [p for p in pauses if 0 < p < args.calls] + [args.calls]
     done = 0
+    pace = {int(p): int(ms) / 1000 for p, ms in (item.split(":") for item in args.pace)}
     for phase, end in enumerate(boundaries):
         slowest = 0.0
         while done < end:
+            if phase in pace and done > (boundaries[phase - 1] if phase else 0):
+                await asyncio.sleep(pace[phase])  # traffic shape, not synchronisation
             batch = range(done, min(done + args.concurrency, end))
             times = await asyncio.gather(
                 *(_call(i, audit, telemetry, cache, summary) for i in batch)
@@ -147,6 +152,7 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=300)
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--pause-after", type=int, action="append", default=[])
+    parser.add_argument("--pace", action="append", default=[], metavar="PHASE:MS")
     args = parser.parse_args()
     summary = asyncio.run(_run(args))
     print(json.dumps(asdict(summary)), flush=True)

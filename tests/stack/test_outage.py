@@ -1,0 +1,206 @@
+"""Stop the collector in the middle of an mcp-otel run, then start it again.
+
+The local JSONL files are the record of truth: they must stay complete while the
+collector is gone, the application's tool calls must not wait on the dead exporter for
+longer than the export timeout, and after the restart export must resume (the records
+written after it, and the cumulative metric totals, reach the collector).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.stack._peers import REPO, Collector, Sink, http_get, jsonl_lines, wait_until
+
+CALLS = 300
+STOP_AT = 90  # calls made before the collector is stopped
+RESTART_AT = 210  # calls made before it is started again
+EXPORT_TIMEOUT_S = 2
+OUTAGE_PACE_MS = 100  # between groups of 4 concurrent calls while the collector is down
+OUTAGE_PACE_MS = 100  # between groups of 4 concurrent calls while the collector is down
+
+
+@dataclass
+class Outage:
+    protocol: str
+    data_dir: Path
+    summary: dict[str, Any]
+    exported_before_stop: int
+    local_audit_while_down: int
+    restart_ns: int
+
+
+def _audit_attrs(record: Any) -> dict[str, Any]:
+    out = {}
+    for kv in record.attributes:
+        kind = kv.value.WhichOneof("value")
+        out[kv.key] = getattr(kv.value, kind) if kind else None
+    return out
+
+
+def _local_lines(data_dir: Path, pattern: str) -> list[dict[str, Any]]:
+    return jsonl_lines(list(data_dir.glob(pattern)))
+
+
+def _read_until(proc: subprocess.Popen[str], prefix: str) -> str:
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.startswith(prefix):
+            return line
+    raise AssertionError(f"load ended (rc={proc.wait()}) before {prefix!r}")
+
+
+def _resume(proc: subprocess.Popen[str]) -> None:
+    assert proc.stdin is not None
+    proc.stdin.write("go\n")
+    proc.stdin.flush()
+
+
+@pytest.fixture(scope="module", params=["grpc", "http/protobuf"])
+def outage(
+    request: pytest.FixtureRequest,
+    collector: Collector,
+    sink: Sink,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Outage]:
+    protocol = request.param
+    if collector.proc is None or collector.proc.poll() is not None:
+        collector.start()
+    data_dir = Path(tmp_path_factory.mktemp("outage-data"))
+    stderr_path = data_dir.parent / f"{data_dir.name}.stderr"
+    env = dict(os.environ)
+    env.update(collector.otlp_env(protocol))
+    env.update(
+        MCP_OTEL_DIR=str(data_dir),
+        OTEL_SERVICE_NAME=f"mcp-outage-{protocol.split('/')[0]}",
+        OTEL_EXPORTER_OTLP_TIMEOUT=str(EXPORT_TIMEOUT_S),
+        OTEL_METRIC_EXPORT_INTERVAL="300",
+        OTEL_BLRP_SCHEDULE_DELAY="100",
+        OTEL_BSP_SCHEDULE_DELAY="100",
+        PYTHONPATH=str(REPO / "src"),
+    )
+    args = [
+        sys.executable,
+        str(REPO / "tests" / "stack" / "_load.py"),
+        "--calls",
+        str(CALLS),
+        "--pause-after",
+        str(STOP_AT),
+        "--pause-after",
+        str(RESTART_AT),
+        # The outage phase lasts ~3 s: several failed export attempts, each up to the
+        # export timeout, while the application keeps calling tools.
+        "--pace",
+        f"1:{OUTAGE_PACE_MS}",
+    ]
+    with stderr_path.open("w") as stderr:
+        proc = subprocess.Popen(
+            args,
+            env=env,
+            cwd=str(data_dir),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+        )
+    try:
+        _read_until(proc, "PAUSED")
+        # Export works before the outage: everything written so far reached the sink.
+        local_so_far = len(_local_lines(data_dir, "audit/*.jsonl"))
+        session = _local_lines(data_dir, "audit/*.jsonl")[0]["session_id"]
+
+        def at_sink() -> int:
+            return sum(
+                1 for r in sink.log_records() if _audit_attrs(r).get("session_id") == session
+            )
+
+        wait_until(lambda: at_sink() >= local_so_far, "phase-1 audit records at the sink")
+        exported_before_stop = at_sink()
+
+        collector.stop()
+        _resume(proc)
+        _read_until(proc, "PAUSED")
+        local_while_down = len(_local_lines(data_dir, "audit/*.jsonl"))
+
+        collector.start()
+        _resume(proc)
+        restart_ns = int(_read_until(proc, "RESUMED").split()[2])
+        out, _ = proc.communicate(timeout=120)
+        assert proc.returncode == 0, stderr_path.read_text()[-4000:]
+        summary = json.loads(out.strip().splitlines()[-1])
+        yield Outage(
+            protocol, data_dir, summary, exported_before_stop, local_while_down, restart_ns
+        )
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+def test_local_files_stay_complete(outage: Outage) -> None:
+    audit = _local_lines(outage.data_dir, "audit/*.jsonl")
+    assert outage.summary["calls"] == CALLS
+    # While the collector was down every call still got its two audit lines, at once.
+    assert outage.local_audit_while_down == 2 * RESTART_AT
+    assert len(audit) == 2 * CALLS + 1
+    assert [r["seq"] for r in audit] == list(range(1, 2 * CALLS + 2))
+    events = _local_lines(outage.data_dir, "telemetry/mcp_telemetry_*.jsonl")
+    assert sum(1 for e in events if e.get("event") == "tool_call") == CALLS
+    verify = subprocess.run(
+        [sys.executable, "-m", "mcp_otel", "verify", str(outage.data_dir / "audit")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(REPO / "src")},
+    )
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
+def test_application_not_slowed_beyond_export_timeout(outage: Outage) -> None:
+    _before, during, _after = outage.summary["max_call_s_by_phase"]
+    assert during < EXPORT_TIMEOUT_S, f"a call took {during:.3f}s with the collector down"
+    assert outage.exported_before_stop >= 2 * STOP_AT
+
+
+def test_export_resumes_after_restart(outage: Outage, sink: Sink, collector: Collector) -> None:
+    audit = _local_lines(outage.data_dir, "audit/*.jsonl")
+    session = audit[0]["session_id"]
+    after_restart = {r["seq"] for r in audit if r["seq"] > 2 * RESTART_AT}
+    assert len(after_restart) == 2 * (CALLS - RESTART_AT) + 1
+
+    def arrived() -> set[int]:
+        return {
+            a["seq"]
+            for a in map(_audit_attrs, sink.log_records())
+            if a.get("session_id") == session
+        }
+
+    wait_until(lambda: after_restart <= arrived(), "audit records written after the restart")
+
+    # Cumulative metrics: the restarted collector exposes the process' full totals.
+    service = f"mcp-outage-{outage.protocol.split('/')[0]}"
+
+    def exposed_calls() -> float:
+        status, body = http_get(f"http://127.0.0.1:{collector.prometheus_port}/metrics")
+        if status != 200:
+            return -1
+        total = 0.0
+        for line in body.decode().splitlines():
+            if line.startswith("mcp_otel_tool_calls_total{") and f'job="{service}"' in line:
+                total += (
+                    float(line.rsplit(" ", 1)[1])
+                    if " # " not in line
+                    else float(line.split(" # ")[0].rsplit(" ", 1)[1])
+                )
+        return total
+
+    wait_until(lambda: exposed_calls() == CALLS, f"{CALLS} tool calls exposed for Prometheus")
