@@ -347,3 +347,31 @@ def test_threads_each_with_their_own_event_loop_exact_counts() -> None:
     assert handle.counts().tool_calls == total
     assert handle.counts().sessions_started == handle.counts().sessions_ended \
         == threads_n * (clients // 2)
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_cancelled_call_still_gets_its_closing_record(mode: str) -> None:
+    server = MCPServer("t-cancel", log_level="ERROR")
+    started = asyncio.Event()
+
+    @server.tool()
+    async def hang() -> str:
+        started.set()
+        await asyncio.Event().wait()
+        return "never"
+
+    with capture() as cap:
+        handle = cap.instrument(server)
+        async with Client(server, mode=mode) as client:
+            call = asyncio.create_task(client.call_tool("hang", {}))
+            await started.wait()
+            call.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await call
+    (opened,) = cap.audit_events("tool_call")
+    (closed,) = cap.audit_events("tool_error")
+    assert closed["correlation_id"] == opened["correlation_id"]
+    assert closed["error_code"] == "cancelled"
+    assert handle.counts().tool_errors == 1
+    (span,) = _tool_spans(cap.spans, "hang")
+    assert span.attributes["error.type"] == "cancelled"
