@@ -372,7 +372,10 @@ class _Generations:
             if same:
                 return False
             _log.warning("cache generation file %s was replaced; re-mapping it", self._path)
-            self._open()  # the old mapping stays valid for readers still holding it
+            # The old descriptor and mapping are left open on purpose: another thread may
+            # be using them right now, and closing would let the number be reused.
+            self._path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self._open()
             return True
 
 
@@ -633,9 +636,13 @@ class DiscoveryCache:
     def _locked(self, stripe: int) -> Iterator[None]:
         # A fresh open file description per acquisition: flock then also excludes other
         # threads of this process and survives fork; closing releases it.
-        fd = os.open(
-            self._lock_paths[stripe], os.O_RDWR | os.O_CREAT | _O_CLOEXEC | _O_NOFOLLOW, 0o600
-        )
+        flags = os.O_RDWR | os.O_CREAT | _O_CLOEXEC | _O_NOFOLLOW
+        try:
+            fd = os.open(self._lock_paths[stripe], flags, 0o600)
+        except FileNotFoundError:
+            # The directory was removed under us (rm -rf of the cache): recreate, go on.
+            self._lock_paths[stripe].parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd = os.open(self._lock_paths[stripe], flags, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
@@ -742,8 +749,7 @@ class DiscoveryCache:
                 span.end()
 
     def _write(self, key: _Key, payload: bytes, rec: _Record, span: Span | None) -> None:
-        if time.time() >= self._gens.recheck_at:
-            self._maintain(span)
+        self._maintain(span)  # writers always check (a stat): they must bump the live file
         path = self.cache_dir / f"{key.discovery_id}.json"
         with self._locked(key.stripe):
             try:
@@ -778,8 +784,7 @@ class DiscoveryCache:
                 span.end()
 
     def _invalidate(self, connection: str, span: Span | None) -> tuple[int, int]:
-        if time.time() >= self._gens.recheck_at:
-            self._maintain(span)
+        self._maintain(span)  # writers always check (a stat): they must bump the live file
         ids: set[str] = set()
         size = 0
         for disc, path in self._entry_files():
@@ -820,8 +825,7 @@ class DiscoveryCache:
                 span.end()
 
     def _clear_expired(self, span: Span | None) -> tuple[int, int]:
-        if time.time() >= self._gens.recheck_at:
-            self._maintain(span)
+        self._maintain(span)  # writers always check (a stat): they must bump the live file
         now = time.time()
         removed = size = 0
         for cache_key, rec in list(self._memory.items()):
@@ -859,8 +863,7 @@ class DiscoveryCache:
                 span.end()
 
     def _clear_all(self, span: Span | None) -> tuple[int, int]:
-        if time.time() >= self._gens.recheck_at:
-            self._maintain(span)
+        self._maintain(span)  # writers always check (a stat): they must bump the live file
         removed = size = 0
         for disc, path in self._entry_files():
             key = _key_of(disc)

@@ -308,3 +308,17 @@ async def test_entry_expiring_between_get_and_revalidation_is_not_returned(make_
 def test_constructor_is_sync_and_cheap(cache_dir) -> None:
     DiscoveryCache(cache_dir)
     assert datetime.now(UTC)  # no event loop needed
+
+
+async def test_cache_directory_removed_under_running_caches(make_cache, cache_dir) -> None:
+    import shutil
+
+    a = make_cache()
+    await a.set("conn", "comp", 0, {"v": 1})
+    shutil.rmtree(cache_dir)
+    assert await a.set("conn", "comp", 0, {"v": 2}) is not None  # recreated, no error
+    assert (await a.get("conn", "comp"))["data"] == {"v": 2}
+    b = make_cache()
+    assert (await b.get("conn", "comp"))["data"] == {"v": 2}
+    await b.set("conn", "comp", 0, {"v": 3})
+    assert (await a.get("conn", "comp"))["data"] == {"v": 3}  # both on the new generations
