@@ -286,7 +286,7 @@ class AuditLogger:
         key: str | bytes | None = None,
         fsync: Literal["none", "interval", "batch"] | None = None,
         max_queue_size: int | None = None,
-        max_batch_size: int = 2048,
+        max_batch_size: int = 8192,
         queue_timeout: float | None = None,
         retry: _ap.RetryPolicy | None = None,
         secret_keys: Iterable[str] = (),

@@ -1,0 +1,395 @@
+"""Audit trail throughput and caller latency, against baselines measured in the same run.
+
+Variants (every one driven by the same asyncio harness: T threads, each with its own event
+loop and K coroutines that each await one call after another):
+
+* ``audit-written`` / ``audit-queued``: ``await AuditLogger.log_tool_call(...)`` in both
+  wait modes (file, chain, redaction, everything).
+* ``osiris-fixed``: the race-conditions report's fixed design: one ``asyncio.Lock`` made at
+  init, ``open(path, "a")`` + ``json.dumps`` per event, on the event loop. The lock is
+  bound to one loop, so with several threads each thread gets its own instance on the
+  same file (the design cannot be shared across loops at all).
+* ``sdk-batch``: the SDK's default ``BatchLogRecordProcessor`` (default queue 2048,
+  batch 512) into mcp-otel's ``JsonlLogExporter``: what an application's global provider
+  does. It evicts on overflow: the drop percentage is measured.
+* ``ceiling``: bare ``Logger.emit`` (same attributes) into the SDK batch processor with a
+  discarding exporter: the cost of the OTel API alone.
+
+Each configuration runs ``--repeats`` times, variants alternating, and the table shows
+medians. Then, for 8 threads, an open-loop run at half the measured maximum of each
+audit mode gives the caller latency under a steady load.
+
+    python benchmarks/bench_audit.py            # full table (a few minutes on 2 cores)
+    python benchmarks/bench_audit.py --quick    # smaller counts
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import (
+    BatchLogRecordProcessor,
+    LogRecordExporter,
+    LogRecordExportResult,
+)
+from opentelemetry.sdk.metrics import MeterProvider
+
+from mcp_otel.audit import AuditLogger
+from mcp_otel.exporters import JsonlLogExporter
+
+Op = Callable[[int], Awaitable[Any]]
+
+
+def _args(i: int) -> dict[str, Any]:
+    return {"query": "select * from t where id = ?", "id": i, "limit": 10}
+
+
+# ----------------------------------------------------------------------------- variants
+
+
+class _Counting(LogRecordExporter):
+    def __init__(self) -> None:
+        self.count = 0
+        self._lock = threading.Lock()
+
+    def export(self, batch: Sequence[Any]) -> LogRecordExportResult:
+        with self._lock:
+            self.count += len(batch)
+        return LogRecordExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        pass
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+
+class _CountingJsonl(JsonlLogExporter):
+    def __init__(self, path: str) -> None:
+        super().__init__(path, format="flat")
+        self.count = 0
+
+    def export(self, batch: Sequence[Any]) -> LogRecordExportResult:
+        self.count += len(batch)
+        return super().export(batch)
+
+
+@dataclass
+class Variant:
+    """Builds a per-run op factory; ``per_thread`` makes one instance per thread."""
+
+    name: str
+    setup: Callable[[Path], tuple[Callable[[], Op], Callable[[], dict[str, Any]]]]
+
+
+def _audit(mode: str) -> Callable[[Path], tuple[Callable[[], Op], Callable[[], dict[str, Any]]]]:
+    def setup(d: Path) -> tuple[Callable[[], Op], Callable[[], dict[str, Any]]]:
+        logger = AuditLogger(d, wait=mode, otlp=False, meter_provider=MeterProvider())
+
+        def factory() -> Op:
+            async def op(i: int) -> None:
+                await logger.log_tool_call("bench_tool", _args(i))
+            return op
+
+        def finish() -> dict[str, Any]:
+            logger.force_flush()
+            s = logger.get_session_summary()
+            logger.shutdown()
+            return {"delivered": s["records_written"], "lost": s["records_lost"]}
+
+        return factory, finish
+
+    return setup
+
+
+class _OsirisFixed:
+    """The report's recommended fix, as written there."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.log_file = log_dir / f"mcp_audit_{time.strftime('%Y%m%d', time.gmtime())}.jsonl"
+        self._write_lock = asyncio.Lock()
+        self.session_id = "mcp_" + os.urandom(6).hex()
+        self.tool_call_counter = 0
+
+    async def log_tool_call(self, tool: str, arguments: dict[str, Any]) -> str:
+        self.tool_call_counter += 1
+        cid = f"mcp_{self.session_id}_{self.tool_call_counter}"
+        event = {"event": "tool_call", "event_type": "tool_call_started", "tool": tool,
+                 "tool_name": tool, "correlation_id": cid,
+                 "bytes_in": len(json.dumps(arguments)), "arguments": arguments}
+        try:
+            async with self._write_lock:
+                with open(self.log_file, "a") as f:
+                    f.write(json.dumps(event) + "\n")
+        except Exception:
+            pass
+        return cid
+
+
+def _osiris(d: Path) -> tuple[Callable[[], Op], Callable[[], dict[str, Any]]]:
+    made: list[_OsirisFixed] = []
+
+    def factory() -> Op:
+        inst = _OsirisFixed(d)  # one per thread: its asyncio.Lock belongs to one loop
+        made.append(inst)
+
+        async def op(i: int) -> None:
+            await inst.log_tool_call("bench_tool", _args(i))
+        return op
+
+    def finish() -> dict[str, Any]:
+        lines = sum(1 for p in d.glob("*.jsonl") for _ in open(p, "rb"))
+        return {"delivered": lines, "lost": sum(m.tool_call_counter for m in made) - lines}
+
+    return factory, finish
+
+
+def _sdk_attrs(i: int) -> dict[str, Any]:
+    return {"event": "tool_call", "event_type": "tool_call_started", "tool": "bench_tool",
+            "tool_name": "bench_tool", "correlation_id": f"mcp_x_{i}", "bytes_in": 56,
+            "arguments": _args(i), "session_id": "mcp_x",
+            "timestamp": "2026-11-27T06:00:00.000000+00:00"}
+
+
+def _sdk(discard: bool) -> Callable[[Path], tuple[Callable[[], Op], Callable[[], dict[str, Any]]]]:
+    def setup(d: Path) -> tuple[Callable[[], Op], Callable[[], dict[str, Any]]]:
+        exporter: Any = _Counting() if discard else _CountingJsonl(str(d / "sdk_{date}.jsonl"))
+        provider = LoggerProvider(shutdown_on_exit=False, meter_provider=MeterProvider())
+        provider.add_log_record_processor(BatchLogRecordProcessor(exporter))
+        logger = provider.get_logger("bench")
+        emitted = [0]
+
+        def factory() -> Op:
+            async def op(i: int) -> None:
+                logger.emit(attributes=_sdk_attrs(i), event_name="mcp.audit.tool_call")
+            return op
+
+        def finish() -> dict[str, Any]:
+            provider.force_flush()
+            provider.shutdown()
+            return {"delivered": exporter.count, "lost": None}
+
+        del emitted
+        return factory, finish
+
+    return setup
+
+
+VARIANTS = [
+    Variant("audit-written", _audit("written")),
+    Variant("audit-queued", _audit("queued")),
+    Variant("osiris-fixed", _osiris),
+    Variant("sdk-batch", _sdk(discard=False)),
+    Variant("ceiling", _sdk(discard=True)),
+]
+
+
+# ----------------------------------------------------------------------------- harness
+
+
+@dataclass
+class Result:
+    calls: int
+    seconds: float
+    latencies_ns: list[int] = field(repr=False)
+    delivered: int
+    lost: int | None
+
+    @property
+    def rate(self) -> float:
+        return self.calls / self.seconds
+
+    def pct(self, q: float) -> float:
+        lat = sorted(self.latencies_ns)
+        return lat[min(len(lat) - 1, int(q * len(lat)))] / 1000 if lat else float("nan")
+
+
+def _closed_loop(variant: Variant, threads: int, inflight: int, per_thread: int,
+                 base: Path) -> Result:
+    d = Path(tempfile.mkdtemp(dir=base))
+    factory, finish = variant.setup(d)
+    lats: list[list[int]] = [[] for _ in range(threads)]
+    start = threading.Barrier(threads + 1)
+
+    def thread_main(t: int) -> None:
+        op = factory()
+        out = lats[t]
+        per_worker = per_thread // inflight
+
+        async def worker(w: int) -> None:
+            pc = time.perf_counter_ns
+            base_i = (t * inflight + w) * per_worker
+            for i in range(per_worker):
+                t0 = pc()
+                await op(base_i + i)
+                out.append(pc() - t0)
+
+        async def main() -> None:
+            await asyncio.gather(*(worker(w) for w in range(inflight)))
+
+        start.wait()
+        asyncio.run(main())
+
+    ths = [threading.Thread(target=thread_main, args=(t,)) for t in range(threads)]
+    for th in ths:
+        th.start()
+    start.wait()
+    t0 = time.perf_counter()
+    for th in ths:
+        th.join()
+    seconds = time.perf_counter() - t0
+    done = finish()
+    calls = sum(len(x) for x in lats)
+    shutil.rmtree(d, ignore_errors=True)
+    return Result(calls, seconds, [x for chunk in lats for x in chunk], done["delivered"],
+                  done["lost"])
+
+
+def _open_loop(variant: Variant, threads: int, rate: float, seconds: float,
+               base: Path) -> Result:
+    """Offer ``rate`` calls/s in total, evenly over threads, for ``seconds``."""
+    d = Path(tempfile.mkdtemp(dir=base))
+    factory, finish = variant.setup(d)
+    lats: list[list[int]] = [[] for _ in range(threads)]
+    per_thread = rate / threads
+    start = threading.Barrier(threads + 1)
+
+    def thread_main(t: int) -> None:
+        op = factory()
+        out = lats[t]
+
+        async def one(i: int) -> None:
+            t0 = time.perf_counter_ns()
+            await op(i)
+            out.append(time.perf_counter_ns() - t0)
+
+        async def main() -> None:
+            loop = asyncio.get_running_loop()
+            t_start = loop.time()
+            n_total = int(per_thread * seconds)
+            launched = 0
+            tasks = set()
+            while launched < n_total:
+                due = min(n_total, int((loop.time() - t_start) * per_thread) + 1)
+                while launched < due:
+                    task = asyncio.create_task(one(t * 10_000_000 + launched))
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
+                    launched += 1
+                await asyncio.sleep(0.001)
+            while tasks:
+                await asyncio.gather(*list(tasks))
+
+        start.wait()
+        asyncio.run(main())
+
+    ths = [threading.Thread(target=thread_main, args=(t,)) for t in range(threads)]
+    for th in ths:
+        th.start()
+    start.wait()
+    t0 = time.perf_counter()
+    for th in ths:
+        th.join()
+    wall = time.perf_counter() - t0
+    done = finish()
+    shutil.rmtree(d, ignore_errors=True)
+    calls = sum(len(x) for x in lats)
+    return Result(calls, wall, [x for chunk in lats for x in chunk], done["delivered"],
+                  done["lost"])
+
+
+def _machine() -> str:
+    cpu = "unknown"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, nproc={os.cpu_count()}, "
+            f"CPU {cpu}, Python {platform.python_version()}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="smaller counts, 1 repeat fewer")
+    ap.add_argument("--repeats", type=int, default=None)
+    ap.add_argument("--variants", default=",".join(v.name for v in VARIANTS))
+    args = ap.parse_args(argv)
+    repeats = args.repeats or (2 if args.quick else 3)
+    total = 16_000 if args.quick else 48_000
+    wanted = [v for v in VARIANTS if v.name in args.variants.split(",")]
+    base = Path(tempfile.mkdtemp(prefix="bench_audit_"))
+    print(f"# bench_audit: {_machine()}; medians of {repeats} alternating runs")
+    table: dict[tuple[str, int, int], list[Result]] = {}
+    try:
+        for threads in (1, 8):
+            for inflight in (1, 64):
+                calls = total // 4 if inflight == 1 and threads == 1 else total
+                per_thread = max(inflight, calls // threads // inflight * inflight)
+                for _ in range(repeats):
+                    for v in wanted:
+                        r = _closed_loop(v, threads, inflight, per_thread, base)
+                        table.setdefault((v.name, threads, inflight), []).append(r)
+        print()
+        print("| variant | threads | in flight/thread | records/s | vs ceiling | p50 µs | "
+              "p99 µs | delivered | lost/dropped |")
+        print("|---|---|---|---|---|---|---|---|---|")
+        for threads in (1, 8):
+            for inflight in (1, 64):
+                ceil = table.get(("ceiling", threads, inflight))
+                ceil_rate = statistics.median(r.rate for r in ceil) if ceil else float("nan")
+                for v in wanted:
+                    runs = table[(v.name, threads, inflight)]
+                    rate = statistics.median(r.rate for r in runs)
+                    p50 = statistics.median(r.pct(0.50) for r in runs)
+                    p99 = statistics.median(r.pct(0.99) for r in runs)
+                    calls = runs[0].calls
+                    deliv = statistics.median(r.delivered for r in runs)
+                    dropped = 100.0 * (1 - deliv / calls) if calls else 0.0
+                    print(f"| {v.name} | {threads} | {inflight} | {rate:,.0f} | "
+                          f"{rate / ceil_rate:.0%} | {p50:.1f} | {p99:.1f} | "
+                          f"{int(deliv):,}/{calls:,} | {dropped:.1f}% |")
+        print()
+        print("| half load (8 threads) | offered records/s | achieved | p50 µs | p99 µs | "
+              "p99.9 µs | lost |")
+        print("|---|---|---|---|---|---|---|")
+        for name in ("audit-queued", "audit-written"):
+            if name not in args.variants:
+                continue
+            v = next(x for x in VARIANTS if x.name == name)
+            maximum = statistics.median(r.rate for r in table[(name, 8, 64)])
+            runs = [_open_loop(v, 8, maximum / 2, 3.0 if args.quick else 6.0, base)
+                    for _ in range(repeats)]
+            p50 = statistics.median(r.pct(0.50) for r in runs)
+            p99 = statistics.median(r.pct(0.99) for r in runs)
+            p999 = statistics.median(r.pct(0.999) for r in runs)
+            ach = statistics.median(r.rate for r in runs)
+            lost = sum(r.calls - r.delivered for r in runs)
+            print(f"| {name} | {maximum / 2:,.0f} | {ach:,.0f} | {p50:.1f} | {p99:.1f} | "
+                  f"{p999:.1f} | {lost} |")
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
