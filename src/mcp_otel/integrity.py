@@ -18,7 +18,6 @@ import hmac
 import json
 import os
 import threading
-from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -128,6 +127,7 @@ class Chain:
         self.written_head = self._s.head
         self._unqueued_lock = threading.Lock()
         self._unqueued = 0  # reported from caller threads, consumed by the writer
+        self._declared = False  # a loss declaration is in the batch being written
 
     @property
     def seq(self) -> int:
@@ -141,11 +141,11 @@ class Chain:
         attrs[F_SEQ] = s.seq
         attrs[F_PREV] = s.head
         attrs[F_ALG] = self.alg
-        if self._unqueued:
+        if self._unqueued and not self._declared:
             with self._unqueued_lock:
                 s.unqueued_loss += self._unqueued
                 self._unqueued = 0
-        if s.pending_loss or s.unqueued_loss:
+        if (s.pending_loss or s.unqueued_loss) and not self._declared:
             loss: dict[str, Any] = {"count": s.pending_loss + s.unqueued_loss}
             if s.pending_loss:
                 loss["seq_first"] = s.loss_first
@@ -153,8 +153,7 @@ class Chain:
             if s.unqueued_loss:
                 loss["unqueued"] = s.unqueued_loss
             attrs[F_LOST] = loss
-            s.pending_loss = s.unqueued_loss = 0
-            s.loss_first = s.loss_last = None
+            self._declared = True  # cleared once that record is known to be written
         if attrs.get(F_EVENT) == END_EVENT:
             attrs["records"] = s.seq
         covered = {k: v for k, v in attrs.items() if k != F_HASH}
@@ -165,16 +164,22 @@ class Chain:
     def committed(self) -> None:
         """The records sealed since the last call are in the file."""
         self.written_head = self._s.head
+        if self._declared:
+            s = self._s
+            s.pending_loss = s.unqueued_loss = 0
+            s.loss_first = s.loss_last = None
+            self._declared = False
 
     def lost(self, first_seq: int, last_seq: int) -> None:
         """Records ``first_seq..last_seq`` could not be written: re-link to the last one
-        that was, and declare the gap in the next record."""
+        that was, and declare the gap (with any earlier undeclared one) in the next record."""
         s = self._s
         s.head = self.written_head
         s.pending_loss += last_seq - first_seq + 1
         if s.loss_first is None:
             s.loss_first = first_seq
         s.loss_last = last_seq
+        self._declared = False
 
     def lost_unqueued(self, count: int = 1) -> None:
         """Records that never got a ``seq`` (no room in time): declared by count only.
@@ -189,7 +194,7 @@ class Chain:
 # ------------------------------------------------------------------------------------
 
 #: Finding codes. Warnings by default, errors with ``strict``.
-SOFT_CODES = frozenset({"torn_line", "no_end_record", "declared_loss", "duplicate_line"})
+SOFT_CODES = frozenset({"torn_line", "no_end_record", "declared_loss"})
 
 
 @dataclass
@@ -250,10 +255,6 @@ class _Tail:
     seq: int
     hash: str
     ended: bool = False
-    recent: OrderedDict[int, str] = field(default_factory=OrderedDict)
-
-
-_RECENT = 8192  # duplicate detection window per session (a retried batch is smaller)
 
 
 def expand_paths(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
@@ -404,17 +405,20 @@ def _check_record(rec: dict[str, Any], path: Path, lineno: int, terminated: bool
     tail = tails.get(sid)
     if tail is None:
         if seq != 1:
-            add("chain_start", f"chain starts at seq {seq}: records 1..{seq - 1} are missing "
-                "(pass the earlier files too?)", path, lineno, sid)
+            loss = rec.get(F_LOST)
+            if isinstance(loss, dict) and loss.get("seq_first") == 1 \
+                    and loss.get("seq_last") == seq - 1 and prev == genesis_hash(sid):
+                sess.declared_lost += seq - 1
+                add("declared_loss", f"seq 1..{seq - 1} ({seq - 1} records) were lost by the "
+                    f"writer and declared in seq {seq}", path, lineno, sid)
+            else:
+                add("chain_start", f"chain starts at seq {seq}: records 1..{seq - 1} are "
+                    "missing (pass the earlier files too?)", path, lineno, sid)
         elif prev != genesis_hash(sid):
             add("chain_start", "first record's prev_hash is not derived from its session id",
                 path, lineno, sid)
         tail = tails[sid] = _Tail(seq=seq, hash=digest)
         _accept(tail, sess, rec, seq, digest, path, lineno, add)
-        return
-    if tail.recent.get(seq) == digest:
-        add("duplicate_line", f"seq {seq} appears again, identical (a retried write)",
-            path, lineno, sid)
         return
     if tail.ended:
         add("after_end", f"seq {seq} appears after the session's end record", path, lineno, sid)
@@ -443,9 +447,6 @@ def _check_record(rec: dict[str, Any], path: Path, lineno: int, terminated: bool
 
 def _accept(tail: _Tail, sess: SessionReport, rec: dict[str, Any], seq: int,
             digest: str, path: Path, lineno: int, add: Any) -> None:
-    tail.recent[seq] = digest
-    if len(tail.recent) > _RECENT:
-        tail.recent.popitem(last=False)
     sess.records += 1
     sess.first_seq = seq if sess.first_seq is None else min(sess.first_seq, seq)
     sess.last_seq = seq if sess.last_seq is None else max(sess.last_seq, seq)
