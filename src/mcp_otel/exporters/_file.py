@@ -141,6 +141,7 @@ class LockedJsonlFile:
         rotation: RotationPolicy | None = None,
         label: str = "mcp-otel",
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         if fcntl is None:  # pragma: no cover - Windows
             raise UnsupportedPlatformError(
@@ -168,16 +169,18 @@ class LockedJsonlFile:
         self._rotation = rotation
         self._label = label
         self._clock = clock
+        self._monotonic = monotonic
         self._lock = threading.Lock()
         self._fd: int | None = None
         self._fd_path: str | None = None
         self._day: int | None = None
         self._day_path = ""
-        self._last_sync = time.monotonic()
+        self._last_sync = monotonic()
         self._dirty = False
         self._closed = False
         self._reported: set[tuple[str, str]] = set()
         self._op = "write"
+        self.last_error: str | None = None
         self.failed_writes = 0
         self.failed_bytes = 0
         self._retention_re = self._build_retention_re()
@@ -390,7 +393,7 @@ class LockedJsonlFile:
     def _sync_locked(self, *, force: bool) -> bool:
         if self._fd is None or not self._dirty:
             return True
-        now = time.monotonic()
+        now = self._monotonic()
         if not force and now - self._last_sync < FSYNC_INTERVAL_S:
             return True
         try:
@@ -465,7 +468,8 @@ class LockedJsonlFile:
                     finally:
                         os.close(fd)
             os.rename(tmp, rotated + ".gz")
-            os.unlink(rotated)
+            with contextlib.suppress(FileNotFoundError):  # retention may have beaten us
+                os.unlink(rotated)
         except OSError as exc:
             self._report_os_error(exc, 0, what="compress")
             with contextlib.suppress(OSError):
@@ -523,6 +527,7 @@ class LockedJsonlFile:
         if nbytes:
             self.failed_writes += 1
             self.failed_bytes += nbytes
+        self.last_error = f"{cause}: {detail}"
         key = (cause, self._template)
         if key in self._reported:
             return

@@ -260,16 +260,18 @@ def _span_line(span: ReadableSpan, resources: ResourceCache | None) -> dict[str,
         env["status_message"] = status.description
     if span.events:
         env["events"] = [
-            {"name": e.name, "timestamp": rfc3339(e.timestamp), **(_attrs(e.attributes) or {})}
+            merge({"name": e.name, "timestamp": rfc3339(e.timestamp)}, _attrs(e.attributes))
             for e in span.events
         ]
     if span.links:
         env["links"] = [
-            {
-                "trace_id": f"{link.context.trace_id:032x}",
-                "span_id": f"{link.context.span_id:016x}",
-                **(_attrs(link.attributes) or {}),
-            }
+            merge(
+                {
+                    "trace_id": f"{link.context.trace_id:032x}",
+                    "span_id": f"{link.context.span_id:016x}",
+                },
+                _attrs(link.attributes),
+            )
             for link in span.links
         ]
     scope = span.instrumentation_scope
