@@ -334,17 +334,38 @@ _SUMMED_METRICS = ("mcp_otel.tool.calls", "mcp_otel.tool.errors", "mcp_otel.tool
                    "mcp_otel.tool.output", "mcp_otel.cache.requests")
 
 
-def read_files(out: Path) -> FileFigures:
+def snapshot_sizes(out: Path) -> dict[Path, int]:
+    """Sizes of the files already in ``out``, so a run counts only what it appended."""
+    sizes: dict[Path, int] = {}
+    for path in out.rglob("*"):
+        with contextlib.suppress(OSError):
+            if path.is_file():
+                sizes[path] = path.stat().st_size
+    return sizes
+
+
+def read_files(out: Path, before: dict[Path, int] | None = None) -> FileFigures:
+    """Count this run's records: what was appended to each file since ``before``.
+
+    The JSONL files are append-only, so an earlier run's lines in the same ``--out`` are
+    simply skipped; compressed (rotated) files that existed before are skipped whole.
+    """
+    before = before or {}
     figures = FileFigures()
-    figures.files = sorted(p for p in out.rglob("*") if p.is_file())
+    figures.files = sorted(
+        p for p in out.rglob("*")
+        if p.is_file() and (p not in before or p.stat().st_size != before[p])
+    )
     # (metric, series key) -> (timestamp, value): each process's cumulative series ends
     # on its total, so the totals are the sum of each series' latest point.
     latest: dict[tuple[str, tuple[Any, ...]], tuple[str, float]] = {}
     for path in figures.files:
         if not (path.name.endswith(".jsonl") or path.name.endswith(".jsonl.gz")):
             continue
+        if path in before and path.name.endswith(".gz"):
+            continue
         try:
-            records = list(read_jsonl(path))
+            records = list(read_jsonl(path, offset=before.get(path, 0)))
         except StatsInputError as exc:
             figures.bad_files.append(str(exc))
             continue
@@ -561,6 +582,7 @@ def run(options: DemoOptions, stdout: IO[str] | None = None, stderr: IO[str] | N
     stderr.write(f"mcp-otel demo: {options.processes} server process(es) x {options.clients} "
                  f"client(s) x {options.calls} call(s); writing JSONL{otlp} to {out}\n")
     started = time.monotonic()
+    before = snapshot_sizes(out)
     servers = start_servers(options.processes, out)
     progress = Progress(total, stderr)
     try:
@@ -568,9 +590,9 @@ def run(options: DemoOptions, stdout: IO[str] | None = None, stderr: IO[str] | N
     finally:
         progress.finish()
         stop_servers(servers)
-    figures = read_files(out)
+    figures = read_files(out, before)
     verified = verify_audit(out)
-    leaks = scan_secrets(figures.files, sec.values())
+    leaks = scan_secrets(sorted(p for p in out.rglob("*") if p.is_file()), sec.values())
     checks = build_checks(tally, figures, servers, verified, leaks)
     elapsed = time.monotonic() - started
     stdout.write(render_summary(tally, figures, checks, out, elapsed) + "\n")

@@ -75,8 +75,13 @@ def collect_files(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
     return unique
 
 
-def read_jsonl(path: Path, warnings: list[str] | None = None) -> Iterator[dict[str, Any]]:
-    """Each line of ``path`` as a dict; :class:`StatsInputError` on anything else."""
+def read_jsonl(path: Path, warnings: list[str] | None = None,
+               offset: int = 0) -> Iterator[dict[str, Any]]:
+    """Each line of ``path`` as a dict; :class:`StatsInputError` on anything else.
+
+    ``offset``: start at this byte (the size the file had before, for append-only files);
+    ignored when the file is now shorter (it was replaced) or compressed.
+    """
     try:
         if path.name.endswith(".gz"):
             with gzip.open(path, "rb") as fh:
@@ -90,6 +95,8 @@ def read_jsonl(path: Path, warnings: list[str] | None = None) -> Iterator[dict[s
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
         reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
         raise StatsInputError(f"{path}: cannot read ({reason})") from None
+    if 0 < offset <= len(data) and not path.name.endswith(".gz"):
+        data = data[offset:]
     if not data:
         return
     lines = data.split(b"\n")
