@@ -106,6 +106,10 @@ def test_demo_audit_verifies_and_holds_no_secret(
     report = verify_paths([out / "audit"], strict=True)
     assert report.ok, report.to_dict()["errors"]
     assert len(report.sessions) == PROCESSES
+    cli = subprocess.run([sys.executable, "-m", "mcp_otel", "verify", "--strict",
+                          str(out / "audit")], capture_output=True, text=True, timeout=60,
+                         check=False)
+    assert cli.returncode == 0, cli.stdout + cli.stderr
     masked = 0
     for path in out.rglob("*"):
         if not path.is_file():
