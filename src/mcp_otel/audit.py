@@ -58,7 +58,9 @@ DEFAULT_QUEUE_TIMEOUT = 30.0
 #: Pinned limits: no OTEL_*_LIMIT variable may drop or truncate a sealed attribute.
 _LIMITS_MAX_ATTRIBUTES = 1024
 
-_LIVE: weakref.WeakSet[AuditLogger] = weakref.WeakSet()
+# Strong references: a logger the application dropped must still write what it queued
+# (at exit, or in a multiprocessing child). ``shutdown()`` removes it.
+_LIVE: set[AuditLogger] = set()
 _LIVE_LOCK = threading.Lock()
 
 
@@ -501,6 +503,8 @@ class AuditLogger:
         """
         with self._lock:
             sess, self._session = self._session, None
+        with _LIVE_LOCK:
+            _LIVE.discard(self)
         if sess is None or sess.pid != os.getpid() or sess.closed:
             return
         end = None
@@ -541,7 +545,9 @@ class AuditLogger:
                 if sess is not None:  # forked child: a new session, a new chain
                     self.tool_call_counter = 0
                 sess = self._session = _Session(self)
-            return sess
+        with _LIVE_LOCK:
+            _LIVE.add(self)
+        return sess
 
     async def _log(self, attrs: dict[str, Any], severity: SeverityNumber,
                    now: int | None = None) -> bool:
