@@ -380,6 +380,22 @@ def _session_id(ctx: Any) -> str | None:
     return sid if isinstance(sid, str) and sid else None
 
 
+_REDACTOR: Any = None
+
+
+def _mask_text(text: str) -> str:
+    """Credentials inside a client-supplied URI (``db://u:pw@host``) never reach a span."""
+    global _REDACTOR
+    if _REDACTOR is None:
+        from mcp_otel.redaction import Redactor
+
+        _REDACTOR = Redactor()
+    try:
+        return str(_REDACTOR.mask_text(text))
+    except Exception:  # masking must not fail a request; drop the value instead
+        return "<unmaskable>"
+
+
 def _ms_between(start_ns: int, end_ns: int) -> int:
     return max(0, round((end_ns - start_ns) / 1_000_000))
 
@@ -542,9 +558,12 @@ class _McpOtelMiddleware:
                 self._record_duration(start, {**attributes, "error.type": error_type})
             raise
         end = time.perf_counter_ns()
-        wire = _as_wire(result)
+        wire = {} if result is None else _as_wire(result)
         if not isinstance(wire, Mapping):
-            # Not a shape we can measure or annotate; let the SDK deal with it.
+            # The SDK will reject this shape after us; the call still gets its closing
+            # record, as a failure, so the audit trail never has a call left open.
+            await self._tool_failed(tool, correlation_id, start, end, bytes_in, 0,
+                                    "invalid_result", f"handler returned {type(result).__name__}")
             return result
         bytes_out = len(_json.dumps(wire))
         duration_ms = _ms_between(start, end)
@@ -614,7 +633,7 @@ class _McpOtelMiddleware:
         uri_text = uri if isinstance(uri, str) else "<invalid>"
         span = trace.get_current_span()
         if span.is_recording():
-            span.set_attribute("mcp.resource.uri", uri_text)
+            span.set_attribute("mcp.resource.uri", _mask_text(uri_text))
             session_id = _session_id(ctx)
             if session_id:
                 span.set_attribute("mcp.session.id", session_id)

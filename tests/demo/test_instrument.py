@@ -42,6 +42,10 @@ def _fastmcp() -> MCPServer:
     def catalog() -> str:
         return "catalog"
 
+    @server.resource("db://{user}:{password}@warehouse/tables")
+    def tables(user: str, password: str) -> str:
+        return f"tables for {user}"
+
     return server
 
 
@@ -181,6 +185,20 @@ async def test_trace_context_from_params_meta_is_the_parent() -> None:
     assert span.parent is not None and f"{span.parent.span_id:016x}" == parent
     (call,) = cap.audit_events("tool_call")
     assert call["trace_id"] == trace_id
+
+
+async def test_credentials_in_a_resource_uri_are_masked_on_the_span() -> None:
+    server = _fastmcp()
+    with capture() as cap:
+        cap.instrument(server)
+        async with Client(server, mode="auto") as client:
+            read = await client.read_resource("db://ann:pw-0f9e8d@warehouse/tables")
+    assert read.contents[0].text == "tables for ann"
+    (span,) = [s for s in cap.spans if s.attributes.get("mcp.method.name") == "resources/read"
+               and s.kind is SpanKind.SERVER]
+    assert "pw-0f9e8d" not in span.attributes["mcp.resource.uri"]
+    assert "warehouse" in span.attributes["mcp.resource.uri"]
+    assert all("pw-0f9e8d" not in json.dumps(r) for r in cap.audit_records)
 
 
 async def test_without_the_sdk_middleware_we_open_the_span_ourselves() -> None:
