@@ -149,3 +149,56 @@ def test_forked_child_exports_while_parent_exports(tmp_path: Path) -> None:
     for c in range(3):
         assert {s for (w, s) in keys if w == f"child{c}"} == set(range(2000))
     assert len([k for k in keys if k[0] == "parent"]) == parent_batches * 100
+
+
+def test_renames_during_a_threaded_run_lose_nothing(tmp_path: Path) -> None:
+    """logrotate-style moves while 4 threads export: every record is in exactly one file."""
+    from opentelemetry._logs import LogRecord
+    from opentelemetry.sdk._logs import ReadableLogRecord
+    from opentelemetry.sdk.resources import Resource
+
+    path = tmp_path / "live.jsonl"
+    exporter = JsonlLogExporter(path, fsync="none")
+    res = Resource.create({})
+    threads_n, batches, per_batch = 4, 150, 20
+    done = 0
+    done_lock = threading.Lock()
+    milestones = {k * 100: threading.Event() for k in range(1, 6)}
+
+    def work(t: int) -> None:
+        nonlocal done
+        for b in range(batches):
+            batch = [
+                ReadableLogRecord(
+                    LogRecord(body="x", attributes={"t": t, "seq": b * per_batch + i}),
+                    resource=res,
+                )
+                for i in range(per_batch)
+            ]
+            assert exporter.export(batch).name == "SUCCESS"
+            with done_lock:
+                done += 1
+                if done in milestones:
+                    milestones[done].set()
+
+    pool = [threading.Thread(target=work, args=(t,)) for t in range(threads_n)]
+    for th in pool:
+        th.start()
+    renamed = 0
+    for k, event in sorted(milestones.items()):
+        assert event.wait(timeout=60)
+        try:  # on a very loaded machine the writers may be done already: nothing to move
+            path.rename(tmp_path / f"live.jsonl.{k}")
+            renamed += 1
+        except FileNotFoundError:
+            pass
+    for th in pool:
+        th.join()
+    exporter.shutdown()
+
+    files = list(tmp_path.iterdir())
+    assert renamed >= 1 and len(files) >= renamed
+    lines = read_lines(files)
+    keys = Counter((r["t"], r["seq"]) for r in lines)
+    assert len(lines) == threads_n * batches * per_batch
+    assert len(keys) == len(lines)
