@@ -253,3 +253,13 @@ def test_a_second_run_into_the_same_directory_counts_only_its_own_records(
     audit = [r for p in (out / "audit").glob("*.jsonl") for r in _lines(p)]
     assert sum(r["event"] == "tool_call" for r in audit) == 16  # both runs kept
     assert verify_paths([out / "audit"], strict=True).ok
+
+
+def test_demo_refuses_to_run_with_the_sdk_disabled(tmp_path: Path) -> None:
+    env = {**os.environ, "OTEL_SDK_DISABLED": "true"}
+    result = subprocess.run([sys.executable, "-m", "mcp_otel", "demo", "--out",
+                             str(tmp_path / "d")], capture_output=True, text=True, timeout=60,
+                            env=env, check=False)
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("mcp-otel demo: error: OTEL_SDK_DISABLED")
+    assert not (tmp_path / "d").exists()

@@ -132,6 +132,8 @@ def start_servers(count: int, out: Path) -> list[ServerProcess]:
     """Start ``count`` server processes sharing ``out``; wait until each listens."""
     env = dict(os.environ)
     env["MCP_OTEL_DIR"] = str(out)
+    # The checks read the local files back: they must be written whatever the shell says.
+    env["MCP_OTEL_LOCAL_EXPORT"] = "true"
     env.setdefault("OTEL_SERVICE_NAME", "mcp-otel-demo")
     servers: list[ServerProcess] = []
     try:

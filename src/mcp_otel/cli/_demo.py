@@ -25,6 +25,11 @@ def _run(args: argparse.Namespace) -> int:
     except ImportError as exc:
         raise CliError(f"the demo needs the 'mcp' extra (pip install 'mcp-otel[mcp]'): {exc}"
                        ) from None
+    from mcp_otel._setup import sdk_disabled
+
+    if sdk_disabled():
+        raise CliError("OTEL_SDK_DISABLED=true turns off the spans and metrics the demo "
+                       "checks; unset it to run the demo")
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise CliError(f"--out {out}: exists and is not a directory")
