@@ -307,12 +307,21 @@ def test_export_after_shutdown_fails_and_counts(tmp_path: Path) -> None:
     assert exporter.force_flush() is True
 
 
-def test_otel_sdk_disabled_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_otel_sdk_disabled_writes_nothing_unless_overridden(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
     exporter = JsonlLogExporter(tmp_path / "d" / "x.jsonl")
     assert exporter.export(batch(0)) == OK
+    assert exporter.export(batch(10)) == OK
     exporter.shutdown()
     assert not (tmp_path / "d").exists()
+    assert capfd.readouterr().err.count("OTEL_SDK_DISABLED") == 1  # said once, not silent
+    # A system of record (the audit trail) opts out explicitly.
+    forced = JsonlLogExporter(tmp_path / "d" / "x.jsonl", disabled=False)
+    assert forced.export(batch(0)) == OK
+    forced.shutdown()
+    assert seqs([tmp_path / "d" / "x.jsonl"]) == list(range(10))
 
 
 def test_environment_configuration(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -30,6 +30,7 @@ class _JsonlExporterBase:
         max_age: timedelta | float | None = None,
         compress: bool | None = None,
         include_resource: bool | None = None,
+        disabled: bool | None = None,
     ) -> None:
         resolved = os.fspath(path) if path is not None else str(_config.default_path(self._signal))
         rotation = _config.resolve_rotation(max_bytes, max_files, max_age, compress)
@@ -41,7 +42,7 @@ class _JsonlExporterBase:
             dir_mode=dir_mode,
             rotation=rotation,
             include_resource=_config.resolve_bool(include_resource, _config.ENV_RESOURCE),
-            disabled=_config.sdk_disabled(),
+            disabled=_config.sdk_disabled() if disabled is None else bool(disabled),
         )
         self._file = LockedJsonlFile(
             resolved,
@@ -55,6 +56,7 @@ class _JsonlExporterBase:
         self._written = 0
         self._failed = 0
         self._shutdown = False
+        self._disabled_reported = False
 
     # ---------------------------------------------------------------- read side
     @property
@@ -93,6 +95,13 @@ class _JsonlExporterBase:
             self._count(False, fallback_count)
             return False
         if self.config.disabled:
+            if not self._disabled_reported:
+                self._disabled_reported = True
+                _stderr(
+                    f"mcp-otel {self._signal} exporter: OTEL_SDK_DISABLED=true, discarding "
+                    f"records for {self.config.path} (construct with disabled=False to write "
+                    "anyway)\n"
+                )
             return True
         try:
             payload, count = encode()

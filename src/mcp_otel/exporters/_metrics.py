@@ -54,6 +54,7 @@ class JsonlMetricExporter(_JsonlExporterBase, MetricExporter):
         max_age: timedelta | float | None = None,
         compress: bool | None = None,
         include_resource: bool | None = None,
+        disabled: bool | None = None,
         preferred_temporality: dict[type, AggregationTemporality] | None = None,
         preferred_aggregation: dict[type, Aggregation] | None = None,
     ) -> None:
@@ -74,6 +75,7 @@ class JsonlMetricExporter(_JsonlExporterBase, MetricExporter):
             max_age=max_age,
             compress=compress,
             include_resource=include_resource,
+            disabled=disabled,
         )
 
     def export(
