@@ -230,7 +230,7 @@ class Redactor:
             return value if math.isfinite(value) else repr(value)
         if _depth > 64:
             return "[DEPTH LIMIT]"
-        if isinstance(value, Mapping):
+        if t is dict or isinstance(value, Mapping):
             out: dict[str, Any] = {}
             for k, v in value.items():
                 key = self._clean_key(k)
@@ -239,7 +239,7 @@ class Redactor:
                 else:
                     out[key] = self.clean(v, _depth + 1)
             return out
-        if isinstance(value, list | tuple):
+        if t is list or t is tuple or isinstance(value, list | tuple):
             return [self.clean(v, _depth + 1) for v in value]
         if isinstance(value, set | frozenset):
             return [self.clean(v, _depth + 1) for v in sorted(value, key=repr)]
@@ -262,13 +262,19 @@ class Redactor:
         return self._clean_str(text)
 
     def _clean_key(self, key: Any) -> str:
+        if type(key) is str and key and key.isascii():
+            return key
         if not isinstance(key, str):
             key = key.decode("utf-8", "replace") if isinstance(key, bytes) else str(key)
         key = _fix_surrogates(key)
         return key or "(empty)"
 
     def _clean_str(self, text: str) -> str:
-        return self.mask_text(_fix_surrogates(text))
+        if not text.isascii():
+            text = _fix_surrogates(text)
+        if "://" in text or "=" in text or "Bearer" in text or "Basic" in text:
+            return self.mask_text(text)
+        return text
 
     def redact(self, value: Any) -> RedactedValue:
         """Clean ``value``; replace it by a preview string when its JSON is too large.
