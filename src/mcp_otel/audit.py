@@ -168,7 +168,7 @@ class _Session:
         else:
             exporter = JsonlLogExporter(
                 owner._path_template, format="flat", fsync=owner._fsync,
-                file_mode=0o600, dir_mode=0o700,
+                file_mode=0o600, dir_mode=0o700, disabled=False,
             )
         self.exporter = exporter
         self.otlp: BatchLogRecordProcessor | None = None

@@ -283,3 +283,21 @@ def test_fork_starts_a_new_session(make_audit: Callable[..., AuditLogger],
     assert child_call["correlation_id"] == f"mcp_{child_session}_1"
     report = integrity.verify_paths([tmp_path / "audit"])
     assert report.ok and not report.warnings, report.to_dict()
+
+
+async def test_env_limits_and_sdk_disabled_cannot_truncate_or_drop(
+        make_audit: Callable[..., AuditLogger], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT", "3")
+    monkeypatch.setenv("OTEL_LOGRECORD_ATTRIBUTE_VALUE_LENGTH_LIMIT", "3")
+    monkeypatch.setenv("OTEL_ATTRIBUTE_COUNT_LIMIT", "2")
+    monkeypatch.setenv("OTEL_LOGRECORD_ATTRIBUTE_COUNT_LIMIT", "2")
+    monkeypatch.setenv("OTEL_SDK_DISABLED", "true")  # turns off OTLP, never the audit file
+    a = make_audit()
+    await a.log_tool_call("a_long_tool_name", {"text": "a long argument value"})
+    a.shutdown()
+    recs = read_records(tmp_path / "audit")
+    assert recs[0]["tool"] == "a_long_tool_name"
+    assert recs[0]["arguments"] == {"text": "a long argument value"}
+    assert len(recs[0]) > 10
+    assert integrity.verify_paths([tmp_path / "audit"]).ok
