@@ -24,8 +24,7 @@ non-``str`` dict keys       ``str(key)`` (``true``/``false``/``null`` for bool/N
                             orjson); if that collides with another key, the converted
                             key gets `` (<type name>)`` appended
 ``Enum``                    its value
-dataclass, ``UUID``,        orjson's native form (object / canonical text)
-numpy-free numbers
+dataclass, ``UUID``         orjson's native form (object / canonical text)
 ``Decimal``                 its exact decimal text as a string
 anything else               ``repr(value)`` (a string; never the object's ``__json__``)
 cycles / nesting > 64       the string ``"<cycle>"`` / ``"<max depth>"``

@@ -181,6 +181,7 @@ class LockedJsonlFile:
         self._reported: set[tuple[str, str]] = set()
         self._op = "write"
         self.last_error: str | None = None
+        self._last_path = self._template
         self.failed_writes = 0
         self.failed_bytes = 0
         self._retention_re = self._build_retention_re()
@@ -264,6 +265,7 @@ class LockedJsonlFile:
 
     def _write_locked(self, payload: bytes | bytearray | memoryview) -> None:
         path = self._path_now()
+        self._last_path = path
         if self._fd is not None and self._fd_path != path:
             self._sync_locked(force=self._fsync != "none")
             self._close_fd()
@@ -533,6 +535,6 @@ class LockedJsonlFile:
             return
         self._reported.add(key)
         _stderr(
-            f"{self._label}: cannot write {self._template!s}: {cause}: {detail} "
+            f"{self._label}: cannot write {self._last_path}: {cause}: {detail} "
             "(failed batches are counted; this cause is reported once)\n"
         )
