@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import shutil
 import subprocess
 import sys
 from collections import Counter
@@ -239,19 +240,21 @@ def test_demo_also_exports_over_otlp_when_an_endpoint_is_set(tmp_path: Path) -> 
 
 
 def test_a_second_run_into_the_same_directory_counts_only_its_own_records(
-        tmp_path: Path) -> None:
+        demo_run: tuple[subprocess.CompletedProcess[str], Path], tmp_path: Path) -> None:
+    first, first_out = demo_run
+    assert first.returncode == 0, first.stdout + first.stderr
     out = tmp_path / "data"
+    shutil.copytree(first_out, out)  # the first run's files, left as they were
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("OTEL_EXPORTER_OTLP") and k != "MCP_OTEL_DIR"}
-    command = [sys.executable, "-m", "mcp_otel", "demo", "--processes", "1", "--clients", "2",
-               "--calls", "4", "--out", str(out)]
-    for _ in range(2):
-        result = subprocess.run(command, capture_output=True, text=True, timeout=180, env=env,
-                                check=False)
-        assert result.returncode == 0, result.stdout + result.stderr
-        assert "all counts agree" in result.stdout
+    result = subprocess.run(
+        [sys.executable, "-m", "mcp_otel", "demo", "--processes", "1", "--clients", "2",
+         "--calls", "4", "--out", str(out)],
+        capture_output=True, text=True, timeout=180, env=env, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "all counts agree" in result.stdout
     audit = [r for p in (out / "audit").glob("*.jsonl") for r in _lines(p)]
-    assert sum(r["event"] == "tool_call" for r in audit) == 16  # both runs kept
+    assert sum(r["event"] == "tool_call" for r in audit) == PROCESSES * CLIENTS * CALLS + 8
     assert verify_paths([out / "audit"], strict=True).ok
 
 
