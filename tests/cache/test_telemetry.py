@@ -255,3 +255,64 @@ async def test_sdk_disabled_means_no_tracer(cache_dir, monkeypatch, telemetry) -
     await cache.set("c", "k", 0, {})
     assert await asyncio.wait_for(cache.get("c", "k"), 10) is not None
     assert exporter.get_finished_spans() == ()
+
+
+def test_spans_and_counters_reach_a_real_otlp_receiver(tmp_path: Path) -> None:
+    """With an OTLP endpoint configured, the default pipeline also sends cache spans and
+    counters to a real gRPC OTLP receiver on 127.0.0.1 (oteltest's servicers)."""
+    from concurrent import futures
+
+    import grpc
+    from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2_grpc
+    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
+    from oteltest.sink.handler import AccumulatingHandler
+    from oteltest.sink.private import _MetricsServiceServicer, _TraceServiceServicer
+
+    handler = AccumulatingHandler()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(
+        _TraceServiceServicer(handler.handle_trace), server
+    )
+    metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(
+        _MetricsServiceServicer(handler.handle_metrics), server
+    )
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        env = {k: "" for k in os.environ if k.startswith("OTEL_")}
+        env.update(
+            {
+                "MCP_OTEL_DIR": str(tmp_path),
+                "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}",
+                "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+                "OTEL_EXPORTER_OTLP_TIMEOUT": "5",
+            }
+        )
+        out = _run(_DEFAULT_PIPELINE, env)
+    finally:
+        server.stop(grace=None)
+    assert out.returncode == 0, out.stderr.decode()
+    spans = [
+        span
+        for req in handler.telemetry.trace_requests
+        for rs in req.pbreq.resource_spans
+        for ss in rs.scope_spans
+        for span in ss.spans
+    ]
+    gets = [s for s in spans if s.name == "cache.get"]
+    assert [s.name for s in spans].count("cache.set") == 1 and len(gets) == 2
+    tiers = sorted(
+        a.value.string_value for s in gets for a in s.attributes if a.key == "mcp_otel.cache.tier"
+    )
+    assert tiers == ["memory", "none"]
+    requests = {}
+    for req in handler.telemetry.metric_requests:
+        for rm in req.pbreq.resource_metrics:
+            for sm in rm.scope_metrics:
+                for m in sm.metrics:
+                    if m.name == "mcp_otel.cache.requests":
+                        for p in m.sum.data_points:
+                            attrs = {a.key: a.value.string_value for a in p.attributes}
+                            key = (attrs["mcp_otel.cache.result"], attrs["mcp_otel.cache.tier"])
+                            requests[key] = p.as_int
+    assert requests == {("hit", "memory"): 1, ("hit", "disk"): 0, ("miss", "none"): 1}
