@@ -269,12 +269,15 @@ def otlp_exporter(signal: str) -> Any | None:
         return None
 
 
-def jsonl_exporter(signal: str, path: str | os.PathLike[str] | None = None) -> Any | None:
+def jsonl_exporter(
+    signal: str, path: str | os.PathLike[str] | None = None, **options: Any
+) -> Any | None:
     """mcp-otel's locked JSONL exporter for ``signal`` (``None`` if it cannot be built).
 
     ``path`` may contain ``{date}``; ``None`` means the exporter's own default under
     ``MCP_OTEL_DIR``. A failure (read-only disk, bad path) is reported once and leaves the
-    other sinks working rather than raising into the host server.
+    other sinks working rather than raising into the host server. ``options`` go to the
+    exporter's constructor (e.g. ``include_resource=True``).
     """
     try:
         from mcp_otel import exporters
@@ -284,7 +287,7 @@ def jsonl_exporter(signal: str, path: str | os.PathLike[str] | None = None) -> A
             "metrics": exporters.JsonlMetricExporter,
             "logs": exporters.JsonlLogExporter,
         }[signal]
-        return cls(path) if path is not None else cls()
+        return cls(path, **options)
     except Exception as exc:
         _log.warning("mcp-otel: local JSONL %s exporter not available: %s", signal, exc)
         return None

@@ -264,8 +264,10 @@ _live: weakref.WeakSet[TelemetryEmitter] = weakref.WeakSet()
 
 
 def _after_fork_in_child() -> None:
+    # Only fresh locks here (one may have been held by another thread at fork time);
+    # the pipeline is rebuilt lazily on first use, after all the SDK's own fork hooks.
     for emitter in list(_live):
-        emitter._forked()
+        emitter._reset_locks()
 
 
 if hasattr(os, "register_at_fork"):
@@ -503,13 +505,15 @@ class TelemetryEmitter:
             pipeline = self._box[0]
         return pipeline
 
+    def _reset_locks(self) -> None:
+        self._build_lock = threading.Lock()
+        self._lock = threading.Lock()
+
     def _forked(self) -> None:
-        """In a forked child: fresh lock, session, resource and zero counts."""
+        """In a forked child: fresh session, resource and zero counts."""
         with self._build_lock:
             if self._box[0].pid == os.getpid():
                 return
-            self._build_lock = threading.Lock()
-            self._lock = threading.Lock()
             self.session_id = self._new_session_id()
             self._box[0] = self._build_pipeline()
             self._finalizer.detach()
@@ -530,7 +534,13 @@ class TelemetryEmitter:
         )
         if exporting:
             exporters = [
-                _setup.jsonl_exporter("metrics", self.output_dir / "mcp_metrics_{date}.jsonl"),
+                # With the resource, snapshots of several processes sharing the file stay
+                # apart (one series per service.instance.id, as in a backend).
+                _setup.jsonl_exporter(
+                    "metrics",
+                    self.output_dir / "mcp_metrics_{date}.jsonl",
+                    include_resource=True,
+                ),
                 _setup.otlp_exporter("metrics"),
             ]
             pipeline.exporting_readers = [

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,19 +26,24 @@ def read_lines(directory: Path, pattern: str) -> list[dict[str, Any]]:
     return out
 
 
+def instance_of(line: dict[str, Any]) -> str:
+    return str(line["resource"]["service.instance.id"])
+
+
 def last_snapshot_totals(
-    lines: list[dict[str, Any]], key: str | None = None
+    lines: list[dict[str, Any]], key: Callable[[dict[str, Any]], Any] | None = None
 ) -> dict[Any, dict[str, int]]:
-    """Osiris' five totals from the last snapshot, per value of ``key`` (e.g. a resource
-    attribute) or under ``None``. Cumulative sums: the latest snapshot holds the totals."""
+    """Osiris' five totals from the last snapshot, per ``key(line)`` (e.g. the
+    ``service.instance.id``) or under ``None``. Sums are cumulative: the latest snapshot
+    holds the totals."""
     latest: dict[Any, str] = {}
     for line in lines:
-        group = line.get(key) if key else None
+        group = key(line) if key else None
         if line.get("metric") in READBACK and line["timestamp"] > latest.get(group, ""):
             latest[group] = line["timestamp"]
     totals: dict[Any, dict[str, int]] = defaultdict(lambda: dict.fromkeys(READBACK.values(), 0))
     for line in lines:
-        group = line.get(key) if key else None
+        group = key(line) if key else None
         name = READBACK.get(line.get("metric", ""))
         if name and line["timestamp"] == latest[group]:
             totals[group][name] += line["value"]
