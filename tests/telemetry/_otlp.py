@@ -1,0 +1,203 @@
+"""Real OTLP peers for the telemetry tests: the ``rotel`` collector (a Rust binary shipped
+on PyPI) in front of an in-test gRPC sink built from oteltest's servicers.
+
+Everything listens on 127.0.0.1 only; processes are stopped by PID; readiness is polled
+with a deadline (another process cannot notify us), never waited for with a sleep.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from concurrent import futures
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tests._support import require
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until(predicate: Callable[[], Any], what: str, deadline_s: float = 30.0) -> Any:
+    """Poll another process's state until ``predicate`` is truthy, failing at the deadline."""
+    end = time.monotonic() + deadline_s
+    pause = threading.Event()
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out after {deadline_s:.0f}s waiting for {what}")
+        pause.wait(0.05)  # back-off between polls, not synchronisation
+
+
+def _accepts(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def stop(proc: subprocess.Popen[Any], timeout_s: float = 10.0) -> None:
+    """SIGTERM by PID, SIGKILL if it is still there after ``timeout_s``."""
+    if proc.poll() is None:
+        os.kill(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(timeout_s)
+
+
+@dataclass
+class Sink:
+    """oteltest's accumulating handler behind our own 127.0.0.1 gRPC server."""
+
+    handler: Any
+    port: int
+
+    def metric_requests(self) -> list[Any]:
+        return [r.pbreq for r in list(self.handler.telemetry.metric_requests)]
+
+    def log_requests(self) -> list[Any]:
+        return [r.pbreq for r in list(self.handler.telemetry.log_requests)]
+
+
+@contextmanager
+def grpc_sink() -> Iterator[Sink]:
+    try:
+        import grpc
+        from oteltest.sink import private
+        from oteltest.sink.handler import AccumulatingHandler
+    except ImportError as exc:  # pragma: no cover - dev extra
+        require(False, f"grpcio/oteltest not installed: {exc}")
+        raise
+    handler = AccumulatingHandler()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    private.metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(
+        private._MetricsServiceServicer(handler.handle_metrics), server
+    )
+    private.logs_service_pb2_grpc.add_LogsServiceServicer_to_server(
+        private._LogsServiceServicer(handler.handle_logs), server
+    )
+    private.trace_service_pb2_grpc.add_TraceServiceServicer_to_server(
+        private._TraceServiceServicer(handler.handle_trace), server
+    )
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        yield Sink(handler, port)
+    finally:
+        server.stop(grace=None).wait(5)
+
+
+def rotel_binary() -> Path:
+    try:
+        import rotel
+    except ImportError:  # pragma: no cover - dev extra
+        require(False, "rotel (PyPI) is not installed")
+        raise
+    path = Path(rotel.__file__).parent / "rotel-agent"
+    require(path.is_file() and os.access(path, os.X_OK), f"rotel-agent binary missing: {path}")
+    return path
+
+
+@contextmanager
+def rotel_collector(forward_to: int, log_dir: Path) -> Iterator[int]:
+    """rotel receiving OTLP/gRPC on a free port, forwarding to 127.0.0.1:``forward_to``."""
+    grpc_port, http_port = free_port(), free_port()
+    log_dir.mkdir(parents=True, exist_ok=True)
+    with open(log_dir / "rotel.log", "wb") as log:
+        proc = subprocess.Popen(
+            [
+                str(rotel_binary()),
+                "start",
+                "--otlp-grpc-endpoint",
+                f"127.0.0.1:{grpc_port}",
+                "--otlp-http-endpoint",
+                f"127.0.0.1:{http_port}",
+                "--exporter",
+                "otlp",
+                "--otlp-exporter-endpoint",
+                f"http://127.0.0.1:{forward_to}",
+                "--otlp-exporter-protocol",
+                "grpc",
+                "--batch-timeout",
+                "100ms",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_until(lambda: proc.poll() is not None or _accepts(grpc_port), "rotel to listen", 20)
+        if proc.poll() is not None:
+            raise AssertionError(
+                f"rotel exited with {proc.returncode}: {(log_dir / 'rotel.log').read_text()}"
+            )
+        yield grpc_port
+    finally:
+        stop(proc)
+
+
+# --------------------------------------------------------------------------- decoding
+
+
+def _attrs(kvs: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for kv in kvs:
+        which = kv.value.WhichOneof("value")
+        out[kv.key] = getattr(kv.value, which) if which else None
+    return out
+
+
+def latest_sums(requests: list[Any]) -> dict[str, dict[str, float]]:
+    """Per ``service.instance.id`` and metric name: the sum over attribute sets of each
+    series' latest cumulative value."""
+    latest: dict[tuple[str, str, tuple[Any, ...]], tuple[int, float]] = {}
+    for req in requests:
+        for rm in req.resource_metrics:
+            instance = str(_attrs(rm.resource.attributes).get("service.instance.id"))
+            for sm in rm.scope_metrics:
+                for metric in sm.metrics:
+                    if metric.WhichOneof("data") != "sum":
+                        continue
+                    for point in metric.sum.data_points:
+                        key = (
+                            instance,
+                            metric.name,
+                            tuple(sorted(_attrs(point.attributes).items())),
+                        )
+                        value = point.as_int if point.HasField("as_int") else point.as_double
+                        if key not in latest or point.time_unix_nano >= latest[key][0]:
+                            latest[key] = (point.time_unix_nano, value)
+    out: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    for (instance, name, _), (_, value) in latest.items():
+        out[instance][name] += value
+    return {k: dict(v) for k, v in out.items()}
+
+
+def log_events(requests: list[Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(service.instance.id, attributes) of every log record received."""
+    out = []
+    for req in requests:
+        for rl in req.resource_logs:
+            instance = str(_attrs(rl.resource.attributes).get("service.instance.id"))
+            for sl in rl.scope_logs:
+                for record in sl.log_records:
+                    attrs = _attrs(record.attributes)
+                    attrs["event_name"] = record.event_name
+                    out.append((instance, attrs))
+    return out
