@@ -65,7 +65,7 @@ class QueueFullTimeout(Exception):
 _tls = threading.local()
 
 
-def set_emit_context(waiter: Waiter, defer: bool) -> None:
+def set_emit_context(waiter: Waiter, defer: bool, final: bool = False) -> None:
     """Pass a waiter to the next ``on_emit`` on this thread (``Logger.emit`` has no slot).
 
     With ``defer`` a full queue does not block: the record is parked and
@@ -83,6 +83,7 @@ def take_deferred() -> tuple[ReadWriteLogRecord, Waiter] | None:
     _tls.deferred = None
     _tls.waiter = None
     _tls.defer = False
+    _tls.final = False
     return rec
 
 
@@ -126,6 +127,7 @@ class AuditLogRecordProcessor(LogRecordProcessor):
         self._enqueued = 0  # tickets handed out
         self._done = 0  # tickets written or lost
         self._worker_idle = False
+        self._accepting = True
         self._shutdown = False
         self._worker: threading.Thread | None = None
         self._pid = _getpid()
@@ -136,6 +138,10 @@ class AuditLogRecordProcessor(LogRecordProcessor):
 
     def on_emit(self, log_record: ReadWriteLogRecord) -> None:
         waiter = getattr(_tls, "waiter", None)
+        if getattr(_tls, "final", False):
+            _tls.final = False
+            self.put_final(log_record)
+            return
         if getattr(_tls, "defer", False):
             _tls.waiter = None
             if not self._try_put(log_record, waiter):
@@ -143,10 +149,31 @@ class AuditLogRecordProcessor(LogRecordProcessor):
             return
         self.put(log_record, waiter)
 
+    def put_final(self, record: ReadWriteLogRecord) -> None:
+        """Queue the last record (even over capacity, it is one) and accept no more.
+
+        Nothing is queued when no record was ever accepted: an unused session needs no end
+        record. Deciding that under the queue lock means no record can slip in between.
+        """
+        self._check_fork()
+        with self._lock:
+            if not self._accepting:
+                raise RuntimeError("audit processor is shut down")
+            if self._enqueued == 0:
+                self._accepting = False
+                return
+            self._queue.append((record, None))
+            self._enqueued += 1
+            self._accepting = False
+            if self._worker_idle:
+                self._not_empty.notify()
+        if self._worker is None:
+            self._start_worker()
+
     def _try_put(self, record: ReadWriteLogRecord, waiter: Waiter) -> bool:
         self._check_fork()
         with self._lock:
-            if self._shutdown:
+            if not self._accepting:
                 raise RuntimeError("audit processor is shut down")
             if len(self._queue) >= self._max_queue:
                 return False
@@ -165,7 +192,7 @@ class AuditLogRecordProcessor(LogRecordProcessor):
             return
         deadline = time.monotonic() + (self._queue_timeout if timeout is None else timeout)
         with self._lock:
-            while len(self._queue) >= self._max_queue and not self._shutdown:
+            while len(self._queue) >= self._max_queue and self._accepting:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise QueueFullTimeout(f"no room in the audit queue for {self._queue_timeout}s")
@@ -179,7 +206,7 @@ class AuditLogRecordProcessor(LogRecordProcessor):
         while True:
             fut: asyncio.Future[None] = loop.create_future()
             with self._lock:
-                if self._shutdown:
+                if not self._accepting:
                     raise RuntimeError("audit processor is shut down")
                 if len(self._queue) < self._max_queue:
                     fut = None  # type: ignore[assignment]
@@ -298,6 +325,8 @@ class AuditLogRecordProcessor(LogRecordProcessor):
     def shutdown(self, timeout_millis: int = 30000) -> None:
         if self._pid != _getpid():
             return
+        with self._lock:
+            self._accepting = False
         self.force_flush(timeout_millis)
         with self._lock:
             self._shutdown = True

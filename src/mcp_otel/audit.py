@@ -255,7 +255,7 @@ class _Session:
         if end_attrs is not None and os.getpid() == self.pid:
             now = time.time_ns()
             end_attrs.setdefault("timestamp", _iso(now))
-            _ap.set_emit_context(None, defer=False)
+            _ap.set_emit_context(None, defer=False, final=True)
             try:
                 self.logger.emit(self.record(now, SeverityNumber.INFO, end_attrs))
             except Exception as exc:
@@ -507,15 +507,13 @@ class AuditLogger:
             _LIVE.discard(self)
         if sess is None or sess.pid != os.getpid() or sess.closed:
             return
-        end = None
-        if sess.emitted:
-            end = {
-                "event": integrity.END_EVENT,
-                "event_type": "session_ended",
-                "session_id": sess.session_id,
-                "tool_calls": self.tool_call_counter,
-                "lost": sess.lost + sess.unqueued_lost,
-            }
+        end = {
+            "event": integrity.END_EVENT,
+            "event_type": "session_ended",
+            "session_id": sess.session_id,
+            "tool_calls": self.tool_call_counter,
+            "lost": sess.lost + sess.unqueued_lost,
+        }  # written only if the session wrote anything (decided by the processor)
         sess.close(end, timeout)
 
     async def ashutdown(self, timeout: float = 30.0) -> None:
@@ -551,22 +549,30 @@ class AuditLogger:
 
     async def _log(self, attrs: dict[str, Any], severity: SeverityNumber,
                    now: int | None = None) -> bool:
-        sess = self._current()
+        """Emit one record; in ``written`` mode, return once it is in the file.
+
+        Returns False when the record was lost (already counted, reported and declared).
+        """
         now = now or time.time_ns()
-        attrs["session_id"] = sess.session_id
         attrs["timestamp"] = _iso(now)
         fut: asyncio.Future[bool] | None = None
         if self._wait_written:
             fut = asyncio.get_running_loop().create_future()
-        record = sess.record(now, severity, attrs)
-        _ap.set_emit_context(fut, defer=True)
-        try:
-            sess.logger.emit(record)
+        for attempt in (1, 2):
+            sess = self._current()
+            attrs["session_id"] = sess.session_id
+            record = sess.record(now, severity, attrs)
+            _ap.set_emit_context(fut, defer=True)
+            try:
+                sess.logger.emit(record)
+            except RuntimeError as exc:  # shut down under our feet: use the next session
+                _ap.take_deferred()
+                if attempt == 2:
+                    sess.lost_unqueued(self, exc)
+                    return False
+                continue
             sess.emitted += 1
-        except RuntimeError as exc:  # the session was shut down concurrently
-            _ap.take_deferred()
-            sess.lost_unqueued(self, exc)
-            return False
+            break
         parked = _ap.take_deferred()
         if parked is not None:
             try:

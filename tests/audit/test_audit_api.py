@@ -301,3 +301,32 @@ async def test_env_limits_and_sdk_disabled_cannot_truncate_or_drop(
     assert recs[0]["arguments"] == {"text": "a long argument value"}
     assert len(recs[0]) > 10
     assert integrity.verify_paths([tmp_path / "audit"]).ok
+
+
+def test_shutdown_while_threads_log_loses_nothing(make_audit: Callable[..., AuditLogger],
+                                                 tmp_path: Path) -> None:
+    a = make_audit()
+    started = threading.Barrier(5)
+
+    def run(k: int) -> None:
+        async def main() -> None:
+            started.wait()
+            for i in range(400):
+                await a.log_tool_call(f"t{k}", {"i": i})
+        asyncio.run(main())
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    started.wait()
+    for _ in range(5):
+        a.shutdown()  # each ends a session; the next call opens a new one
+    for t in threads:
+        t.join()
+    a.shutdown()
+    recs = read_records(tmp_path / "audit")
+    calls = [r for r in recs if r["event"] == "tool_call"]
+    assert len(calls) == 1600
+    assert len({(r["tool"], r["arguments"]["i"]) for r in calls}) == 1600
+    report = integrity.verify_paths([tmp_path / "audit"])
+    assert report.ok and not report.warnings, report.to_dict()["errors"][:3]
