@@ -1,0 +1,239 @@
+"""mcp_otel._setup: resource, shared providers, the application's own providers, sampling,
+OTLP selection, OTEL_SDK_DISABLED, fork safety. Global OTel state can be set only once
+per process, so scenarios that touch it run in a fresh interpreter."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from mcp_otel import _setup, telemetry
+from mcp_otel.telemetry import TelemetryEmitter
+
+from ._helpers import read_lines
+
+
+def _run(tmp_path: Path, script: str, **env: str) -> dict[str, object]:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    full_env.update({"MCP_OTEL_DIR": str(tmp_path / "data"), **env})
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        env=full_env,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr.decode()
+    return json.loads(proc.stdout.decode().strip().splitlines()[-1])
+
+
+def test_resource_service_name_default_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    attrs = _setup.build_resource({"deployment.environment.name": "test"}).attributes
+    assert attrs["service.name"] == "mcp-server"
+    assert attrs["deployment.environment.name"] == "test"
+    assert attrs["service.instance.id"]
+    monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "service.name=from-attrs,team=a")
+    assert _setup.build_resource({"team": "b"}).attributes["service.name"] == "from-attrs"
+    assert _setup.build_resource({"team": "b"}).attributes["team"] == "a"
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "from-name")
+    assert _setup.build_resource().attributes["service.name"] == "from-name"
+
+
+SHARED = r"""
+import json, pathlib
+from mcp_otel import _setup
+tp = _setup.get_tracer_provider()
+with tp.get_tracer("t").start_as_current_span("work") as span:
+    recording = span.is_recording()
+mp = _setup.get_meter_provider()
+mp.get_meter("t").create_counter("mcp_otel.test.things").add(3)
+same = _setup.get_tracer_provider() is tp and _setup.get_meter_provider() is mp
+_setup.shutdown()
+print(json.dumps({"recording": recording, "same": same, "type": type(tp).__name__}))
+"""
+
+
+def test_shared_providers_write_spans_and_metrics(tmp_path: Path) -> None:
+    out = _run(tmp_path, SHARED)
+    assert out == {"recording": True, "same": True, "type": "TracerProvider"}
+    spans = read_lines(tmp_path / "data" / "traces", "mcp_spans_*.jsonl")
+    assert [s["name"] for s in spans] == ["work"]
+    points = read_lines(tmp_path / "data" / "metrics", "*.jsonl")
+    assert [p["value"] for p in points if p["metric"] == "mcp_otel.test.things"][-1] == 3
+
+
+def test_sampler_from_environment(tmp_path: Path) -> None:
+    out = _run(tmp_path, SHARED, OTEL_TRACES_SAMPLER="always_off")
+    assert out["recording"] is False
+    assert read_lines(tmp_path / "data" / "traces", "mcp_spans_*.jsonl") == []
+
+
+def test_sdk_disabled_gives_no_op_providers_and_no_files(tmp_path: Path) -> None:
+    out = _run(tmp_path, SHARED, OTEL_SDK_DISABLED="true")
+    assert out["recording"] is False and out["type"] == "NoOpTracerProvider"
+    assert not (tmp_path / "data").exists()
+
+
+APP_PROVIDER = r"""
+import json
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+app_exporter = InMemorySpanExporter()
+app = TracerProvider()
+app.add_span_processor(SimpleSpanProcessor(app_exporter))
+trace.set_tracer_provider(app)
+from mcp_otel import _setup
+first, second = _setup.get_tracer_provider(), _setup.get_tracer_provider()
+with first.get_tracer("t").start_as_current_span("mcp-span"):
+    pass
+app.force_flush()
+print(json.dumps({"is_app": first is app and second is app,
+                  "app_spans": [s.name for s in app_exporter.get_finished_spans()]}))
+"""
+
+
+def test_application_provider_is_kept_and_augmented_once(tmp_path: Path) -> None:
+    out = _run(tmp_path, APP_PROVIDER)
+    assert out == {"is_app": True, "app_spans": ["mcp-span"]}
+    spans = read_lines(tmp_path / "data" / "traces", "mcp_spans_*.jsonl")
+    assert [s["name"] for s in spans] == ["mcp-span"]  # added once, not once per call
+
+
+SET_GLOBAL = r"""
+import json
+from opentelemetry import metrics, trace
+from mcp_otel import _setup
+_setup.configure(set_global=True)
+print(json.dumps({"tracer": trace.get_tracer_provider() is _setup.get_tracer_provider(),
+                  "meter": metrics.get_meter_provider() is _setup.get_meter_provider()}))
+_setup.shutdown()
+"""
+
+
+def test_configure_can_install_global_providers(tmp_path: Path) -> None:
+    assert _run(tmp_path, SET_GLOBAL) == {"tracer": True, "meter": True}
+
+
+FORK = r"""
+import json, os
+from mcp_otel import _setup
+tp = _setup.get_tracer_provider()
+mp = _setup.get_meter_provider()
+counter = mp.get_meter("t").create_counter("mcp_otel.test.forked")
+counter.add(5)
+parent_id = tp.resource.attributes["service.instance.id"]
+pid = os.fork()
+if pid == 0:
+    code = 1
+    try:
+        child_tp = _setup.get_tracer_provider()
+        child_mp = _setup.get_meter_provider()
+        assert child_tp is not tp and child_mp is not mp
+        assert child_tp.resource.attributes["service.instance.id"] != parent_id
+        with child_tp.get_tracer("t").start_as_current_span("child-span"):
+            pass
+        counter.add(100)  # an instrument of the parent's provider: must not be exported
+        child_mp.get_meter("t").create_counter("mcp_otel.test.forked").add(2)
+        _setup.shutdown()
+        tp.shutdown(); mp.shutdown()  # the inherited copies: inert
+        code = 0
+    finally:
+        os._exit(code)
+_, status = os.waitpid(pid, 0)
+with tp.get_tracer("t").start_as_current_span("parent-span"):
+    pass
+counter.add(1)
+_setup.shutdown()
+print(json.dumps({"child_exit": os.waitstatus_to_exitcode(status), "parent_id": parent_id}))
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_fork_child_gets_fresh_shared_providers_and_inert_copies(tmp_path: Path) -> None:
+    out = _run(tmp_path, FORK, MCP_OTEL_JSONL_RESOURCE="true")
+    assert out["child_exit"] == 0
+    spans = read_lines(tmp_path / "data" / "traces", "mcp_spans_*.jsonl")
+    assert sorted(s["name"] for s in spans) == ["child-span", "parent-span"]
+    points = [
+        p
+        for p in read_lines(tmp_path / "data" / "metrics", "*.jsonl")
+        if p["metric"] == "mcp_otel.test.forked"
+    ]
+    by_instance: dict[str, int] = {}
+    for p in points:  # cumulative: the last value per process
+        by_instance[p["resource"]["service.instance.id"]] = p["value"]
+    assert by_instance[out["parent_id"]] == 6  # type: ignore[index]
+    assert sorted(by_instance.values()) == [2, 6]  # the child's 100 went nowhere
+
+
+def test_otlp_exporter_selection(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert _setup.otlp_exporter("metrics") is None
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:1")
+    grpc_exporter = _setup.otlp_exporter("metrics")
+    assert type(grpc_exporter).__module__.startswith("opentelemetry.exporter.otlp.proto.grpc")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_LOGS_PROTOCOL", "http/protobuf")
+    http_exporter = _setup.otlp_exporter("logs")
+    assert type(http_exporter).__module__.startswith("opentelemetry.exporter.otlp.proto.http")
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "none")
+    assert _setup.otlp_exporter("traces") is None
+    with pytest.raises(ValueError):
+        _setup.otlp_exporter("profiles")
+    for exporter in (grpc_exporter, http_exporter):
+        exporter.shutdown()
+
+
+def test_sdk_disabled_emitter_still_counts_and_writes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
+    emitter = TelemetryEmitter(enabled=True, output_dir=tmp_path / "tel")
+    threads = [
+        threading.Thread(
+            target=lambda: [emitter.emit_tool_call("t", "error", 1, 2, 3) for _ in range(500)]
+        )
+        for _ in range(8)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    emitter.emit_server_stop("shutdown")
+    emitter.shutdown()
+    assert emitter.metrics == {"tool_calls": 4000, "total_bytes_in": 8000,
+                               "total_bytes_out": 12000, "total_duration_ms": 4000,
+                               "errors": 4000}  # fmt: skip
+    assert emitter.resource is None
+    assert not (tmp_path / "tel").exists()
+
+
+def test_init_telemetry_first_call_wins_across_threads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(telemetry, "_telemetry", None)
+    barrier = threading.Barrier(32)
+    got: list[TelemetryEmitter] = []
+
+    def call(i: int) -> None:
+        barrier.wait()
+        got.append(telemetry.init_telemetry(enabled=False, output_dir=tmp_path / str(i)))
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(32)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    try:
+        assert len({id(e) for e in got}) == 1
+        assert telemetry.get_telemetry() is got[0]
+        assert telemetry.init_telemetry(enabled=True) is got[0]
+        assert got[0].enabled is False
+    finally:
+        got[0].shutdown()
