@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+import orjson
+
 from mcp_otel.cli._stats import StatsInputError, read_jsonl, render_table
 
 _READY_TIMEOUT_S = 60.0
@@ -117,15 +119,9 @@ def _next_message(server: ServerProcess, key: str, deadline: float) -> dict[str,
         if line is None:
             return None
         with contextlib.suppress(ValueError):
-            message = _json_loads(line)
+            message = orjson.loads(line)
             if isinstance(message, dict) and key in message:
                 return message
-
-
-def _json_loads(line: str) -> Any:
-    import orjson
-
-    return orjson.loads(line)
 
 
 def start_servers(count: int, out: Path) -> list[ServerProcess]:
