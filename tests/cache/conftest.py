@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,7 +73,7 @@ def cache_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def make_cache(cache_dir: Path, telemetry: Telemetry):
+def make_cache(cache_dir: Path, telemetry: Telemetry) -> Callable[..., DiscoveryCache]:
     """Caches on one directory, each with its own memory tier (like separate processes)."""
 
     def make(traced: bool = True, **kwargs: object) -> DiscoveryCache:
