@@ -263,9 +263,15 @@ def _shutdown_box(box: list[_Pipeline]) -> None:
 _live: weakref.WeakSet[TelemetryEmitter] = weakref.WeakSet()
 
 
+#: This process's id, refreshed by the at-fork hook: cheaper than ``os.getpid()`` per call.
+_pid = os.getpid()
+
+
 def _after_fork_in_child() -> None:
     # Only fresh locks here (one may have been held by another thread at fork time);
     # the pipeline is rebuilt lazily on first use, after all the SDK's own fork hooks.
+    global _pid
+    _pid = os.getpid()
     for emitter in list(_live):
         emitter._reset_locks()
 
@@ -360,14 +366,12 @@ class TelemetryEmitter:
                 return
             seconds = _seconds(duration_ms, duration)
             tool_name = tool if isinstance(tool, str) else str(tool)
-            a_calls, a_tool, a_error, a_operation = self._attributes(
-                pipeline,
-                tool_name,
-                is_error,
-                error_type
-                if error_type is None or isinstance(error_type, str)
-                else str(error_type),
-            )
+            if error_type is not None and not isinstance(error_type, str):
+                error_type = str(error_type)
+            cached = pipeline.attrs.get((tool_name, is_error, error_type))
+            if cached is None:
+                cached = self._attributes(pipeline, tool_name, is_error, error_type)
+            a_calls, a_tool, a_error, a_operation = cached
             inst = pipeline.instruments
             assert inst is not None
             with self._lock:
@@ -500,7 +504,7 @@ class TelemetryEmitter:
 
     def _pipeline(self) -> _Pipeline:
         pipeline = self._box[0]
-        if pipeline.pid != os.getpid():
+        if pipeline.pid != _pid:
             self._forked()
             pipeline = self._box[0]
         return pipeline
@@ -656,11 +660,8 @@ class TelemetryEmitter:
     def _attributes(
         self, pipeline: _Pipeline, tool: str, is_error: bool, error_type: str | None
     ) -> tuple[dict[str, str], ...]:
-        """Cached attribute dicts per (tool, outcome): cheap, and bounded in number."""
+        """Attribute dicts per (tool, outcome), cached: built once, bounded in number."""
         key = (tool, is_error, error_type)
-        cached = pipeline.attrs.get(key)
-        if cached is not None:
-            return cached
         with self._build_lock:
             name = _label(tool)
             if name not in pipeline.tool_names:
