@@ -18,7 +18,7 @@ _EXPORTS: dict[str, str] = {
     "init_telemetry": "mcp_otel.telemetry",
     "get_telemetry": "mcp_otel.telemetry",
     "DiscoveryCache": "mcp_otel.cache",
-    "instrument": "mcp_otel.instrument",
+    "instrument": "mcp_otel._instrument",
     "JsonlLogExporter": "mcp_otel.exporters",
     "JsonlSpanExporter": "mcp_otel.exporters",
     "JsonlMetricExporter": "mcp_otel.exporters",
@@ -40,11 +40,11 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
+    from mcp_otel._instrument import instrument
     from mcp_otel._setup import configure
     from mcp_otel.audit import AuditLogger
     from mcp_otel.cache import DiscoveryCache
     from mcp_otel.exporters import JsonlLogExporter, JsonlMetricExporter, JsonlSpanExporter
-    from mcp_otel.instrument import instrument
     from mcp_otel.telemetry import TelemetryEmitter, get_telemetry, init_telemetry
 
 

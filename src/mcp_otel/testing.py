@@ -180,7 +180,7 @@ class Capture:
 
     def instrument(self, server: Any, **kwargs: Any) -> Any:
         """:func:`mcp_otel.instrument` wired to this capture; undone when the block ends."""
-        from mcp_otel.instrument import instrument
+        from mcp_otel._instrument import instrument
 
         kwargs.setdefault("audit", self.audit)
         kwargs.setdefault("telemetry", self.telemetry)
@@ -215,7 +215,7 @@ class Capture:
     # ---- lifecycle ---------------------------------------------------------------------
 
     def _start(self) -> None:
-        from mcp_otel.instrument import _ensure_global_tracer_provider
+        from mcp_otel._instrument import _ensure_global_tracer_provider
 
         provider = _ensure_global_tracer_provider()
         if isinstance(provider, SdkTracerProvider):

@@ -17,7 +17,7 @@ from mcp.shared.exceptions import MCPError
 from opentelemetry.trace import SpanKind
 
 import mcp_otel
-from mcp_otel.instrument import _McpOtelMiddleware
+from mcp_otel._instrument import _McpOtelMiddleware
 from mcp_otel.testing import capture
 
 MODES = ["legacy", "auto"]

@@ -25,10 +25,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import secrets
-import sys
 import threading
 import time
-import types
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -726,18 +724,3 @@ class _McpOtelMiddleware:
         except Exception as exc:  # the exit stack refused (already closing)
             handle._sink_failed("session tracking", exc)
             span.end()
-
-
-# --------------------------------------------------------------------------------------
-# ``mcp_otel.instrument`` is both this module and the function: importing the submodule
-# (``from mcp_otel.instrument import Instrumentation``) makes Python bind the *module* as
-# the package attribute, shadowing the lazily exported function. A callable module keeps
-# ``mcp_otel.instrument(server)`` working whichever of the two the attribute holds.
-
-
-class _CallableModule(types.ModuleType):
-    def __call__(self, server: Any, **kwargs: Any) -> Instrumentation:
-        return instrument(server, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
