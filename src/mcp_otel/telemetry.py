@@ -53,6 +53,8 @@ from opentelemetry.sdk.metrics import (
 )
 from opentelemetry.sdk.metrics.export import (
     InMemoryMetricReader,
+    MetricReader,
+    MetricsData,
     PeriodicExportingMetricReader,
 )
 from opentelemetry.sdk.metrics.view import DropAggregation
@@ -165,16 +167,22 @@ def _clean(value: Any) -> Any:
 
 
 class _ConsistentPeriodicReader(PeriodicExportingMetricReader):
-    """A periodic exporting reader whose collection runs under the emitter's lock.
+    """A periodic exporting reader whose collection runs under the emitter's lock, and
+    which can also be read back without exporting.
 
     Each instrument is atomic on its own; holding the same lock as ``emit_tool_call``
-    while the SDK collects makes an exported snapshot consistent across instruments
-    (``calls`` and ``bytes`` of the same calls). Only the collection is locked, not the
-    export, so a slow collector never blocks the host server.
+    while the SDK collects makes every snapshot consistent across instruments (``calls``
+    and ``bytes`` of the same calls). Only the collection is locked, not the export, so a
+    slow collector never blocks the host server.
+
+    Read-back (:meth:`read_back`) reuses this reader's aggregation instead of a second
+    in-memory reader: the SDK keeps one aggregation per reader, so every extra reader
+    costs every ``add`` another storage update.
     """
 
     def __init__(self, exporter: Any, *, lock_of: Callable[[], Any]) -> None:
         self._lock_of = lock_of
+        self._capture = threading.local()
         super().__init__(exporter)
 
     def _set_collect_callback(self, func: Any) -> None:  # type: ignore[override]
@@ -188,6 +196,24 @@ class _ConsistentPeriodicReader(PeriodicExportingMetricReader):
                 return func(reader, *args, **kwargs)
 
         super()._set_collect_callback(locked)
+
+    def read_back(self) -> MetricsData | None:
+        """Collect (under the lock) and return the data instead of exporting it."""
+        capture = self._capture
+        capture.active, capture.data = True, None
+        try:
+            self.collect()
+            return capture.data
+        finally:
+            capture.active, capture.data = False, None
+
+    def _receive_metrics(
+        self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
+    ) -> None:
+        if getattr(self._capture, "active", False):
+            self._capture.data = metrics_data
+            return
+        super()._receive_metrics(metrics_data, timeout_millis=timeout_millis, **kwargs)
 
 
 @dataclass
@@ -215,7 +241,7 @@ class _Pipeline:
     started: float
     resource: Resource | None = None
     meter_provider: MeterProvider | None = None
-    reader: InMemoryMetricReader | None = None
+    reader: MetricReader | None = None
     instruments: _Instruments | None = None
     exporting_readers: list[PeriodicExportingMetricReader] = field(default_factory=list)
     logger_provider: LoggerProvider | None = None
@@ -530,30 +556,33 @@ class TelemetryEmitter:
             return pipeline
         exporting = self.enabled and not self._closed
         resource = pipeline.resource = _setup.build_resource()
-        reader = InMemoryMetricReader(
-            preferred_aggregation={
-                Histogram: DropAggregation(),
-                ObservableGauge: DropAggregation(),
-            }
-        )
+        snapshots = otlp = None
         if exporting:
-            exporters = [
-                # With the resource, snapshots of several processes sharing the file stay
-                # apart (one series per service.instance.id, as in a backend).
-                _setup.jsonl_exporter(
-                    "metrics",
-                    self.output_dir / "mcp_metrics_{date}.jsonl",
-                    include_resource=True,
-                ),
-                _setup.otlp_exporter("metrics"),
-            ]
-            pipeline.exporting_readers = [
-                _ConsistentPeriodicReader(_setup.fork_safe(e), lock_of=self._current_lock)
-                for e in exporters
-                if e is not None
-            ]
+            # With the resource, snapshots of several processes sharing the file stay
+            # apart (one series per service.instance.id, as in a backend).
+            snapshots = _setup.jsonl_exporter(
+                "metrics", self.output_dir / "mcp_metrics_{date}.jsonl", include_resource=True
+            )
+            otlp = _setup.otlp_exporter("metrics")
+        reader: MetricReader
+        if snapshots is not None:
+            reader = _ConsistentPeriodicReader(
+                _setup.fork_safe(snapshots), lock_of=self._current_lock
+            )
+            pipeline.exporting_readers.append(reader)
+        else:
+            reader = InMemoryMetricReader(
+                preferred_aggregation={
+                    Histogram: DropAggregation(),
+                    ObservableGauge: DropAggregation(),
+                }
+            )
+        if otlp is not None:
+            pipeline.exporting_readers.append(
+                _ConsistentPeriodicReader(_setup.fork_safe(otlp), lock_of=self._current_lock)
+            )
         provider = MeterProvider(
-            metric_readers=[reader, *pipeline.exporting_readers],
+            metric_readers=[reader, *(r for r in pipeline.exporting_readers if r is not reader)],
             resource=resource,
             shutdown_on_exit=False,
         )
@@ -717,9 +746,12 @@ class TelemetryEmitter:
                 return dict(pipeline.fallback)
         totals = dict.fromkeys(METRIC_KEYS, 0)
         reader = pipeline.reader
-        assert reader is not None
-        with self._lock:
-            data = reader.get_metrics_data()
+        if isinstance(reader, _ConsistentPeriodicReader):
+            data = reader.read_back()  # its collection takes the lock itself
+        else:
+            assert isinstance(reader, InMemoryMetricReader)
+            with self._lock:
+                data = reader.get_metrics_data()
         if data is None:
             return totals
         for resource_metrics in data.resource_metrics:
