@@ -49,8 +49,16 @@ def _size(value: Any) -> int:
     return len(json.dumps(value, separators=(",", ":")).encode())
 
 
-async def _call(i: int, audit: Any, telemetry: Any, cache: Any, summary: Summary) -> float:
-    """One tool call as a server makes it; returns its wall time in seconds."""
+async def _call(
+    i: int, audit: Any, telemetry: Any, cache: Any, tracer: Any, summary: Summary
+) -> float:
+    """One tool call inside a server span, as ``instrument()`` makes it (so metrics carry
+    exemplars pointing at the trace); returns its wall time in seconds."""
+    with tracer.start_as_current_span(f"tools/call {TOOLS[i % len(TOOLS)]}"):
+        return await _tool_call(i, audit, telemetry, cache, summary)
+
+
+async def _tool_call(i: int, audit: Any, telemetry: Any, cache: Any, summary: Summary) -> float:
     tool = TOOLS[i % len(TOOLS)]
     connection = CONNECTIONS[i % len(CONNECTIONS)]
     arguments = {"connection": connection, "i": i, "api_key": SECRET}
@@ -111,6 +119,7 @@ async def _run(args: argparse.Namespace) -> Summary:
     audit = AuditLogger(data / "audit")
     telemetry = TelemetryEmitter(enabled=True, output_dir=data / "telemetry")
     cache = DiscoveryCache(data / "cache")
+    tracer = _setup.get_tracer_provider().get_tracer("mcp_otel.stack_test")
     summary = Summary(pid=os.getpid())
     telemetry.emit_server_start("stack-test", "2024-11-05")
     telemetry.emit_handshake(3, True, {"name": "stack-test-client"})
@@ -126,7 +135,7 @@ async def _run(args: argparse.Namespace) -> Summary:
                 await asyncio.sleep(pace[phase])  # traffic shape, not synchronisation
             batch = range(done, min(done + args.concurrency, end))
             times = await asyncio.gather(
-                *(_call(i, audit, telemetry, cache, summary) for i in batch)
+                *(_call(i, audit, telemetry, cache, tracer, summary) for i in batch)
             )
             slowest = max(slowest, *times)
             done = batch.stop

@@ -426,6 +426,18 @@ class Prometheus:
             raise AssertionError(f"prometheus rejected {expr!r}: {status} {answer}")
         return answer["data"]
 
+    def exemplars(self, expr: str, window_s: float = 600.0) -> list[dict[str, Any]]:
+        """Exemplars stored for ``expr`` over the last ``window_s`` seconds."""
+        now = time.time()
+        url = f"http://127.0.0.1:{self.port}/api/v1/query_exemplars?" + urllib.parse.urlencode(
+            {"query": expr, "start": f"{now - window_s:.3f}", "end": f"{now + 60:.3f}"}
+        )
+        status, body = http_get(url, timeout=10)
+        answer = json.loads(body or b"{}")
+        if status != 200 or answer.get("status") != "success":
+            raise AssertionError(f"prometheus rejected exemplars for {expr!r}: {answer}")
+        return [e for series in answer["data"] for e in series.get("exemplars", [])]
+
     def label_values(self, label: str, match: str) -> list[str]:
         """What Grafana's ``label_values(match, label)`` asks Prometheus for."""
         url = f"http://127.0.0.1:{self.port}/api/v1/label/{label}/values?" + urllib.parse.urlencode(

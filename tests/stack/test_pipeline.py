@@ -93,6 +93,9 @@ def _start_load(collector: Collector, protocol: str, data_dir: Path) -> LoadProc
     args = [sys.executable, str(REPO / "tests" / "stack" / "_load.py"), "--calls", str(CALLS)]
     for pause in PAUSES:
         args += ["--pause-after", str(pause)]
+    # Phase 2 spread over ~2 s: Prometheus (1 s scrapes) sees the load while it runs,
+    # including the exemplars the collector exposes only for fresh measurements.
+    args += ["--pace", "1:100"]
     # stderr to a file: a chatty pipe nobody reads could block the process.
     with (data_dir.parent / f"{data_dir.name}.stderr").open("w") as stderr:
         proc = subprocess.Popen(
@@ -382,3 +385,18 @@ def test_one_series_per_process(run: Run) -> None:
 def test_dashboard_query_matching_nothing_is_detected(run: Run) -> None:
     # The check above is not vacuous: a misspelt metric yields no data.
     assert not _has_finite(run.prometheus.query("sum(rate(mcp_otel_tool_call_total[1m]))"))
+
+
+def test_metric_exemplars_link_to_exported_traces(run: Run) -> None:
+    """Grafana's metrics -> traces link: the latency histogram's exemplars (OpenMetrics from
+    the collector, stored by Prometheus) carry the trace_id of spans that reached Tempo."""
+    exemplars = wait_until(
+        lambda: run.prometheus.exemplars(
+            f'mcp_server_operation_duration_seconds_bucket{{job="{SERVICE}"}}'
+        ),
+        "exemplars on mcp_server_operation_duration_seconds_bucket",
+    )
+    trace_ids = {e["labels"].get("trace_id") for e in exemplars}
+    exported = {s.trace_id.hex() for s in run.sink.spans()}
+    assert trace_ids and None not in trace_ids
+    assert trace_ids <= exported
