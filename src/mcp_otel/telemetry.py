@@ -78,8 +78,10 @@ MAX_NAME_LENGTH = 128
 #: Largest value one call adds to a counter (exact in JSON doubles and OTLP int64 sums).
 MAX_VALUE = 2**53 - 1
 _OTHER = "_other"
-#: Queue of the telemetry events' batch processor; large so a burst is written, not dropped.
+#: Queue of the telemetry event processors; large so a burst is written, not dropped.
 EVENT_QUEUE_SIZE = 65_536
+#: How long an event waits for room in a full file queue before it is given up (logged).
+EVENT_QUEUE_TIMEOUT_S = 2.0
 
 METRIC_KEYS = ("tool_calls", "total_bytes_in", "total_bytes_out", "total_duration_ms", "errors")
 _READBACK = {
@@ -659,12 +661,12 @@ class TelemetryEmitter:
         return inst
 
     def _build_logger(self, resource: Resource) -> tuple[LoggerProvider | None, Any]:
-        exporters = [
-            _setup.jsonl_exporter("logs", self.output_dir / "mcp_telemetry_{date}.jsonl"),
-            _setup.otlp_exporter("logs"),
-        ]
-        exporters = [e for e in exporters if e is not None]
-        if not exporters:
+        """Events go to the JSONL file through a processor that waits instead of evicting
+        (the file must hold every event), and to OTLP, when configured, through the SDK's
+        batch processor (a collector that is down must never slow the host server)."""
+        events_file = _setup.jsonl_exporter("logs", self.output_dir / "mcp_telemetry_{date}.jsonl")
+        otlp = _setup.otlp_exporter("logs")
+        if events_file is None and otlp is None:
             return None, None
         provider = LoggerProvider(
             resource=resource,
@@ -677,10 +679,12 @@ class TelemetryEmitter:
                 max_log_record_attribute_length=LogRecordLimits.UNSET,
             ),
         )
-        for exporter in exporters:
+        if events_file is not None:
+            provider.add_log_record_processor(_file_processor(_setup.fork_safe(events_file)))
+        if otlp is not None:
             provider.add_log_record_processor(
                 BatchLogRecordProcessor(
-                    _setup.fork_safe(exporter),
+                    _setup.fork_safe(otlp),
                     max_queue_size=max(EVENT_QUEUE_SIZE, _env_int("OTEL_BLRP_MAX_QUEUE_SIZE")),
                 )
             )
@@ -762,6 +766,30 @@ class TelemetryEmitter:
                         continue
                     totals[key] += int(sum(point.value for point in metric.data.data_points))
         return totals
+
+
+def _file_processor(exporter: Any) -> Any:
+    """The audit trail's no-eviction processor (group commit; a full queue makes the caller
+    wait up to ``EVENT_QUEUE_TIMEOUT_S`` rather than dropping the oldest event), with a
+    short retry policy: telemetry must not hold a tool call for long when the disk fails.
+    Falls back to the SDK's batch processor if it cannot be loaded."""
+    try:
+        from mcp_otel._audit_processor import AuditLogRecordProcessor, RetryPolicy
+
+        class _EventFileProcessor(AuditLogRecordProcessor):
+            def on_emit(self, log_record: Any) -> None:
+                # Plain queueing: none of the audit logger's per-thread waiter protocol.
+                self.put(log_record)
+
+        return _EventFileProcessor(
+            exporter,
+            max_queue_size=EVENT_QUEUE_SIZE,
+            queue_timeout=EVENT_QUEUE_TIMEOUT_S,
+            retry=RetryPolicy(attempts=3, initial_delay=0.05, max_delay=0.5),
+            name="mcp-otel-telemetry-writer",
+        )
+    except Exception:  # pragma: no cover - ships with the package
+        return BatchLogRecordProcessor(exporter, max_queue_size=EVENT_QUEUE_SIZE)
 
 
 def _seconds(raw: Any, fallback_ms: int) -> float:
