@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -400,3 +401,59 @@ def test_metric_exemplars_link_to_exported_traces(run: Run) -> None:
     exported = {s.trace_id.hex() for s in run.sink.spans()}
     assert trace_ids and None not in trace_ids
     assert trace_ids <= exported
+
+
+def _dashboard_targets(datasource_uid: str) -> list[dict[str, Any]]:
+    targets = []
+    for path in dash.dashboards():
+        for panel in json.loads(path.read_text())["panels"]:
+            if (panel.get("datasource") or {}).get("uid") == datasource_uid:
+                targets.extend(panel.get("targets", []))
+    return targets
+
+
+def test_loki_and_tempo_panels_match_what_is_exported(run: Run) -> None:
+    """There is no Loki or Tempo here: check the dashboard's log and span filters against
+    the exact OTLP data the collector hands to them (the sink)."""
+    # Loki: `scope_name = "..."` selects the audit records, all of them, under the
+    # service_name label Loki derives from service.name.
+    (loki_expr,) = [t["expr"] for t in _dashboard_targets("loki")]
+    scope = re.search(r'scope_name\s*=\s*"([^"]+)"', loki_expr)
+    assert scope, loki_expr
+    audit_scopes = set()
+    audit_trace_ids = set()
+    for req in list(run.sink.handler.telemetry.log_requests):
+        for rl in req.pbreq.resource_logs:
+            service = {a.key: a.value.string_value for a in rl.resource.attributes}
+            for sl in rl.scope_logs:
+                for rec in sl.log_records:
+                    if rec.event_name.startswith("mcp.audit."):
+                        audit_scopes.add((service["service.name"], sl.scope.name))
+                        if rec.trace_id:
+                            audit_trace_ids.add(rec.trace_id.hex())
+    assert audit_scopes == {(SERVICE, scope.group(1))}
+    # Logs -> traces: the audit records of tool calls carry trace ids that Tempo received.
+    span_trace_ids = {s.trace_id.hex() for s in run.sink.spans()}
+    assert audit_trace_ids and audit_trace_ids <= span_trace_ids
+
+    # Tempo: the TraceQL name filter of the cache-span panel matches the cache spans.
+    (traceql,) = [t["query"] for t in _dashboard_targets("tempo")]
+    name = re.search(r'(?<![.\w])name\s*=~\s*"((?:[^"\\]|\\.)*)"', traceql)
+    assert name, traceql
+    pattern = re.compile(name.group(1).encode().decode("unicode_escape"))
+    names = {s.name for s in run.sink.spans()}
+    cache_spans = {n for n in names if n.startswith("cache.")}
+    assert cache_spans and {n for n in names if pattern.fullmatch(n)} == cache_spans
+
+
+def test_no_secret_reaches_any_sink(run: Run) -> None:
+    """Arguments are masked before any sink: not in the sink's records nor the archive."""
+    from tests.stack._load import SECRET
+
+    for record in run.sink.log_records():
+        assert SECRET not in str(record)
+    for name in ("logs.jsonl", "traces.jsonl", "metrics.jsonl"):
+        assert SECRET not in (run.collector.archive_dir / name).read_text()
+    for load in run.loads:
+        for path in load.data_dir.rglob("*.jsonl"):
+            assert SECRET not in path.read_text(), path
