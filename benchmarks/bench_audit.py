@@ -15,6 +15,11 @@ loop and K coroutines that each await one call after another):
 * ``ceiling``: bare ``Logger.emit`` (same attributes) into the SDK batch processor with a
   discarding exporter: the cost of the OTel API alone.
 
+"vs ceiling" is the median of per-round ratios (each run against the ceiling run next to
+it). "CPU µs/record" is process CPU time (all threads) per call, steadier than wall time
+on a shared machine; "CPU vs ceiling" is ceiling CPU / variant CPU, i.e. the throughput
+ratio the variant would reach on an otherwise idle core.
+
 Each configuration runs ``--repeats`` times, variants alternating, and the table shows
 medians. Then, for 8 threads, an open-loop run at half the measured maximum of each
 audit mode gives the caller latency under a steady load.
@@ -211,6 +216,12 @@ class Result:
     latencies_ns: list[int] = field(repr=False)
     delivered: int
     lost: int | None
+    cpu_seconds: float = 0.0
+
+    @property
+    def cpu_us(self) -> float:
+        """Process CPU time per call (all threads): steadier than wall time on a busy box."""
+        return self.cpu_seconds / self.calls * 1e6 if self.calls else float("nan")
 
     @property
     def rate(self) -> float:
@@ -252,14 +263,16 @@ def _closed_loop(variant: Variant, threads: int, inflight: int, per_thread: int,
         th.start()
     start.wait()
     t0 = time.perf_counter()
+    c0 = time.process_time()
     for th in ths:
         th.join()
     seconds = time.perf_counter() - t0
     done = finish()
+    cpu = time.process_time() - c0
     calls = sum(len(x) for x in lats)
     shutil.rmtree(d, ignore_errors=True)
     return Result(calls, seconds, [x for chunk in lats for x in chunk], done["delivered"],
-                  done["lost"])
+                  done["lost"], cpu)
 
 
 def _open_loop(variant: Variant, threads: int, rate: float, seconds: float,
@@ -350,23 +363,29 @@ def main(argv: list[str] | None = None) -> int:
                         r = _closed_loop(v, threads, inflight, per_thread, base)
                         table.setdefault((v.name, threads, inflight), []).append(r)
         print()
-        print("| variant | threads | in flight/thread | records/s | vs ceiling | p50 µs | "
-              "p99 µs | delivered | lost/dropped |")
-        print("|---|---|---|---|---|---|---|---|---|")
+        print("| variant | threads | in flight/thread | records/s | vs ceiling | CPU µs/record "
+              "| CPU vs ceiling | p50 µs | p99 µs | delivered | lost/dropped |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
         for threads in (1, 8):
             for inflight in (1, 64):
                 ceil = table.get(("ceiling", threads, inflight))
-                ceil_rate = statistics.median(r.rate for r in ceil) if ceil else float("nan")
                 for v in wanted:
                     runs = table[(v.name, threads, inflight)]
                     rate = statistics.median(r.rate for r in runs)
+                    cpu = statistics.median(r.cpu_us for r in runs)
+                    if ceil:  # per-round ratios (adjacent runs), then the median
+                        ratio = statistics.median(r.rate / c.rate for r, c in zip(runs, ceil, strict=True))
+                        cpu_ratio = statistics.median(c.cpu_us / r.cpu_us
+                                                      for r, c in zip(runs, ceil, strict=True))
+                    else:
+                        ratio = cpu_ratio = float("nan")
                     p50 = statistics.median(r.pct(0.50) for r in runs)
                     p99 = statistics.median(r.pct(0.99) for r in runs)
                     calls = runs[0].calls
                     deliv = statistics.median(r.delivered for r in runs)
                     dropped = 100.0 * (1 - deliv / calls) if calls else 0.0
-                    print(f"| {v.name} | {threads} | {inflight} | {rate:,.0f} | "
-                          f"{rate / ceil_rate:.0%} | {p50:.1f} | {p99:.1f} | "
+                    print(f"| {v.name} | {threads} | {inflight} | {rate:,.0f} | {ratio:.0%} | "
+                          f"{cpu:.1f} | {cpu_ratio:.0%} | {p50:.1f} | {p99:.1f} | "
                           f"{int(deliv):,}/{calls:,} | {dropped:.1f}% |")
         print()
         print("| half load (8 threads) | offered records/s | achieved | p50 µs | p99 µs | "

@@ -63,6 +63,7 @@ class QueueFullTimeout(Exception):
 
 
 _tls = threading.local()
+_NO_CTX: tuple[Waiter, bool, bool] = (None, False, False)
 
 
 def set_emit_context(waiter: Waiter, defer: bool, final: bool = False) -> None:
@@ -70,10 +71,10 @@ def set_emit_context(waiter: Waiter, defer: bool, final: bool = False) -> None:
 
     With ``defer`` a full queue does not block: the record is parked and
     :func:`take_deferred` returns it, so an async caller can wait for room without
-    blocking its event loop.
+    blocking its event loop. With ``final`` the record is the last one this
+    processor accepts (a session-end record): later puts raise ``RuntimeError``.
     """
-    _tls.waiter = waiter
-    _tls.defer = defer
+    _tls.ctx = (waiter, defer, final)
     _tls.deferred = None
 
 
@@ -81,9 +82,7 @@ def take_deferred() -> tuple[ReadWriteLogRecord, Waiter] | None:
     """The record parked by the last deferred ``on_emit`` on this thread, if any."""
     rec = getattr(_tls, "deferred", None)
     _tls.deferred = None
-    _tls.waiter = None
-    _tls.defer = False
-    _tls.final = False
+    _tls.ctx = _NO_CTX
     return rec
 
 
@@ -137,17 +136,15 @@ class AuditLogRecordProcessor(LogRecordProcessor):
     # -- producer side ---------------------------------------------------------------
 
     def on_emit(self, log_record: ReadWriteLogRecord) -> None:
-        waiter = getattr(_tls, "waiter", None)
-        if getattr(_tls, "final", False):
-            _tls.final = False
+        waiter, defer, final = getattr(_tls, "ctx", _NO_CTX)
+        _tls.ctx = _NO_CTX  # one emit per context
+        if final:
             self.put_final(log_record)
-            return
-        if getattr(_tls, "defer", False):
-            _tls.waiter = None
+        elif defer:
             if not self._try_put(log_record, waiter):
                 _tls.deferred = (log_record, waiter)
-            return
-        self.put(log_record, waiter)
+        else:
+            self.put(log_record, waiter)
 
     def put_final(self, record: ReadWriteLogRecord) -> None:
         """Queue the last record (even over capacity, it is one) and accept no more.

@@ -158,7 +158,6 @@ class _Session:
         self.pid = os.getpid()
         self.session_id = "mcp_" + secrets.token_hex(6)
         self.chain = integrity.Chain(self.session_id, owner._key)
-        self.emitted = 0
         self.written = 0
         self.lost = 0
         self.unqueued_lost = 0
@@ -571,7 +570,6 @@ class AuditLogger:
                     sess.lost_unqueued(self, exc)
                     return False
                 continue
-            sess.emitted += 1
             break
         parked = _ap.take_deferred()
         if parked is not None:

@@ -156,7 +156,7 @@ class Chain:
             self._declared = True  # cleared once that record is known to be written
         if attrs.get(F_EVENT) == END_EVENT:
             attrs["records"] = s.seq
-        covered = {k: v for k, v in attrs.items() if k != F_HASH}
+        covered = attrs if F_HASH not in attrs else {k: v for k, v in attrs.items() if k != F_HASH}
         digest = compute_hash(covered, self.key)
         attrs[F_HASH] = digest
         s.head = digest
