@@ -330,6 +330,7 @@ class TelemetryEmitter:
         self._lock = threading.Lock()
         self._build_lock = threading.Lock()
         self._closed = False
+        self._event_file_processor: Any = None
         self._box: list[_Pipeline] = [self._build_pipeline()]
         self._finalizer = weakref.finalize(self, _shutdown_box, self._box)
         _live.add(self)
@@ -351,6 +352,12 @@ class TelemetryEmitter:
         """This process's resource (``service.name``, ``service.instance.id``), or ``None``
         when the SDK is disabled."""
         return self._pipeline().resource
+
+    @property
+    def events_lost(self) -> int:
+        """Events that could not be written to this process's event file (after retries)."""
+        processor = self._event_file_processor
+        return int(getattr(processor, "lost", 0)) if processor is not None else 0
 
     @property
     def metrics(self) -> dict[str, int]:
@@ -552,6 +559,7 @@ class TelemetryEmitter:
             self._finalizer = weakref.finalize(self, _shutdown_box, self._box)
 
     def _build_pipeline(self) -> _Pipeline:
+        self._event_file_processor = None
         pipeline = _Pipeline(pid=os.getpid(), started=time.monotonic())
         if _setup.sdk_disabled():
             pipeline.fallback = dict.fromkeys(METRIC_KEYS, 0)
@@ -680,7 +688,8 @@ class TelemetryEmitter:
             ),
         )
         if events_file is not None:
-            provider.add_log_record_processor(_file_processor(_setup.fork_safe(events_file)))
+            self._event_file_processor = _file_processor(_setup.fork_safe(events_file))
+            provider.add_log_record_processor(self._event_file_processor)
         if otlp is not None:
             provider.add_log_record_processor(
                 BatchLogRecordProcessor(
@@ -768,6 +777,12 @@ class TelemetryEmitter:
         return totals
 
 
+def _report_lost(records: Any, error: BaseException | None) -> None:
+    _log.warning(
+        "mcp-otel telemetry: %d events could not be written to the file: %r", len(records), error
+    )
+
+
 def _file_processor(exporter: Any) -> Any:
     """The audit trail's no-eviction processor (group commit; a full queue makes the caller
     wait up to ``EVENT_QUEUE_TIMEOUT_S`` rather than dropping the oldest event), with a
@@ -786,6 +801,7 @@ def _file_processor(exporter: Any) -> Any:
             max_queue_size=EVENT_QUEUE_SIZE,
             queue_timeout=EVENT_QUEUE_TIMEOUT_S,
             retry=RetryPolicy(attempts=3, initial_delay=0.05, max_delay=0.5),
+            on_lost=_report_lost,
             name="mcp-otel-telemetry-writer",
         )
     except Exception:  # pragma: no cover - ships with the package

@@ -74,6 +74,7 @@ def test_events_and_snapshots_under_threads(tmp_path: Path, make_emitter: Factor
 
     snapshot = last_snapshot_totals(read_lines(out, "mcp_metrics_*.jsonl"))[None]
     assert snapshot == expected
+    assert telemetry.events_lost == 0
 
 
 def test_osiris_lines_and_secret_masking(tmp_path: Path, make_emitter: Factory) -> None:
@@ -152,3 +153,18 @@ def test_counting_continues_after_shutdown(tmp_path: Path, make_emitter: Factory
     telemetry.force_flush()
     assert telemetry.metrics["tool_calls"] == 2
     assert len(read_lines(tmp_path, "mcp_telemetry_*.jsonl")) == lines_before == 1
+
+
+def test_unwritable_directory_counts_lost_events_and_never_raises(
+    tmp_path: Path, make_emitter: Factory
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    telemetry = make_emitter(output_dir=blocker / "tel")
+    for _ in range(10):
+        telemetry.emit_tool_call("t", "ok", 1, 2, 3)
+    telemetry.emit_server_stop("shutdown")  # flushes; must not raise either
+    assert telemetry.metrics == {"tool_calls": 10, "total_bytes_in": 20,
+                                 "total_bytes_out": 30, "total_duration_ms": 10,
+                                 "errors": 0}  # fmt: skip
+    assert telemetry.events_lost == 11  # 10 tool calls + server_stop, declared, not hidden
