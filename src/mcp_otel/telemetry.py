@@ -5,14 +5,15 @@ Why it is built this way (see docs/telemetry.md for the user-facing guarantees):
 * **The counts live in OTel instruments, not in a dict.** Osiris' ``self.metrics[...] += n``
   lost 35-55% of updates under threads (RC-002). The SDK aggregates each instrument
   atomically; ``metrics`` and ``get_session_summary()`` read the values back from the SDK's
-  own aggregation through an ``InMemoryMetricReader`` on the emitter's *own*
-  ``MeterProvider`` (so two emitters never mix their counts).
+  own aggregation, through a reader on the emitter's *own* ``MeterProvider`` (so two
+  emitters never mix their counts): the snapshot file's periodic reader when there is one
+  (one aggregation serves both), else an ``InMemoryMetricReader``.
 * **One lock makes the five totals consistent with each other.** Every call's updates
   happen under ``self._lock``, and so does every collection (the read-back, and the
   exporting readers through :class:`_ConsistentPeriodicReader`): a reader never sees
   ``tool_calls`` incremented without the matching bytes, in-process or in an exported
   snapshot.
-* **Counting never depends on exporting.** ``enabled=False`` keeps the in-memory reader and
+* **Counting never depends on exporting.** ``enabled=False`` keeps an in-memory reader and
   drops every exporter and file, so the report's ``TelemetryEmitter(enabled=False)`` test
   sees exact counts. With ``OTEL_SDK_DISABLED=true`` the SDK hands out no-op instruments,
   so the emitter falls back to a locked dict: still exact, nothing exported.
@@ -23,9 +24,10 @@ Why it is built this way (see docs/telemetry.md for the user-facing guarantees):
   (``_setup.fork_safe``).
 * **Events are OTel log records.** ``server_start``, ``server_stop``, ``handshake`` and
   ``tool_call`` carry Osiris' fields as attributes, written by the locked JSONL exporter
-  (flat format: one line, Osiris' fields at top level) and sent over OTLP when configured.
+  (flat format: one line, Osiris' fields at top level) through the audit trail's
+  no-eviction processor, and sent over OTLP (SDK batch processor) when configured.
 * **The host server never crashes because of telemetry.** Bad values are transformed in a
-  documented way (``_as_count``) and any internal failure is logged once, not raised.
+  documented way (``_as_count``) and any internal failure is logged, never raised.
 """
 
 from __future__ import annotations
