@@ -5,13 +5,15 @@ from __future__ import annotations
 import os
 import stat
 import threading
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from mcp_otel.telemetry import TelemetryEmitter
 
-from ._helpers import last_snapshot_totals, read_lines
+from ._helpers import READBACK, last_snapshot_totals, read_lines
 
 Factory = Callable[..., TelemetryEmitter]
 OSIRIS_TOOL_FIELDS = {
@@ -168,3 +170,35 @@ def test_unwritable_directory_counts_lost_events_and_never_raises(
                                  "total_bytes_out": 30, "total_duration_ms": 10,
                                  "errors": 0}  # fmt: skip
     assert telemetry.events_lost == 11  # 10 tool calls + server_stop, declared, not hidden
+
+
+def test_exported_snapshots_are_consistent_while_writers_run(
+    tmp_path: Path, make_emitter: Factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Periodic exports every 20 ms race with 4 writers; each call adds 1 call, 3 bytes in,
+    # 5 bytes out and 2 ms, so every snapshot in the file must keep those ratios exactly.
+    monkeypatch.setenv("OTEL_METRIC_EXPORT_INTERVAL", "20")
+    telemetry = make_emitter(output_dir=tmp_path)
+    calls = 2_000
+
+    def write() -> None:
+        for _ in range(calls):
+            telemetry.emit_tool_call("t", "ok", 2, 3, 5)
+
+    threads = [threading.Thread(target=write) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    telemetry.shutdown()
+
+    snapshots: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for line in read_lines(tmp_path, "mcp_metrics_*.jsonl"):
+        if line["metric"] in READBACK:
+            snapshots[line["timestamp"]][READBACK[line["metric"]]] += line["value"]
+    assert len(snapshots) >= 2  # at least one periodic export besides the final one
+    for totals in snapshots.values():
+        n = totals["tool_calls"]
+        assert (totals["total_bytes_in"], totals["total_bytes_out"]) == (3 * n, 5 * n)
+        assert totals["total_duration_ms"] == 2 * n
+    assert max(s["tool_calls"] for s in snapshots.values()) == 4 * calls
