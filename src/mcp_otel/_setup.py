@@ -312,6 +312,10 @@ _tracer_provider: TracerProvider | None = None
 _meter_provider: MeterProvider | None = None
 _logger_provider: LoggerProvider | None = None
 _augmented: weakref.WeakSet[Any] = weakref.WeakSet()
+#: Providers this module built (in this process or, before a fork, in the parent). One of
+#: them found as the global provider is not "the application's": after a fork it is the
+#: parent's, whose exporters are inert here, so the child's shared provider is used.
+_ours: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
 def _after_fork_in_child() -> None:
@@ -351,9 +355,8 @@ def get_tracer_provider() -> trace.TracerProvider:
     if sdk_disabled():
         return trace.NoOpTracerProvider()
     current = trace.get_tracer_provider()
-    if isinstance(current, TracerProvider):
-        if current is not _tracer_provider:
-            _augment_tracer_provider(current)
+    if isinstance(current, TracerProvider) and current not in _ours:
+        _augment_tracer_provider(current)
         return current
     return _shared_tracer_provider()
 
@@ -377,6 +380,7 @@ def _shared_tracer_provider() -> TracerProvider:
             provider = TracerProvider(resource=build_resource())
             for processor in _span_processors():
                 provider.add_span_processor(processor)
+            _ours.add(provider)
             _tracer_provider = provider
         return _tracer_provider
 
@@ -390,7 +394,7 @@ def get_meter_provider() -> metrics.MeterProvider:
     if sdk_disabled():
         return metrics.NoOpMeterProvider()
     current = metrics.get_meter_provider()
-    if isinstance(current, MeterProvider):
+    if isinstance(current, MeterProvider) and current not in _ours:
         return current
     return _shared_meter_provider()
 
@@ -406,6 +410,7 @@ def _shared_meter_provider() -> MeterProvider:
             _meter_provider = MeterProvider(
                 metric_readers=metric_readers(exporters), resource=build_resource()
             )
+            _ours.add(_meter_provider)
         return _meter_provider
 
 
@@ -414,9 +419,9 @@ def get_logger_provider() -> _logs.LoggerProvider:
     if sdk_disabled():
         return _logs.NoOpLoggerProvider()
     current = _logs.get_logger_provider()
-    if isinstance(current, LoggerProvider):
+    if isinstance(current, LoggerProvider) and current not in _ours:
         with _lock:
-            if current is not _logger_provider and current not in _augmented:
+            if current not in _augmented:
                 _augmented.add(current)
                 exporter = jsonl_exporter("logs") if local_export_enabled() else None
                 if exporter is not None:
@@ -437,6 +442,7 @@ def _shared_logger_provider() -> LoggerProvider:
             for exporter in exporters:
                 if exporter is not None:
                     provider.add_log_record_processor(BatchLogRecordProcessor(fork_safe(exporter)))
+            _ours.add(provider)
             _logger_provider = provider
         return _logger_provider
 
@@ -456,6 +462,7 @@ def configure(*, set_global: bool = False) -> None:
         logger_provider = get_logger_provider()
         if not set_global:
             return
+        # The API accepts a global provider only once per process: only where none is set.
         if not isinstance(trace.get_tracer_provider(), TracerProvider):
             trace.set_tracer_provider(tracer_provider)
         if not isinstance(metrics.get_meter_provider(), MeterProvider):

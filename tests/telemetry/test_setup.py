@@ -237,3 +237,38 @@ def test_init_telemetry_first_call_wins_across_threads(
         assert got[0].enabled is False
     finally:
         got[0].shutdown()
+
+
+GLOBAL_FORK = r"""
+import json, os
+from opentelemetry import metrics
+from mcp_otel import _setup
+_setup.configure(set_global=True)
+parent_mp = _setup.get_meter_provider()
+assert metrics.get_meter_provider() is parent_mp
+pid = os.fork()
+if pid == 0:
+    code = 1
+    try:
+        child_mp = _setup.get_meter_provider()
+        assert child_mp is not parent_mp  # the global one is the parent's, inert here
+        child_mp.get_meter("t").create_counter("mcp_otel.test.global_fork").add(7)
+        _setup.shutdown()
+        code = 0
+    finally:
+        os._exit(code)
+_, status = os.waitpid(pid, 0)
+parent_mp.get_meter("t").create_counter("mcp_otel.test.global_fork").add(1)
+_setup.shutdown()
+print(json.dumps({"child_exit": os.waitstatus_to_exitcode(status)}))
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_fork_after_installing_global_providers(tmp_path: Path) -> None:
+    assert _run(tmp_path, GLOBAL_FORK, MCP_OTEL_JSONL_RESOURCE="true") == {"child_exit": 0}
+    last: dict[str, int] = {}
+    for p in read_lines(tmp_path / "data" / "metrics", "*.jsonl"):
+        if p["metric"] == "mcp_otel.test.global_fork":
+            last[p["resource"]["service.instance.id"]] = p["value"]
+    assert sorted(last.values()) == [1, 7]
