@@ -374,9 +374,9 @@ def main(argv: list[str] | None = None) -> int:
                     rate = statistics.median(r.rate for r in runs)
                     cpu = statistics.median(r.cpu_us for r in runs)
                     if ceil:  # per-round ratios (adjacent runs), then the median
-                        ratio = statistics.median(r.rate / c.rate for r, c in zip(runs, ceil, strict=True))
-                        cpu_ratio = statistics.median(c.cpu_us / r.cpu_us
-                                                      for r, c in zip(runs, ceil, strict=True))
+                        pairs = list(zip(runs, ceil, strict=True))
+                        ratio = statistics.median(r.rate / c.rate for r, c in pairs)
+                        cpu_ratio = statistics.median(c.cpu_us / r.cpu_us for r, c in pairs)
                     else:
                         ratio = cpu_ratio = float("nan")
                     p50 = statistics.median(r.pct(0.50) for r in runs)
