@@ -339,6 +339,19 @@ def test_environment_configuration(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert exporter.current_path.exists()
 
 
+def test_relative_path_is_fixed_at_construction(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    exporter = JsonlLogExporter("rel/x.jsonl")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")  # the host changes directory later
+    assert exporter.export(batch(0)) == OK
+    exporter.shutdown()
+    assert exporter.path == str(tmp_path / "rel" / "x.jsonl")
+    assert seqs([tmp_path / "rel" / "x.jsonl"]) == list(range(10))
+
+
 def test_bad_environment_falls_back_bad_argument_raises(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:

@@ -32,7 +32,9 @@ class _JsonlExporterBase:
         include_resource: bool | None = None,
         disabled: bool | None = None,
     ) -> None:
-        resolved = os.fspath(path) if path is not None else str(_config.default_path(self._signal))
+        resolved = os.path.abspath(
+            os.fspath(path) if path is not None else _config.default_path(self._signal)
+        )
         rotation = _config.resolve_rotation(max_bytes, max_files, max_age, compress)
         self.config = _config.ExporterConfig(
             path=resolved,

@@ -155,6 +155,8 @@ class LockedJsonlFile:
             raise ValueError("path must be a non-empty str or os.PathLike[str]")
         if "\x00" in template:
             raise ValueError("path must not contain NUL")
+        # Absolute now: a relative path must not follow a later chdir() of the host.
+        template = os.path.abspath(template)
         rotation = rotation or RotationPolicy()
         if rotation.max_bytes is not None and rotation.max_bytes <= 0:
             raise ValueError("max_bytes must be positive")
