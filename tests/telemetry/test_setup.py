@@ -272,3 +272,9 @@ def test_fork_after_installing_global_providers(tmp_path: Path) -> None:
         if p["metric"] == "mcp_otel.test.global_fork":
             last[p["resource"]["service.instance.id"]] = p["value"]
     assert sorted(last.values()) == [1, 7]
+
+
+def test_local_export_can_be_switched_off(tmp_path: Path) -> None:
+    out = _run(tmp_path, SHARED, MCP_OTEL_LOCAL_EXPORT="false")
+    assert out == {"recording": True, "same": True, "type": "TracerProvider"}
+    assert not (tmp_path / "data").exists()
