@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import os
 import shutil
@@ -365,3 +366,23 @@ def test_bad_environment_falls_back_bad_argument_raises(
         JsonlLogExporter(tmp_path / "e.jsonl", format="xml")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="max_bytes"):
         JsonlLogExporter(tmp_path / "e.jsonl", max_bytes=0)
+
+
+def test_dropped_exporter_does_not_leak_its_descriptor(tmp_path: Path) -> None:
+    import gc
+
+    target = tmp_path / "leak.jsonl"
+
+    def open_on_target() -> int:
+        n = 0
+        for fd in os.listdir("/proc/self/fd"):
+            with contextlib.suppress(OSError):
+                n += os.readlink(f"/proc/self/fd/{fd}") == str(target)
+        return n
+
+    exporter = JsonlLogExporter(target)
+    assert exporter.export(batch(0)) == OK
+    assert open_on_target() == 1
+    del exporter
+    gc.collect()
+    assert open_on_target() == 0

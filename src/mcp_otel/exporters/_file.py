@@ -190,6 +190,13 @@ class LockedJsonlFile:
         with _INSTANCES_LOCK:
             _INSTANCES.add(self)
 
+    def __del__(self) -> None:
+        # An exporter dropped without shutdown() must not leak its descriptor.
+        fd = getattr(self, "_fd", None)
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
     # ----------------------------------------------------------------- read side
     @property
     def template(self) -> str:
