@@ -16,7 +16,7 @@ import pytest
 from mcp_otel import _setup, telemetry
 from mcp_otel.telemetry import TelemetryEmitter
 
-from ._helpers import read_lines
+from ._helpers import last_snapshot_totals, read_lines
 
 
 def _run(tmp_path: Path, script: str, **env: str) -> dict[str, object]:
@@ -278,3 +278,29 @@ def test_local_export_can_be_switched_off(tmp_path: Path) -> None:
     out = _run(tmp_path, SHARED, MCP_OTEL_LOCAL_EXPORT="false")
     assert out == {"recording": True, "same": True, "type": "TracerProvider"}
     assert not (tmp_path / "data").exists()
+
+
+AT_EXIT = r"""
+import json, os
+from mcp_otel import _setup
+from mcp_otel.telemetry import init_telemetry
+telemetry = init_telemetry(enabled=True)
+for _ in range(5):
+    telemetry.emit_tool_call("t", "ok", 1, 2, 3)
+with _setup.get_tracer_provider().get_tracer("t").start_as_current_span("at-exit-span"):
+    pass
+print(json.dumps({"session_id": telemetry.session_id}))
+# no shutdown, no flush: interpreter exit must write everything
+"""
+
+
+def test_everything_is_flushed_at_interpreter_exit(tmp_path: Path) -> None:
+    out = _run(tmp_path, AT_EXIT)
+    events = read_lines(tmp_path / "data" / "telemetry", "mcp_telemetry_*.jsonl")
+    assert [e["session_id"] for e in events] == [out["session_id"]] * 5
+    snapshot = read_lines(tmp_path / "data" / "telemetry", "mcp_metrics_*.jsonl")
+    assert last_snapshot_totals(snapshot)[None] == {"tool_calls": 5, "total_bytes_in": 10,
+                                                    "total_bytes_out": 15,
+                                                    "total_duration_ms": 5, "errors": 0}  # fmt: skip
+    spans = read_lines(tmp_path / "data" / "traces", "mcp_spans_*.jsonl")
+    assert [s["name"] for s in spans] == ["at-exit-span"]
