@@ -299,8 +299,8 @@ def test_everything_is_flushed_at_interpreter_exit(tmp_path: Path) -> None:
     events = read_lines(tmp_path / "data" / "telemetry", "mcp_telemetry_*.jsonl")
     assert [e["session_id"] for e in events] == [out["session_id"]] * 5
     snapshot = read_lines(tmp_path / "data" / "telemetry", "mcp_metrics_*.jsonl")
-    assert last_snapshot_totals(snapshot)[None] == {"tool_calls": 5, "total_bytes_in": 10,
-                                                    "total_bytes_out": 15,
-                                                    "total_duration_ms": 5, "errors": 0}  # fmt: skip
+    expected = {"tool_calls": 5, "total_bytes_in": 10, "total_bytes_out": 15,
+                "total_duration_ms": 5, "errors": 0}  # fmt: skip
+    assert last_snapshot_totals(snapshot)[None] == expected
     spans = read_lines(tmp_path / "data" / "traces", "mcp_spans_*.jsonl")
     assert [s["name"] for s in spans] == ["at-exit-span"]
