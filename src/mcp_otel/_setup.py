@@ -275,8 +275,9 @@ def jsonl_exporter(
     """mcp-otel's locked JSONL exporter for ``signal`` (``None`` if it cannot be built).
 
     ``path`` may contain ``{date}``; ``None`` means the exporter's own default under
-    ``MCP_OTEL_DIR``. A failure (read-only disk, bad path) is reported once and leaves the
-    other sinks working rather than raising into the host server. ``options`` go to the
+    ``MCP_OTEL_DIR``. A failure to build it is logged as a warning and leaves the other
+    sinks working rather than raising into the host server (write failures later are the
+    exporter's to count and report). ``options`` go to the
     exporter's constructor (e.g. ``include_resource=True``).
     """
     try:
