@@ -1,0 +1,95 @@
+"""The audit-grade processor on its own, in a plain SDK LoggerProvider."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import (
+    InMemoryLogRecordExporter,
+    LogRecordExporter,
+    LogRecordExportResult,
+)
+
+from mcp_otel._audit_processor import AuditLogRecordProcessor, RetryPolicy
+
+
+def test_sync_emitters_wait_for_room_and_nothing_is_evicted() -> None:
+    exporter = InMemoryLogRecordExporter()
+    batches: list[int] = []
+    processor = AuditLogRecordProcessor(
+        exporter, max_queue_size=8, max_batch_size=5,
+        on_committed=lambda recs: batches.append(len(recs)))
+    provider = LoggerProvider(shutdown_on_exit=False)
+    provider.add_log_record_processor(processor)
+    logger = provider.get_logger("t")
+
+    def run(k: int) -> None:
+        for i in range(500):
+            logger.emit(attributes={"k": k, "i": i}, event_name="e")
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert processor.force_flush(10_000)
+    got = [(r.log_record.attributes["k"], r.log_record.attributes["i"])
+           for r in exporter.get_finished_logs()]
+    assert len(got) == 4000 and len(set(got)) == 4000
+    for k in range(8):  # each thread's records keep their order
+        assert [i for kk, i in got if kk == k] == list(range(500))
+    assert max(batches) <= 5 and sum(batches) == 4000
+    assert processor.written == 4000 and processor.lost == 0
+    provider.shutdown()
+
+
+class _Flaky(LogRecordExporter):
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.calls = 0
+        self.records: list[Any] = []
+
+    def export(self, batch: Sequence[Any]) -> LogRecordExportResult:
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise OSError("disk hiccup")
+        self.records.extend(batch)
+        return LogRecordExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        pass
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+
+def test_retries_then_reports_loss() -> None:
+    lost: list[tuple[int, str]] = []
+    ok = _Flaky(failures=2)
+    p = AuditLogRecordProcessor(ok, retry=RetryPolicy(attempts=3, initial_delay=0.001),
+                                on_lost=lambda recs, exc: lost.append((len(recs), repr(exc))))
+    provider = LoggerProvider(shutdown_on_exit=False)
+    provider.add_log_record_processor(p)
+    provider.get_logger("t").emit(attributes={"a": 1})
+    assert p.force_flush(10_000)
+    assert (ok.calls, len(ok.records), lost) == (3, 1, [])
+    provider.shutdown()
+
+    bad = _Flaky(failures=10)
+    p = AuditLogRecordProcessor(bad, retry=RetryPolicy(attempts=3, initial_delay=0.001),
+                                on_lost=lambda recs, exc: lost.append((len(recs), repr(exc))))
+    provider = LoggerProvider(shutdown_on_exit=False)
+    provider.add_log_record_processor(p)
+    provider.get_logger("t").emit(attributes={"a": 1})
+    assert p.force_flush(10_000)
+    assert bad.calls == 3 and lost == [(1, "OSError('disk hiccup')")] and p.lost == 1
+    provider.shutdown()
+
+
+def test_retry_policy_backoff() -> None:
+    assert RetryPolicy(attempts=6, initial_delay=0.05, max_delay=0.3).delays() == [
+        0.05, 0.1, 0.2, 0.3, 0.3]
+    assert RetryPolicy(attempts=1).delays() == []
