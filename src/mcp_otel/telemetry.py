@@ -478,7 +478,7 @@ class TelemetryEmitter:
         """Count an MCP initialize handshake (``mcp_otel.handshakes``) and write its event."""
         try:
             pipeline = self._pipeline()
-            duration, _bad = _as_count(duration_ms)
+            duration, bad_duration = _as_count(duration_ms)
             status = "ok" if success else "error"
             if pipeline.instruments is not None:
                 with self._lock:
@@ -486,6 +486,8 @@ class TelemetryEmitter:
             event: dict[str, Any] = {"duration_ms": duration, "success": bool(success)}
             if client_info:
                 event["client_info"] = _clean(client_info)
+            if bad_duration:
+                event["mcp_otel.invalid_fields"] = ["duration_ms"]
             self._emit_event(pipeline, "handshake", event, error=not success)
         except Exception:
             _log.exception("mcp-otel telemetry: emit_handshake failed")

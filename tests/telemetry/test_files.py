@@ -202,3 +202,36 @@ def test_exported_snapshots_are_consistent_while_writers_run(
         assert (totals["total_bytes_in"], totals["total_bytes_out"]) == (3 * n, 5 * n)
         assert totals["total_duration_ms"] == 2 * n
     assert max(s["tool_calls"] for s in snapshots.values()) == 4 * calls
+
+
+def test_odd_values_never_raise_and_every_line_parses(
+    tmp_path: Path, make_emitter: Factory
+) -> None:
+    telemetry = make_emitter(output_dir=tmp_path)
+    telemetry.emit_server_start(None, 2024)  # type: ignore[arg-type]
+    telemetry.emit_handshake("slow", "yes", client_info="not a dict")  # type: ignore[arg-type]
+    telemetry.emit_tool_call(
+        "t",
+        "ok",
+        1,
+        1,
+        1,
+        error=ValueError("bad"),  # type: ignore[arg-type]
+        metadata={
+            "obj": object(),
+            b"k": b"\x00\xff",
+            "nan": float("nan"),
+            "s": "\udcff",
+            "deep": [[[{"a": {1, 2}}]]],
+        },  # fmt: skip
+    )
+    telemetry.emit_server_stop(reason=12)  # type: ignore[arg-type]
+    telemetry.shutdown()
+    events = {e["event"]: e for e in read_lines(tmp_path, "mcp_telemetry_*.jsonl")}
+    assert set(events) == {"server_start", "handshake", "tool_call", "server_stop"}
+    assert events["handshake"]["mcp_otel.invalid_fields"] == ["duration_ms"]
+    meta = events["tool_call"]["metadata"]
+    assert meta["k"] == {"$base64": "AP8="} and meta["nan"] == "nan"
+    assert meta["deep"] == [[[{"a": [1, 2]}]]]
+    assert events["tool_call"]["error"] == "bad"
+    assert events["server_stop"]["metrics"]["tool_calls"] == 1
