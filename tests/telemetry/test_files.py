@@ -223,7 +223,7 @@ def test_odd_values_never_raise_and_every_line_parses(
             "nan": float("nan"),
             "s": "\udcff",
             "deep": [[[{"a": {1, 2}}]]],
-        },  # fmt: skip
+        },
     )
     telemetry.emit_server_stop(reason=12)  # type: ignore[arg-type]
     telemetry.shutdown()
