@@ -130,6 +130,7 @@ async def _run(args: argparse.Namespace) -> Summary:
     pace = {int(p): int(ms) / 1000 for p, ms in (item.split(":") for item in args.pace)}
     for phase, end in enumerate(boundaries):
         slowest = 0.0
+        phase_start = time.monotonic()
         while done < end:
             if phase in pace and done > (boundaries[phase - 1] if phase else 0):
                 await asyncio.sleep(pace[phase])  # traffic shape, not synchronisation
@@ -140,6 +141,8 @@ async def _run(args: argparse.Namespace) -> Summary:
             slowest = max(slowest, *times)
             done = batch.stop
         summary.max_call_s_by_phase.append(slowest)
+        # One client session per phase (protocol versions with sessions).
+        telemetry.record_session_duration(time.monotonic() - phase_start)
         if phase < len(boundaries) - 1:
             print(f"PAUSED {done} {time.time_ns()}", flush=True)
             line = await asyncio.to_thread(sys.stdin.readline)
