@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
+import orjson
 from opentelemetry.sdk._logs import ReadableLogRecord
 from opentelemetry.sdk.metrics.export import (
     AggregationTemporality,
@@ -30,7 +31,7 @@ from opentelemetry.sdk.metrics.export import (
 )
 from opentelemetry.sdk.trace import ReadableSpan
 
-from mcp_otel._json import dumps_line
+from mcp_otel._json import _LINE_OPTS, _NULL, _default, _has_nonfinite, dumps_line
 
 SCHEMA_VERSION = 1
 
@@ -190,8 +191,10 @@ def log_lines(
     """The batch as flat lines; returns (payload, number of lines).
 
     This loop is the exporter's hot path (profiled: it decides whether we keep up with
-    the SDK's batch processor), hence the inlined timestamp cache and the clash check by
-    dict length instead of a set intersection.
+    the SDK's batch processor), hence everything inlined: the envelope (same fields as
+    :func:`_log_envelope`, which the rare clash path uses), the timestamp prefix cached
+    per second, the clash check by dict length, and orjson called directly with
+    :func:`mcp_otel._json.dumps_line` as the careful fallback.
     """
     global _ts_cache
     # One growing bytearray, each line freed right after it is copied in: keeping 512
@@ -199,6 +202,7 @@ def log_lines(
     out = bytearray()
     count = 0
     cached_sec, prefix = _ts_cache
+    fast_dumps = orjson.dumps
     for readable in batch:
         rec = readable.log_record
         ns = rec.timestamp or rec.observed_timestamp
@@ -210,7 +214,23 @@ def log_lines(
                 prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
                 cached_sec = sec
             ts = f"{prefix}.{frac:09d}Z"
-        env = _log_envelope(rec, ts)
+        env: dict[str, Any] = {"timestamp": ts}
+        sev_num = rec.severity_number
+        if rec.severity_text:
+            env["severity"] = rec.severity_text
+        elif sev_num is not None:
+            env["severity"] = sev_num.name
+        if sev_num is not None:
+            env["severity_number"] = sev_num.value
+        if rec.event_name:
+            env["event_name"] = rec.event_name
+        if rec.body is not None:
+            env["body"] = rec.body
+        if rec.trace_id:
+            env["trace_id"] = f"{rec.trace_id:032x}"
+            if rec.span_id:
+                env["span_id"] = f"{rec.span_id:016x}"
+        env["schema_version"] = SCHEMA_VERSION
         if resources is not None:
             env["resource"] = resources.get(readable.resource)
         attrs = rec.attributes
@@ -231,7 +251,14 @@ def log_lines(
                 if resources is not None:
                     env["resource"] = resources.get(readable.resource)
                 env = merge(env, plain)
-        out += dumps_line(env)
+        try:
+            line = fast_dumps(env, default=_default, option=_LINE_OPTS)
+        except (TypeError, orjson.JSONEncodeError, RecursionError):
+            line = dumps_line(env)
+        else:
+            if _NULL in line and _has_nonfinite(env):  # orjson writes NaN/inf as null
+                line = dumps_line(env)
+        out += line
         count += 1
     _ts_cache = (cached_sec, prefix)
     return out, count
