@@ -385,7 +385,8 @@ class AuditLogger:
             if arguments is None:
                 arguments = params_bytes  # Osiris' own tests pass the arguments here
             params_bytes = None
-        name = tool_name or tool
+        clean = self._redactor.clean
+        name = clean(tool_name or tool)
         cid = correlation_id or self.make_correlation_id()
         red = self._redactor.redact(arguments)
         attrs: dict[str, Any] = {
@@ -393,8 +394,8 @@ class AuditLogger:
             "event_type": "tool_call_started",
             "tool": name,
             "tool_name": name,
-            "correlation_id": cid,
-            "bytes_in": params_bytes if params_bytes is not None else red.original_bytes,
+            "correlation_id": clean(cid),
+            "bytes_in": clean(params_bytes) if params_bytes is not None else red.original_bytes,
             "arguments": red.value,
         }
         if red.truncated:
@@ -419,10 +420,10 @@ class AuditLogger:
         attrs: dict[str, Any] = {
             "event": "tool_result",
             "event_type": "tool_call_completed",
-            "tool": tool,
-            "correlation_id": correlation_id or event_id,
+            "tool": self._redactor.clean(tool),
+            "correlation_id": self._redactor.clean(correlation_id or event_id),
             "duration_ms": self._redactor.clean(duration_ms),
-            "bytes_out": size if isinstance(size, int) else red.original_bytes,
+            "bytes_out": self._redactor.clean(size) if size is not None else red.original_bytes,
             "result": red.value,
         }
         if success is not None:
@@ -448,8 +449,8 @@ class AuditLogger:
         attrs: dict[str, Any] = {
             "event": "tool_error",
             "event_type": "tool_call_failed",
-            "tool": tool,
-            "correlation_id": correlation_id or event_id,
+            "tool": self._redactor.clean(tool),
+            "correlation_id": self._redactor.clean(correlation_id or event_id),
             "duration_ms": self._redactor.clean(duration_ms),
             "error_code": self._redactor.clean(error_code),
             "error": red.value,

@@ -157,7 +157,17 @@ class Chain:
         if attrs.get(F_EVENT) == END_EVENT:
             attrs["records"] = s.seq
         covered = attrs if F_HASH not in attrs else {k: v for k, v in attrs.items() if k != F_HASH}
-        digest = compute_hash(covered, self.key)
+        try:
+            digest = compute_hash(covered, self.key)
+        except (TypeError, orjson.JSONEncodeError):
+            # A value the audit logger did not encode (a caller-built record): make the
+            # record plain JSON in place, so the hash covers exactly what is written.
+            from mcp_otel._json import to_jsonable
+
+            for k in list(attrs):
+                attrs[k] = to_jsonable(attrs[k])
+            covered = {k: v for k, v in attrs.items() if k != F_HASH}
+            digest = compute_hash(covered, self.key)
         attrs[F_HASH] = digest
         s.head = digest
 

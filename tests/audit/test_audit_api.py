@@ -330,3 +330,25 @@ def test_shutdown_while_threads_log_loses_nothing(make_audit: Callable[..., Audi
     assert len({(r["tool"], r["arguments"]["i"]) for r in calls}) == 1600
     report = integrity.verify_paths([tmp_path / "audit"])
     assert report.ok and not report.warnings, report.to_dict()["errors"][:3]
+
+
+async def test_odd_values_in_any_field_keep_the_chain_valid(
+        make_audit: Callable[..., AuditLogger], tmp_path: Path) -> None:
+    class Tool:
+        def __str__(self) -> str:
+            return "tool-object"
+
+    a = make_audit()
+    await a.log_tool_call(Tool(), arguments={b"k": {1, 2}, "f": float("nan")},  # type: ignore[arg-type]
+                          correlation_id=("tuple", "id"))  # type: ignore[arg-type]
+    await a.log_tool_result(3.5, duration_ms=float("inf"), result_bytes=True,  # type: ignore[arg-type]
+                            result=object())
+    await a.log_tool_error(None, error=ValueError("bad\npassword=x"))
+    a.shutdown()
+    recs = read_records(tmp_path / "audit")
+    assert recs[0]["arguments"] == {"k": [1, 2], "f": "nan"}
+    assert recs[0]["correlation_id"] == ["tuple", "id"]
+    assert recs[1]["duration_ms"] == "inf" and recs[1]["result"].startswith("<object")
+    assert recs[2]["error"] == f"bad\npassword={MASK}"
+    report = integrity.verify_paths([tmp_path / "audit"])
+    assert report.ok and not report.warnings, report.to_dict()

@@ -254,3 +254,12 @@ def test_cli_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     (tmp_path / "empty").mkdir()
     assert cli_main(["verify", str(tmp_path / "empty")]) == 2
     assert "no audit files" in capsys.readouterr().err
+
+
+def test_sealing_a_record_with_raw_values_encodes_it_first() -> None:
+    chain = integrity.Chain("mcp_test")
+    attrs = {"event": "x", "odd": {3, 1}, "b": b"\x01"}
+    chain.seal(attrs)
+    assert attrs["odd"] == [1, 3] and attrs["b"] == {"$base64": "AQ=="}
+    line = orjson.loads(orjson.dumps(attrs))
+    assert integrity.compute_hash(integrity.covered_fields(line), None) == attrs["hash"]
