@@ -296,3 +296,75 @@ def test_direct_otlp_log_encoding_keeps_what_the_sdk_encoder_drops(tmp_path: Pat
     assert attrs["big"] == {"stringValue": str(2**70)}
     assert attrs["s"] == {"stringValue": "bad\\udc80"}
     Parse(json.dumps(_ids_to_base64(line)), LogsData())
+
+
+def test_flat_fast_path_is_byte_identical_to_the_reference_encoding() -> None:
+    """log_lines writes common records from byte fragments; the careful dict route
+    (_log_line_slow) must produce exactly the same bytes for every kind of record."""
+    from opentelemetry._logs import LogRecord, SeverityNumber
+    from opentelemetry.sdk._logs import ReadableLogRecord
+    from opentelemetry.trace import NonRecordingSpan, SpanContext, set_span_in_context
+
+    from mcp_otel.exporters import _flat
+
+    ctx = set_span_in_context(
+        NonRecordingSpan(SpanContext(0xABC, 0xDEF, is_remote=False, trace_flags=1))
+    )
+    bodies: list[Any] = [
+        None,
+        "plain",
+        'quote " back\\ newline \n tab \t',
+        "unicodé ✓ 😀",
+        "x" * 1000,
+        12,
+        1.25,
+        True,
+        {"nested": [1, {"k": None}]},
+        [1, 2],
+        b"\x00\xff",
+        float("nan"),
+        "bad\udc80",
+    ]
+    attribute_sets: list[dict[str, Any] | None] = [
+        None,
+        {},
+        {"a": 1, "b": "two", "c": 3.5, "d": True},
+        {"none": None},
+        {"nested": {"k": [1, "x", {"deep": b"\x01"}]}},
+        {"nan": float("nan")},
+        {"severity": "clash"},
+        {"ünï": "cödé", "q": 'a"b'},
+        {"s": "bad\udcff"},
+        {"big": 2**70},
+    ]
+    records = []
+    for i, body in enumerate(bodies):
+        for j, attrs in enumerate(attribute_sets):
+            sev = [None, SeverityNumber.INFO, SeverityNumber.ERROR][(i + j) % 3]
+            text = [None, "WARN", ""][(i * j) % 3]
+            records.append(
+                ReadableLogRecord(
+                    LogRecord(
+                        timestamp=1_700_000_000_000_000_001 + i * 1_000_000_007 + j,
+                        context=ctx if (i + j) % 2 else None,
+                        severity_number=sev,
+                        severity_text=text,
+                        body=body,
+                        attributes=attrs,
+                        event_name=["", "ev", 'é"v'][(i + 2 * j) % 3],
+                    ),
+                    resource=RES,
+                )
+            )
+    payload, count = _flat.log_lines(records)
+    assert count == len(records)
+    lines = bytes(payload).splitlines(keepends=True)
+    assert len(lines) == len(records)
+    for readable, line in zip(records, lines, strict=True):
+        ts = _flat.rfc3339(readable.log_record.timestamp)
+        assert line == _flat._log_line_slow(readable, ts, None)
+        json.loads(line)
+    # and a batch without any null takes the unchecked pass alone
+    clean = [r for r in records if b"null" not in _flat._log_line_slow(r, "t", None)]
+    payload, _ = _flat.log_lines(clean)
+    assert bytes(payload).count(b"\n") == len(clean)
