@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import resource
 import signal
 import sys
 import threading
@@ -18,12 +17,16 @@ import threading
 from mcp_otel.audit import AuditLogger
 
 
-def _rss_kb() -> int:
+def _status_kb(field: str) -> int:
     with open("/proc/self/status") as fh:
         for line in fh:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1])
     return 0
+
+
+def _rss_kb() -> int:
+    return _status_kb("VmRSS")
 
 
 def main() -> int:
@@ -91,7 +94,9 @@ def main() -> int:
     for t in threads:
         t.join()
     if args.memory:
-        peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        # VmHWM is this process image's peak; ru_maxrss would include the parent's RSS
+        # copied at fork() before exec.
+        peak_kb = _status_kb("VmHWM")
         print(f"rss_base_kb={base_rss} rss_peak_kb={peak_kb} rss_end_kb={_rss_kb()}",
               flush=True)
     sys.stdout.flush()
