@@ -333,32 +333,9 @@ def verify_paths(
 
     for path in files:
         try:
-            lines = list(_iter_lines(path))
+            _verify_file(path, hkey, tails, report, add)
         except OSError as exc:
             add("unreadable", f"cannot read file: {exc.strerror or exc}", path)
-            continue
-        for lineno, raw, terminated in lines:
-            if not raw.strip():
-                if raw:
-                    add("blank_line", "line holds only whitespace", path, lineno)
-                continue
-            report.lines += 1
-            try:
-                rec = orjson.loads(raw)
-            except orjson.JSONDecodeError:
-                if not terminated:
-                    add("torn_line", "last line is incomplete (writer crashed or file cut)",
-                        path, lineno)
-                elif _looks_truncated(raw):
-                    add("torn_line", "incomplete line followed by later records "
-                        "(a writer crashed mid-line)", path, lineno)
-                else:
-                    add("unparseable", "line is not valid JSON", path, lineno)
-                continue
-            if not isinstance(rec, dict):
-                add("not_audit", "line is not a JSON object", path, lineno)
-                continue
-            _check_record(rec, path, lineno, terminated, hkey, tails, report, add)
 
     for sid, tail in tails.items():
         sess = report.sessions[sid]
@@ -367,6 +344,33 @@ def verify_paths(
             add("no_end_record", f"session has no end record after seq {tail.seq} "
                 "(writer still running, crashed, or file cut)", None, None, sid)
     return report
+
+
+def _verify_file(path: Path, hkey: bytes | None, tails: dict[str, _Tail],
+                 report: VerifyReport, add: Any) -> None:
+    """Stream one file line by line (memory stays flat however large it is)."""
+    for lineno, raw, terminated in _iter_lines(path):
+        if not raw.strip():
+            if raw:
+                add("blank_line", "line holds only whitespace", path, lineno)
+            continue
+        report.lines += 1
+        try:
+            rec = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            if not terminated:
+                add("torn_line", "last line is incomplete (writer crashed or file cut)",
+                    path, lineno)
+            elif _looks_truncated(raw):
+                add("torn_line", "incomplete line followed by later records "
+                    "(a writer crashed mid-line)", path, lineno)
+            else:
+                add("unparseable", "line is not valid JSON", path, lineno)
+            continue
+        if not isinstance(rec, dict):
+            add("not_audit", "line is not a JSON object", path, lineno)
+            continue
+        _check_record(rec, path, lineno, terminated, hkey, tails, report, add)
 
 
 def _check_record(rec: dict[str, Any], path: Path, lineno: int, terminated: bool,
