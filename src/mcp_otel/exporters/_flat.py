@@ -197,7 +197,8 @@ _JSTR_CACHE_LEN = 256
 
 
 def _jstr(value: str) -> bytes:
-    """A JSON string, memoised for the short values that repeat (event names, bodies)."""
+    """A JSON string, memoised: only for event names and severity texts, a small
+    vocabulary that repeats on every record (never for bodies or attribute values)."""
     out = _JSTR_CACHE.get(value)
     if out is None:
         out = orjson.dumps(value)  # raises on lone surrogates: the caller falls back
@@ -283,7 +284,7 @@ def _log_lines(
             if body is None:
                 body_b = None
             elif type(body) is str:
-                body_b = _jstr(body)
+                body_b = fast(body)  # not memoised: bodies may carry data, keep none
             else:
                 body_b = fast(body, default=_default, option=_OPTS)
                 if checked and _NULL in body_b and _has_nonfinite(body):
