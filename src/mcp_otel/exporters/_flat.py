@@ -8,9 +8,11 @@ of an envelope field the attribute wins and the envelope value moves to ``otel.<
 attribute is never renamed -- the audit verifier relies on that.
 
 Speed matters (the exporter must not be the bottleneck behind the SDK's batch
-processor): records are built as plain dicts, merged with one C-level ``{**a, **b}``
-whose length tells whether anything clashed, and encoded by orjson with the slow,
-careful path of :mod:`mcp_otel._json` only for values orjson cannot take.
+processor): log records, the volume, take a byte-fragment fast path (see
+:func:`_log_lines`); spans and metric points are built as plain dicts, merged with one
+C-level ``{**a, **b}`` whose length tells whether anything clashed. Everything is
+encoded by orjson, with the careful path of :mod:`mcp_otel._json` only for values orjson
+cannot take.
 """
 
 from __future__ import annotations
@@ -170,9 +172,9 @@ def _log_envelope(rec: Any, ts: str | None) -> dict[str, Any]:
     if rec.severity_text:
         env["severity"] = rec.severity_text
     elif sev_num is not None:
-        env["severity"] = sev_num.name
+        env["severity"] = getattr(sev_num, "name", str(sev_num))  # a bare int is tolerated
     if sev_num is not None:
-        env["severity_number"] = sev_num.value
+        env["severity_number"] = getattr(sev_num, "value", sev_num)
     if rec.event_name:
         env["event_name"] = rec.event_name
     if rec.body is not None:
@@ -294,7 +296,8 @@ def _log_lines(
                 attrs_b = fast(plain, default=_default, option=_LINE_OPTS)
                 if checked and _NULL in attrs_b and _has_nonfinite(plain):
                     raise _SlowPath
-        except (TypeError, orjson.JSONEncodeError, RecursionError, RuntimeError, _SlowPath):
+            sev_value = b"" if sev_num is None else b',"severity_number":%d' % sev_num.value
+        except Exception:  # anything unusual: the careful route decides
             out += _log_line_slow(readable, f"{prefix}.{frac:09d}Z", resources)
             continue
         out += b'{"timestamp":"'
@@ -303,8 +306,7 @@ def _log_lines(
         if sev_b is not None:
             out += b',"severity":'
             out += sev_b
-        if sev_num is not None:
-            out += b',"severity_number":%d' % sev_num.value
+        out += sev_value
         if event_b is not None:
             out += b',"event_name":'
             out += event_b
