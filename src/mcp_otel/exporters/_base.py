@@ -4,12 +4,25 @@ from __future__ import annotations
 
 import os
 import threading
+import weakref
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 
 from mcp_otel.exporters import _config
 from mcp_otel.exporters._file import LockedJsonlFile, _stderr
+
+_EXPORTERS: weakref.WeakSet[_JsonlExporterBase] = weakref.WeakSet()
+
+
+def _after_fork_child() -> None:
+    # A fork while another thread held the counters' lock must not deadlock the child.
+    for exporter in list(_EXPORTERS):
+        exporter._counts_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_child)
 
 
 class _JsonlExporterBase:
@@ -59,6 +72,7 @@ class _JsonlExporterBase:
         self._failed = 0
         self._shutdown = False
         self._disabled_reported = False
+        _EXPORTERS.add(self)
 
     # ---------------------------------------------------------------- read side
     @property
