@@ -101,6 +101,7 @@ class AuditLogRecordProcessor(LogRecordProcessor):
         on_committed: Callable[[Sequence[ReadWriteLogRecord]], None] | None = None,
         on_lost: Callable[[Sequence[ReadWriteLogRecord], BaseException | None], None]
         | None = None,
+        on_late: Callable[[list[_Item]], None] | None = None,
         name: str = "mcp-otel-audit-writer",
     ) -> None:
         if max_queue_size < 1 or max_batch_size < 1:
@@ -113,20 +114,21 @@ class AuditLogRecordProcessor(LogRecordProcessor):
         self._seal = seal
         self._on_committed = on_committed
         self._on_lost = on_lost
+        self._on_late = on_late
         self._name = name
         self._init_state()
 
     def _init_state(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # only for idle/full transitions, never per record
         self._not_empty = threading.Condition(self._lock)
         self._not_full = threading.Condition(self._lock)
-        self._done_cv = threading.Condition(self._lock)
         self._queue: collections.deque[_Item] = collections.deque()
         self._room_waiters: list[asyncio.Future[None]] = []
-        self._enqueued = 0  # tickets handed out
-        self._done = 0  # tickets written or lost
+        self._sync_waiting = 0
         self._worker_idle = False
         self._accepting = True
+        self._ended = False  # the final record was dequeued (writer thread only)
+        self._processed = 0  # records that reached the writer (writer thread only)
         self._shutdown = False
         self._worker: threading.Thread | None = None
         self._pid = _getpid()
@@ -147,36 +149,38 @@ class AuditLogRecordProcessor(LogRecordProcessor):
             self.put(log_record, waiter)
 
     def put_final(self, record: ReadWriteLogRecord) -> None:
-        """Queue the last record (even over capacity, it is one) and accept no more.
+        """Queue the last record (even over capacity: it is one) and accept no more.
 
-        Nothing is queued when no record was ever accepted: an unused session needs no end
-        record. Deciding that under the queue lock means no record can slip in between.
+        The writer writes it only if the session wrote anything before it, and hands any
+        record that raced past the closing door (queued behind it) to ``on_late``: the
+        final record is always the last one of its chain.
         """
-        self._check_fork()
+        if self._pid != _PID:
+            self._check_fork()
         with self._lock:
             if not self._accepting:
                 raise RuntimeError("audit processor is shut down")
-            if self._enqueued == 0:
-                self._accepting = False
-                return
-            self._queue.append((record, None))
-            self._enqueued += 1
             self._accepting = False
+            self._queue.append((record, _FINAL))
             if self._worker_idle:
                 self._not_empty.notify()
         if self._worker is None:
             self._start_worker()
 
     def _try_put(self, record: ReadWriteLogRecord, waiter: Waiter) -> bool:
-        self._check_fork()
-        with self._lock:
-            if not self._accepting:
-                raise RuntimeError("audit processor is shut down")
-            if len(self._queue) >= self._max_queue:
-                return False
-            self._queue.append((record, waiter))
-            self._enqueued += 1
-            if self._worker_idle:
+        # Lock-free: deque.append is atomic, so producers never contend on a lock (under
+        # 8 threads a per-record lock cost more than the rest of the record). The bound is
+        # soft by at most the number of producer threads racing the length check.
+        if self._pid != _PID:
+            self._check_fork()
+        if not self._accepting:
+            raise RuntimeError("audit processor is shut down")
+        q = self._queue
+        if len(q) >= self._max_queue:
+            return False
+        q.append((record, waiter))
+        if self._worker_idle:  # the worker publishes this before its last look at the queue
+            with self._lock:
                 self._not_empty.notify()
         if self._worker is None:
             self._start_worker()
@@ -185,43 +189,37 @@ class AuditLogRecordProcessor(LogRecordProcessor):
     def put(self, record: ReadWriteLogRecord, waiter: Waiter = None,
             timeout: float | None = None) -> None:
         """Queue ``record``, blocking while the queue is full (bounded wait)."""
-        if self._try_put(record, waiter):
-            return
         deadline = time.monotonic() + (self._queue_timeout if timeout is None else timeout)
-        with self._lock:
-            while len(self._queue) >= self._max_queue and self._accepting:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise QueueFullTimeout(f"no room in the audit queue for {self._queue_timeout}s")
-                self._not_full.wait(remaining)
-        self.put(record, waiter, max(0.0, deadline - time.monotonic()))
+        while not self._try_put(record, waiter):
+            with self._lock:
+                self._sync_waiting += 1
+                try:
+                    while len(self._queue) >= self._max_queue and self._accepting:
+                        remaining = deadline - time.monotonic()
+                        if remaining <= 0:
+                            raise QueueFullTimeout(
+                                f"no room in the audit queue for {self._queue_timeout}s")
+                        self._not_full.wait(remaining)
+                finally:
+                    self._sync_waiting -= 1
 
     async def put_async(self, record: ReadWriteLogRecord, waiter: Waiter = None) -> None:
         """Queue ``record``, awaiting (not blocking the loop) while the queue is full."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._queue_timeout
-        while True:
+        while not self._try_put(record, waiter):
             fut: asyncio.Future[None] = loop.create_future()
-            with self._lock:
-                if not self._accepting:
-                    raise RuntimeError("audit processor is shut down")
+            with self._lock:  # re-checked under the lock the writer takes to wake us
                 if len(self._queue) < self._max_queue:
-                    fut = None  # type: ignore[assignment]
-                else:
-                    self._room_waiters.append(fut)
-            if fut is None:
-                if self._try_put(record, waiter):
-                    return
-                continue
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                raise QueueFullTimeout(f"no room in the audit queue for {self._queue_timeout}s")
+                    continue
+                self._room_waiters.append(fut)
+            timer = loop.call_at(deadline, _expire, fut)
             try:
-                await asyncio.wait_for(fut, remaining)
-            except TimeoutError:
-                raise QueueFullTimeout(
-                    f"no room in the audit queue for {self._queue_timeout}s"
-                ) from None
+                await fut
+            finally:
+                timer.cancel()
+            if fut.result() is _EXPIRED:
+                raise QueueFullTimeout(f"no room in the audit queue for {self._queue_timeout}s")
 
     def queued(self) -> int:
         return len(self._queue)
@@ -238,25 +236,56 @@ class AuditLogRecordProcessor(LogRecordProcessor):
         t.start()
 
     def _take_batch(self, block: bool) -> list[_Item] | None:
-        with self._lock:
-            while not self._queue:
-                if self._shutdown or not block:
-                    return None
-                self._worker_idle = True
-                self._not_empty.wait(0.5)
-                self._worker_idle = False
-                if not self._queue:
-                    return []
-            n = min(len(self._queue), self._max_batch)
-            pop = self._queue.popleft
-            batch = [pop() for _ in range(n)]
-            self._not_full.notify_all()
-            waiters, self._room_waiters = self._room_waiters, []
-        _wake(waiters, None)
+        q = self._queue
+        if not q:
+            with self._lock:
+                self._worker_idle = True  # published before the last look (see _try_put)
+                try:
+                    while not q:
+                        if self._shutdown or not block:
+                            return None
+                        self._not_empty.wait(0.5)
+                        if not q:
+                            return []  # let the loop re-check its weak reference
+                finally:
+                    self._worker_idle = False
+        pop = q.popleft
+        batch = [pop() for _ in range(min(len(q), self._max_batch))]
+        if self._room_waiters or self._sync_waiting:
+            with self._lock:
+                self._not_full.notify_all()
+                waiters, self._room_waiters = self._room_waiters, []
+            _wake(waiters, None)
         return batch
 
     def _write(self, batch: list[_Item]) -> None:
-        records = [r for r, _ in batch]
+        if self._ended:
+            self._late(batch)
+            return
+        items: list[_Item] = []
+        markers: list[threading.Event] = []
+        late: list[_Item] = []
+        for i, (rec, w) in enumerate(batch):
+            if rec is _FLUSH:
+                markers.append(w)  # type: ignore[arg-type]
+            elif w is _FINAL:
+                self._ended = True
+                if self._processed or items:  # an unused session needs no end record
+                    items.append((rec, None))
+                late = batch[i + 1:]
+                break
+            else:
+                items.append((rec, w))
+        if items:
+            self._export(items)
+        for m in markers:
+            m.set()
+        if late:
+            self._late(late)
+
+    def _export(self, items: list[_Item]) -> None:
+        records = [r for r, _ in items]
+        self._processed += len(records)
         error: BaseException | None = None
         ok = False
         if self._seal is not None:
@@ -288,32 +317,53 @@ class AuditLogRecordProcessor(LogRecordProcessor):
                     self._on_lost(records, error)
                 except Exception as exc:
                     _stderr(f"mcp-otel audit: on_lost hook failed: {exc!r}")
-        _resolve(batch, ok)
-        with self._lock:
-            self._done += len(batch)
-            self._done_cv.notify_all()
+        _resolve(items, ok)
+
+    def _late(self, items: list[_Item]) -> None:
+        """Items queued behind the final record: records go to ``on_late`` (the next
+        session), flush markers are released."""
+        records = []
+        for rec, w in items:
+            if rec is _FLUSH:
+                w.set()  # type: ignore[union-attr]
+            elif w is not _FINAL:
+                records.append((rec, w))
+        if not records:
+            return
+        if self._on_late is not None:
+            try:
+                self._on_late(records)
+                return
+            except Exception as exc:
+                _stderr(f"mcp-otel audit: on_late hook failed: {exc!r}")
+        self.lost += len(records)
+        if self._on_lost is not None:
+            self._on_lost([r for r, _ in records], None)
+        _resolve(records, False)
 
     # -- flush / shutdown --------------------------------------------------------------
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
-        """Block until everything queued before the call is written (or declared lost)."""
+        """Block until everything queued before the call is written (or declared lost).
+
+        A marker goes through the queue behind those records (FIFO), so no counter is
+        shared with the producers.
+        """
         if self._pid != _getpid():
             return True
-        deadline = time.monotonic() + timeout_millis / 1000
-        with self._lock:
-            target = self._enqueued
-            need_start = self._worker is None and bool(self._queue)
-        if need_start:
-            self._start_worker()
-        with self._lock:
-            if self._worker_idle:
+        worker = self._worker
+        if self._shutdown and (worker is None or not worker.is_alive()):
+            return not self._queue
+        if worker is None and not self._queue:
+            return True
+        marker = threading.Event()
+        self._queue.append((_FLUSH, marker))  # type: ignore[arg-type]
+        if self._worker_idle:
+            with self._lock:
                 self._not_empty.notify()
-            while self._done < target:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self._done_cv.wait(remaining)
-        return True
+        if self._worker is None:
+            self._start_worker()
+        return marker.wait(timeout_millis / 1000)
 
     async def flush_async(self, timeout: float = 30.0) -> bool:
         """Await :meth:`force_flush` without blocking the event loop."""
@@ -334,6 +384,12 @@ class AuditLogRecordProcessor(LogRecordProcessor):
         _wake(waiters, None)
         if worker is not None and worker is not threading.current_thread():
             worker.join(timeout_millis / 1000)
+            if not worker.is_alive() and self._queue:
+                # A producer that passed the open door just before it closed and appended
+                # after the writer left: handle it here rather than strand it.
+                leftover = list(self._queue)
+                self._queue.clear()
+                self._write(leftover)
         try:
             self._exporter.shutdown()
         except Exception as exc:
@@ -347,6 +403,16 @@ class AuditLogRecordProcessor(LogRecordProcessor):
         if self._pid != _getpid():
             # In a forked child: the parent's queue belongs to the parent, which writes it.
             self._init_state()
+
+
+_FLUSH: Any = object()  # marker record: force_flush waits for it to come out
+_FINAL: Any = object()  # waiter slot of the final (session-end) record
+_EXPIRED: Any = object()
+
+
+def _expire(fut: asyncio.Future[Any]) -> None:
+    if not fut.done():
+        fut.set_result(_EXPIRED)
 
 
 _PID = os.getpid()

@@ -184,6 +184,7 @@ class _Session:
             seal=self._seal,
             on_committed=self._committed,
             on_lost=self._lost,
+            on_late=self._late,
         )
         self.provider = LoggerProvider(
             resource=_setup.build_resource(),
@@ -240,6 +241,17 @@ class _Session:
             f"after {owner._retry.attempts if owner else '?'} attempts{cause}; the loss is "
             "declared in the next record of the session"
         )
+
+    def _late(self, items: list[tuple[ReadWriteLogRecord, Any]]) -> None:
+        """Records that raced this session's end: they go to the logger's next session."""
+        owner = self._owner()
+        if owner is None:
+            raise RuntimeError("audit logger is gone")
+        nxt = owner._current()
+        if nxt is self:
+            raise RuntimeError("no next session")
+        for record, waiter in items:
+            nxt.processor.put(record, waiter)
 
     def lost_unqueued(self, owner: AuditLogger, exc: BaseException) -> None:
         self.unqueued_lost += 1
