@@ -93,3 +93,43 @@ def test_retry_policy_backoff() -> None:
     assert RetryPolicy(attempts=6, initial_delay=0.05, max_delay=0.3).delays() == [
         0.05, 0.1, 0.2, 0.3, 0.3]
     assert RetryPolicy(attempts=1).delays() == []
+
+
+def test_final_record_is_last_and_racing_records_go_to_on_late() -> None:
+    exporter = InMemoryLogRecordExporter()
+    late: list[Any] = []
+    p = AuditLogRecordProcessor(exporter, on_late=late.extend)
+    provider = LoggerProvider(shutdown_on_exit=False)
+    provider.add_log_record_processor(p)
+    logger = provider.get_logger("t")
+    gate = threading.Event()
+    original = exporter.export
+
+    def slow_export(batch: Any) -> Any:
+        gate.wait(10)
+        return original(batch)
+
+    exporter.export = slow_export  # type: ignore[method-assign]
+    logger.emit(attributes={"n": 1})
+    assert p.force_flush(100) is False  # the writer is held at the gate
+    from opentelemetry._logs import LogRecord
+    from opentelemetry.sdk._logs import ReadWriteLogRecord
+
+    def rec(n: int) -> ReadWriteLogRecord:
+        return ReadWriteLogRecord(LogRecord(attributes={"n": n}))
+
+    p.put_final(rec(99))
+    # A producer that passed the open door just before it closed appends behind the end:
+    p._queue.append((rec(2), None))
+    gate.set()
+    assert p.force_flush(10_000)
+    written = [r.log_record.attributes["n"] for r in exporter.get_finished_logs()]
+    assert written == [1, 99]  # the final record is the last one written
+    assert [r.log_record.attributes["n"] for r, _ in late] == [2]
+    try:
+        p._try_put(rec(3), None)
+    except RuntimeError:
+        pass
+    else:
+        raise AssertionError("a closed processor accepted a record")
+    provider.shutdown()
