@@ -7,6 +7,8 @@ is queued. An audit trail needs the opposite trade-offs:
 * **No eviction.** The queue is bounded (memory stays bounded by the queue, not by the
   burst); when it is full the *caller* waits for room, up to ``queue_timeout`` seconds.
   A record that still finds no room is counted and declared, never silently dropped.
+  Enqueueing is a lock-free ``deque.append``; the lock is only taken to wake an idle
+  writer or to park a caller on a full queue.
 * **Group commit.** One writer thread takes everything queued (up to
   ``max_batch_size``) and hands it to the exporter in one call; callers that asked to wait
   for the write are woken together when the batch is in the file. Under load batches
@@ -18,7 +20,10 @@ is queued. An audit trail needs the opposite trade-offs:
   record right before export, so the hash chain follows the file order exactly.
 
 Waiters are ``asyncio`` futures (resolved on their own loop with ``call_soon_threadsafe``;
-several threads may each run their own loop) or plain threads (``force_flush``).
+several threads may each run their own loop) or plain threads (``force_flush`` puts a
+marker through the queue and waits for it). A final record (``put_final``) closes the
+processor; the writer keeps it last and hands anything that raced in behind it to
+``on_late``.
 """
 
 from __future__ import annotations
