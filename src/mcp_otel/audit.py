@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
-import errno
 import os
 import secrets
 import signal
@@ -33,11 +32,6 @@ from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 
 from mcp_otel import _audit_processor as _ap
 from mcp_otel import integrity, redaction
-
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - Windows
-    fcntl = None  # type: ignore[assignment]
 
 __all__ = ["AuditLogger", "install_sigterm_handler"]
 
@@ -356,7 +350,6 @@ class AuditLogger:
         self._ended_lost = 0
         self.tool_call_counter = 0
         _make_private_dir(self.log_dir)
-        _repair_torn_tail(Path(self._path_template.replace("{date}", _today())))
         self._session = _Session(self)
         with _LIVE_LOCK:
             _LIVE.add(self)
@@ -616,37 +609,6 @@ def _make_private_dir(path: Path) -> None:
         with contextlib.suppress(FileExistsError):
             os.mkdir(d, 0o700)
             os.chmod(d, 0o700)
-
-
-def _repair_torn_tail(path: Path) -> None:
-    """If a crashed writer left ``path`` ending mid-line, end that line first.
-
-    Done under the same ``flock`` the exporter takes, so a live writer in another process
-    never sees its batch split. Without this, our first record would be glued to the torn
-    line and become unreadable with it.
-    """
-    if fcntl is None:
-        return
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0))
-    except OSError as exc:
-        if exc.errno not in (errno.ENOENT,):
-            _ap._stderr(f"mcp-otel audit: cannot check {path}: {exc.strerror}")
-        return
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        try:
-            size = os.fstat(fd).st_size
-            if size and os.pread(fd, 1, size - 1) != b"\n":
-                os.write(fd, b"\n")
-                _ap._stderr(f"mcp-otel audit: {path} ended with an incomplete line "
-                            "(a writer crashed); starting on a fresh line")
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-    except OSError as exc:
-        _ap._stderr(f"mcp-otel audit: cannot check {path}: {exc.strerror}")
-    finally:
-        os.close(fd)
 
 
 _hooks_installed = False

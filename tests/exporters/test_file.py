@@ -386,3 +386,21 @@ def test_dropped_exporter_does_not_leak_its_descriptor(tmp_path: Path) -> None:
     del exporter
     gc.collect()
     assert open_on_target() == 0
+
+
+def test_a_writer_dead_mid_line_does_not_swallow_the_next_batch(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A process killed mid-write leaves a fragment; a writer already running starts anew."""
+    path = tmp_path / "shared.jsonl"
+    f = LockedJsonlFile(path)
+    assert f.write(b'{"seq":0}\n')
+    with open(path, "ab") as other:  # another process, dying after half a line
+        other.write(b'{"seq":1,"half":')
+    assert f.write(b'{"seq":2}\n{"seq":3}\n')
+    assert f.write(b'{"seq":4}\n')  # our own tail again: no extra newline
+    f.close()
+    lines = path.read_bytes().split(b"\n")
+    expected = [b'{"seq":0}', b'{"seq":1,"half":', b'{"seq":2}', b'{"seq":3}', b'{"seq":4}']
+    assert lines == [*expected, b""]
+    assert "ended with an incomplete line" in capfd.readouterr().err

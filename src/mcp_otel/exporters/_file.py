@@ -192,6 +192,10 @@ class LockedJsonlFile:
         self._lock = threading.Lock()
         self._fd: int | None = None
         self._fd_path: str | None = None
+        self._fd_readable = False
+        # File size right after our last write: when the file has another size at our next
+        # write, someone else wrote in between, and may have died mid-line.
+        self._end: int | None = None
         self._day: int | None = None
         self._day_path = ""
         self._last_sync = monotonic()
@@ -319,6 +323,14 @@ class LockedJsonlFile:
                     if rotated is not None:
                         self._after_rotation(path, rotated)
                     continue
+                if size > 0 and size != self._end and self._torn_tail(fd, size):
+                    # Another writer died mid-line: start on a fresh line, or our first
+                    # record would be glued to its fragment and lost with it.
+                    payload = b"\n" + bytes(payload)
+                    _stderr(
+                        f"{self._label}: {path} ended with an incomplete line (a writer "
+                        "died mid-write); continuing on a fresh line\n"
+                    )
                 self._op = "write"
                 try:
                     written = os.write(fd, payload)
@@ -332,6 +344,7 @@ class LockedJsonlFile:
                         f"short write ({written} of {len(payload)} bytes: disk full or "
                         "file size limit); the batch was rolled back",
                     )
+                self._end = size + written
             finally:
                 if self._fd == fd:
                     fcntl.flock(fd, fcntl.LOCK_UN)
@@ -345,6 +358,14 @@ class LockedJsonlFile:
             return
         raise OSError(errno.EAGAIN, "the file kept being replaced while we tried to lock it")
 
+    def _torn_tail(self, fd: int, size: int) -> bool:
+        if not self._fd_readable:
+            return False
+        try:
+            return os.pread(fd, 1, size - 1) != b"\n"
+        except OSError:
+            return False
+
     def _still_named(self, path: str, st: os.stat_result) -> bool:
         try:
             cur = os.stat(path, follow_symlinks=False)
@@ -356,8 +377,9 @@ class LockedJsonlFile:
         directory = os.path.dirname(path) or "."
         self._make_dirs(directory)
         # O_NONBLOCK: opening a FIFO planted at the path must fail (ENXIO), not hang.
+        # O_RDWR only so that the last byte can be checked for a torn line (see _torn_tail).
         flags = (
-            os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0)
+            os.O_RDWR | os.O_APPEND | os.O_CLOEXEC | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0)
         )
         created = False
         try:
@@ -365,7 +387,10 @@ class LockedJsonlFile:
             created = True
         except FileExistsError:
             try:
-                fd = os.open(path, flags)
+                try:
+                    fd = os.open(path, flags)
+                except PermissionError:  # a write-only file: append without the tail check
+                    fd = os.open(path, (flags & ~os.O_RDWR) | os.O_WRONLY)
             except OSError as exc:
                 if exc.errno == errno.ELOOP:
                     raise OSError(
@@ -386,6 +411,8 @@ class LockedJsonlFile:
             raise
         self._fd = fd
         self._fd_path = path
+        self._fd_readable = (fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE) == os.O_RDWR
+        self._end = None
 
     def _make_dirs(self, directory: str) -> None:
         if os.path.isdir(directory):
