@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from opentelemetry import _logs, metrics, trace
-from opentelemetry.sdk._logs import LoggerProvider, ReadableLogRecord
+from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import (
     BatchLogRecordProcessor,
     LogRecordExporter,
@@ -44,11 +44,10 @@ from opentelemetry.sdk.metrics.export import (
     MetricExporter,
     MetricExportResult,
     MetricReader,
-    MetricsData,
     PeriodicExportingMetricReader,
 )
 from opentelemetry.sdk.resources import SERVICE_NAME, OTELResourceDetector, Resource
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 DEFAULT_DIR = "./mcp-otel-data"
@@ -136,70 +135,55 @@ def build_resource(attributes: Mapping[str, Any] | None = None) -> Resource:
 # --------------------------------------------------------------------------- exporters
 
 
-class _ForkSafeSpanExporter(SpanExporter):
-    def __init__(self, inner: SpanExporter) -> None:
+class _ForkSafe:
+    """Forwards to ``inner`` only in the process that built it; elsewhere succeeds inertly.
+
+    ``export`` and ``shutdown`` pass their arguments through unchanged (the wrapped
+    exporter's defaults apply); ``force_flush`` keeps each SDK interface's default timeout.
+    """
+
+    _success: Any
+
+    def __init__(self, inner: Any) -> None:
         self.inner = inner
         self._pid = os.getpid()
 
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+    def export(self, batch: Any, *args: Any, **kwargs: Any) -> Any:
         if os.getpid() != self._pid:
-            return SpanExportResult.SUCCESS
-        return self.inner.export(spans)
+            return self._success
+        return self.inner.export(batch, *args, **kwargs)
 
-    def shutdown(self) -> None:
-        if os.getpid() == self._pid:
-            self.inner.shutdown()
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
+    def force_flush(self, timeout_millis: float = 30_000) -> bool:
         if os.getpid() != self._pid:
             return True
         return self.inner.force_flush(timeout_millis)
 
-
-class _ForkSafeLogExporter(LogRecordExporter):
-    def __init__(self, inner: LogRecordExporter) -> None:
-        self.inner = inner
-        self._pid = os.getpid()
-
-    def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
-        if os.getpid() != self._pid:
-            return LogRecordExportResult.SUCCESS
-        return self.inner.export(batch)
-
-    def shutdown(self) -> None:
+    def shutdown(self, *args: Any, **kwargs: Any) -> None:
         if os.getpid() == self._pid:
-            self.inner.shutdown()
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        if os.getpid() != self._pid:
-            return True
-        return self.inner.force_flush(timeout_millis)
+            self.inner.shutdown(*args, **kwargs)
 
 
-class _ForkSafeMetricExporter(MetricExporter):
+class _ForkSafeSpanExporter(_ForkSafe, SpanExporter):
+    _success = SpanExportResult.SUCCESS
+
+
+class _ForkSafeLogExporter(_ForkSafe, LogRecordExporter):
+    _success = LogRecordExportResult.SUCCESS
+
+
+class _ForkSafeMetricExporter(_ForkSafe, MetricExporter):
+    _success = MetricExportResult.SUCCESS
+
     def __init__(self, inner: MetricExporter) -> None:
-        super().__init__(
+        MetricExporter.__init__(
+            self,
             preferred_temporality=inner._preferred_temporality,
             preferred_aggregation=inner._preferred_aggregation,
         )
-        self.inner = inner
-        self._pid = os.getpid()
-
-    def export(
-        self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
-    ) -> MetricExportResult:
-        if os.getpid() != self._pid:
-            return MetricExportResult.SUCCESS
-        return self.inner.export(metrics_data, timeout_millis=timeout_millis, **kwargs)
+        _ForkSafe.__init__(self, inner)
 
     def force_flush(self, timeout_millis: float = 10_000) -> bool:
-        if os.getpid() != self._pid:
-            return True
-        return self.inner.force_flush(timeout_millis=timeout_millis)
-
-    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
-        if os.getpid() == self._pid:
-            self.inner.shutdown(timeout_millis=timeout_millis, **kwargs)
+        return super().force_flush(timeout_millis)
 
 
 def fork_safe(exporter: Any) -> Any:
