@@ -82,7 +82,7 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -763,18 +763,22 @@ class DiscoveryCache:
 
     # ------------------------------------------------------------------ maintenance
 
-    async def invalidate_connection(self, connection: str) -> int:
-        """Remove every entry of ``connection`` from both tiers; returns how many entries."""
-        if not isinstance(connection, str):
-            raise TypeError("connection must be str")
-        span = self._start("cache.invalidate")
+    async def _maintenance(
+        self,
+        name: str,
+        work: Callable[..., tuple[int, int]],
+        *args: Any,
+        conn: str | None = None,
+    ) -> int:
+        """``work(*args, live_span)`` in a worker thread under span ``name`` (with the
+        hashed ``conn`` when given, and the entries and bytes removed); returns entries."""
+        span = self._start(name)
         try:
             live = span if span is not None and span.is_recording() else None
-            if live is not None:
-                conn_hash = hashlib.sha256(_utf8(connection)).hexdigest()[:16]
+            if live is not None and conn is not None:
+                conn_hash = hashlib.sha256(_utf8(conn)).hexdigest()[:16]
                 live.set_attribute(A_CONN, f"conn_{conn_hash}")
-            wanted = _json.to_jsonable(connection)
-            removed, size = await asyncio.to_thread(self._invalidate, wanted, live)
+            removed, size = await asyncio.to_thread(work, *args, live)
             if live is not None:
                 live.set_attribute(A_REMOVED, removed)
                 live.set_attribute(A_SIZE, size)
@@ -782,6 +786,14 @@ class DiscoveryCache:
         finally:
             if span is not None:
                 span.end()
+
+    async def invalidate_connection(self, connection: str) -> int:
+        """Remove every entry of ``connection`` from both tiers; returns how many entries."""
+        if not isinstance(connection, str):
+            raise TypeError("connection must be str")
+        return await self._maintenance(
+            "cache.invalidate", self._invalidate, _json.to_jsonable(connection), conn=connection
+        )
 
     def _invalidate(self, connection: str, span: Span | None) -> tuple[int, int]:
         self._maintain(span)  # writers always check (a stat): they must bump the live file
@@ -812,17 +824,7 @@ class DiscoveryCache:
 
     async def clear_expired(self) -> int:
         """Remove expired and corrupt entries and abandoned temporary files; returns entries."""
-        span = self._start("cache.clear_expired")
-        try:
-            live = span if span is not None and span.is_recording() else None
-            removed, size = await asyncio.to_thread(self._clear_expired, live)
-            if live is not None:
-                live.set_attribute(A_REMOVED, removed)
-                live.set_attribute(A_SIZE, size)
-            return removed
-        finally:
-            if span is not None:
-                span.end()
+        return await self._maintenance("cache.clear_expired", self._clear_expired)
 
     def _clear_expired(self, span: Span | None) -> tuple[int, int]:
         self._maintain(span)  # writers always check (a stat): they must bump the live file
@@ -850,17 +852,7 @@ class DiscoveryCache:
 
     async def clear_all(self) -> int:
         """Remove every entry from both tiers; returns the number of files removed."""
-        span = self._start("cache.clear_all")
-        try:
-            live = span if span is not None and span.is_recording() else None
-            removed, size = await asyncio.to_thread(self._clear_all, live)
-            if live is not None:
-                live.set_attribute(A_REMOVED, removed)
-                live.set_attribute(A_SIZE, size)
-            return removed
-        finally:
-            if span is not None:
-                span.end()
+        return await self._maintenance("cache.clear_all", self._clear_all)
 
     def _clear_all(self, span: Span | None) -> tuple[int, int]:
         self._maintain(span)  # writers always check (a stat): they must bump the live file
