@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from datetime import timedelta
 from typing import Any
 
 from opentelemetry.sdk.metrics.export import (
@@ -14,7 +13,7 @@ from opentelemetry.sdk.metrics.export import (
 )
 from opentelemetry.sdk.metrics.view import Aggregation
 
-from mcp_otel.exporters import _config, _flat, _otlp_json
+from mcp_otel.exporters import _flat, _otlp_json
 from mcp_otel.exporters._base import _JsonlExporterBase
 
 
@@ -45,38 +44,18 @@ class JsonlMetricExporter(_JsonlExporterBase, MetricExporter):
         self,
         path: str | os.PathLike[str] | None = None,
         *,
-        format: _config.LineFormat | None = None,
-        fsync: _config.FsyncPolicy | None = None,
-        file_mode: int = 0o600,
-        dir_mode: int = 0o700,
-        max_bytes: int | None = None,
-        max_files: int | None = None,
-        max_age: timedelta | float | None = None,
-        compress: bool | None = None,
-        include_resource: bool | None = None,
-        disabled: bool | None = None,
         preferred_temporality: dict[type, AggregationTemporality] | None = None,
         preferred_aggregation: dict[type, Aggregation] | None = None,
+        **options: Any,
     ) -> None:
+        """``options`` are the keyword arguments every exporter takes (``format``,
+        ``fsync``, rotation, ...; see :class:`_JsonlExporterBase`)."""
         MetricExporter.__init__(
             self,
             preferred_temporality=preferred_temporality,
             preferred_aggregation=preferred_aggregation,
         )
-        _JsonlExporterBase.__init__(
-            self,
-            path,
-            format=format,
-            fsync=fsync,
-            file_mode=file_mode,
-            dir_mode=dir_mode,
-            max_bytes=max_bytes,
-            max_files=max_files,
-            max_age=max_age,
-            compress=compress,
-            include_resource=include_resource,
-            disabled=disabled,
-        )
+        _JsonlExporterBase.__init__(self, path, **options)
 
     def export(
         self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
