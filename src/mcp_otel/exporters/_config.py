@@ -68,32 +68,32 @@ def default_path(signal: str) -> Path:
     return data_dir() / signal / f"{signal}_{{date}}.jsonl"
 
 
-def resolve_format(value: str | None) -> LineFormat:
+def _resolve_choice(
+    value: str | None, allowed: frozenset[str], arg: str, env_name: str, default: str
+) -> str:
+    """An explicit ``value`` must be one of ``allowed``; otherwise ``env_name`` (any case),
+    falling back to ``default`` with a warning when it is not one of them."""
     if value is not None:
-        if value not in FORMATS:
-            raise ValueError(f"format must be one of {sorted(FORMATS)}, not {value!r}")
-        return value  # type: ignore[return-value]
-    env = _env(ENV_FORMAT)
+        if value not in allowed:
+            raise ValueError(f"{arg} must be one of {sorted(allowed)}, not {value!r}")
+        return value
+    env = _env(env_name)
     if env is None:
-        return DEFAULT_FORMAT
-    if env.lower() in FORMATS:
-        return env.lower()  # type: ignore[return-value]
-    _warn(ENV_FORMAT, env, DEFAULT_FORMAT)
-    return DEFAULT_FORMAT
+        return default
+    if env.lower() in allowed:
+        return env.lower()
+    _warn(env_name, env, default)
+    return default
+
+
+def resolve_format(value: str | None) -> LineFormat:
+    choice = _resolve_choice(value, FORMATS, "format", ENV_FORMAT, DEFAULT_FORMAT)
+    return choice  # type: ignore[return-value]
 
 
 def resolve_fsync(value: str | None) -> FsyncPolicy:
-    if value is not None:
-        if value not in FSYNC_POLICIES:
-            raise ValueError(f"fsync must be one of {sorted(FSYNC_POLICIES)}, not {value!r}")
-        return value  # type: ignore[return-value]
-    env = _env(ENV_FSYNC)
-    if env is None:
-        return DEFAULT_FSYNC
-    if env.lower() in FSYNC_POLICIES:
-        return env.lower()  # type: ignore[return-value]
-    _warn(ENV_FSYNC, env, DEFAULT_FSYNC)
-    return DEFAULT_FSYNC
+    choice = _resolve_choice(value, FSYNC_POLICIES, "fsync", ENV_FSYNC, DEFAULT_FSYNC)
+    return choice  # type: ignore[return-value]
 
 
 def _env_int(name: str) -> int | None:
