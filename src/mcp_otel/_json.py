@@ -41,6 +41,7 @@ import dataclasses
 import datetime as _dt
 import enum
 import math
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -216,30 +217,38 @@ def _has_nonfinite(value: Any, depth: int = 0) -> bool:
     return isinstance(value, float | dict | list | tuple)  # subclasses: slow path decides
 
 
-def dumps(value: Any) -> bytes:
-    """Compact UTF-8 JSON bytes for ``value``; never raises, never writes invalid JSON.
-
-    orjson handles the common case in one C call; a ``null`` in its output may be a
-    NaN/inf orjson flattened, so only then do we look for non-finite floats.
-    """
-    try:
-        out = orjson.dumps(value, default=_default, option=_OPTS)
-    except (TypeError, orjson.JSONEncodeError, RecursionError):
-        return orjson.dumps(to_jsonable(value), option=_OPTS)
-    if _NULL in out and _has_nonfinite(value):
-        return orjson.dumps(to_jsonable(value), option=_OPTS)
-    return out
-
-
 _LINE_OPTS = _OPTS | orjson.OPT_APPEND_NEWLINE
 
 
-def dumps_line(value: Any) -> bytes:
-    """:func:`dumps` plus a trailing ``\\n`` (appended by orjson, saving a copy per line)."""
-    try:
-        out = orjson.dumps(value, default=_default, option=_LINE_OPTS)
-    except (TypeError, orjson.JSONEncodeError, RecursionError):
-        return orjson.dumps(to_jsonable(value), option=_LINE_OPTS)
-    if _NULL in out and _has_nonfinite(value):
-        return orjson.dumps(to_jsonable(value), option=_LINE_OPTS)
-    return out
+def _encoder(option: int, name: str, doc: str) -> Callable[[Any], bytes]:
+    """The never-raising encoder for one orjson ``option`` set.
+
+    orjson handles the common case in one C call; a ``null`` in its output may be a
+    NaN/inf orjson flattened, so only then do we look for non-finite floats. Built once
+    per option set (a closure, not a wrapper) so the hot path has no extra call.
+    """
+
+    def encode(value: Any) -> bytes:
+        try:
+            out = orjson.dumps(value, default=_default, option=option)
+        except (TypeError, orjson.JSONEncodeError, RecursionError):
+            return orjson.dumps(to_jsonable(value), option=option)
+        if _NULL in out and _has_nonfinite(value):
+            return orjson.dumps(to_jsonable(value), option=option)
+        return out
+
+    encode.__name__ = encode.__qualname__ = name
+    encode.__doc__ = doc
+    return encode
+
+
+dumps = _encoder(
+    _OPTS,
+    "dumps",
+    "Compact UTF-8 JSON bytes for ``value``; never raises, never writes invalid JSON.",
+)
+dumps_line = _encoder(
+    _LINE_OPTS,
+    "dumps_line",
+    ":func:`dumps` plus a trailing ``\\n`` (appended by orjson, saving a copy per line).",
+)
