@@ -37,13 +37,11 @@ from opentelemetry.metrics import Histogram, MeterProvider
 from opentelemetry.trace import Span, SpanKind, StatusCode, TracerProvider
 
 from mcp_otel import _json, _setup
+from mcp_otel.telemetry import MCP_DURATION_BUCKETS
 
 __all__ = ["Instrumentation", "instrument"]
 
 _log = logging.getLogger(__name__)
-
-#: MCP semantic conventions' bucket boundaries for the duration histograms (seconds).
-_DURATION_BUCKETS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 30, 60, 120, 300)
 
 #: Keys added to a tools/call response ``_meta``: the same names Osiris' server used, so
 #: clients written for Osiris keep reading them.
@@ -419,13 +417,13 @@ class _McpOtelMiddleware:
             "mcp.server.operation.duration",
             unit="s",
             description="MCP request or notification duration as observed on the server.",
-            explicit_bucket_boundaries_advisory=list(_DURATION_BUCKETS),
+            explicit_bucket_boundaries_advisory=list(MCP_DURATION_BUCKETS),
         )
         self._session_duration: Histogram = meter.create_histogram(
             "mcp.server.session.duration",
             unit="s",
             description="Duration of an MCP session as observed on the server.",
-            explicit_bucket_boundaries_advisory=list(_DURATION_BUCKETS),
+            explicit_bucket_boundaries_advisory=list(MCP_DURATION_BUCKETS),
         )
 
     def _own_span_needed(self) -> bool:
