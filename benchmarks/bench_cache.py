@@ -38,6 +38,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import NoOpTracerProvider
 
+from _common import cpu_model, median_ratio
 from mcp_otel.cache import DiscoveryCache
 from mcp_otel.exporters import JsonlSpanExporter
 
@@ -202,15 +203,7 @@ async def _bench(args: argparse.Namespace, root: Path) -> dict[str, dict[str, li
 
 
 def _machine() -> str:
-    model = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{os.cpu_count()} CPUs ({model}), Python {sys.version.split()[0]}"
+    return f"{os.cpu_count()} CPUs ({cpu_model()}), Python {sys.version.split()[0]}"
 
 
 def main() -> int:
@@ -233,9 +226,7 @@ def main() -> int:
     med = {s: {i: statistics.median(v) for i, v in r.items()} for s, r in results.items()}
 
     def ratio(scenario: str, impl: str) -> float:
-        """Median of the per-round ratios: both sides of a ratio share a round's load."""
-        r = results[scenario]
-        return statistics.median(a / b for a, b in zip(r[impl], r["osiris"], strict=True))
+        return median_ratio(results[scenario][impl], results[scenario]["osiris"])
 
     for scenario in ("get: memory hit", "get: disk hit", "get: miss", "set"):
         m = med[scenario]

@@ -41,6 +41,7 @@ from opentelemetry.sdk._logs.export import (
 )
 from opentelemetry.sdk.resources import Resource
 
+from _common import cpu_model, median_ratio
 from mcp_otel.exporters import JsonlLogExporter
 
 BATCH = 512
@@ -203,16 +204,8 @@ def run_once(kind: str, records: int, threads: int, workdir: Path) -> tuple[floa
 
 
 def machine() -> str:
-    model = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     python = platform.python_version()
-    return f"{os.cpu_count()} CPUs ({model}), Python {python}, {platform.system()}"
+    return f"{os.cpu_count()} CPUs ({cpu_model()}), Python {python}, {platform.system()}"
 
 
 KINDS = ["flat", "otlp", "official", "naive", "discard"]
@@ -261,8 +254,8 @@ def main(argv: list[str] | None = None) -> int:
             runs = results[(kind, threads)]
             official = results[("official", threads)]
             discard = results[("discard", threads)]
-            vs_official = statistics.median(r / o for r, o in zip(runs, official, strict=True))
-            vs_discard = statistics.median(r / d for r, d in zip(runs, discard, strict=True))
+            vs_official = median_ratio(runs, official)
+            vs_discard = median_ratio(runs, discard)
             print(
                 f"| {kind} | {threads} | {statistics.median(runs):,.0f}"
                 f" | {min(runs):,.0f}..{max(runs):,.0f}"

@@ -41,6 +41,7 @@ from opentelemetry.sdk.metrics import Histogram, MeterProvider, ObservableGauge
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.metrics.view import DropAggregation
 
+from _common import cpu_model
 from mcp_otel.telemetry import MCP_DURATION_BUCKETS, TelemetryEmitter
 
 Emit = Callable[[str, str, int, int, int], None]
@@ -184,15 +185,7 @@ VARIANTS = ("bare-sdk", "mcp-otel", "mcp-otel+events", "dict+lock", "dict+lock+f
 
 
 def _machine() -> str:
-    model = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{os.cpu_count()} CPUs (nproc), {model}, Python {platform.python_version()}"
+    return f"{os.cpu_count()} CPUs (nproc), {cpu_model()}, Python {platform.python_version()}"
 
 
 def main(argv: list[str] | None = None) -> int:
