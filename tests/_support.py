@@ -4,6 +4,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -25,3 +32,43 @@ def require_program(name: str) -> str:
     require(path, f"program {name!r} is not installed")
     assert path is not None
     return path
+
+
+# --------------------------------------------------------------------------- real peers
+
+
+def free_port() -> int:
+    """A port that was free on 127.0.0.1 a moment ago (for peers that need fixed ports)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until(
+    predicate: Callable[[], Any], what: str, deadline_s: float = 30.0, step_s: float = 0.05
+) -> Any:
+    """Poll ``predicate`` until it returns something truthy; fail with ``what`` at the deadline.
+
+    Used only for external processes, whose readiness we cannot be notified of.
+    """
+    end = time.monotonic() + deadline_s
+    pause = threading.Event()
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out after {deadline_s:.0f}s waiting for {what}")
+        pause.wait(step_s)  # a bounded back-off between polls of another process, not sync
+
+
+def stop_process(proc: subprocess.Popen[Any], timeout_s: float = 15.0) -> None:
+    """SIGTERM by PID, then SIGKILL if it does not exit in time."""
+    if proc.poll() is not None:
+        return
+    os.kill(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=timeout_s)

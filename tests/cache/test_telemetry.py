@@ -17,6 +17,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
 from mcp_otel.cache import DiscoveryCache
+from tests._otlp_sink import GrpcSink
 
 SECRET_CONN = "postgres://admin:hunter2@db.internal/prod"
 
@@ -260,45 +261,22 @@ async def test_sdk_disabled_means_no_tracer(cache_dir, monkeypatch, telemetry) -
 def test_spans_and_counters_reach_a_real_otlp_receiver(tmp_path: Path) -> None:
     """With an OTLP endpoint configured, the default pipeline also sends cache spans and
     counters to a real gRPC OTLP receiver on 127.0.0.1 (oteltest's servicers)."""
-    from concurrent import futures
-
-    import grpc
-    from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2_grpc
-    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
-    from oteltest.sink.handler import AccumulatingHandler
-    from oteltest.sink.private import _MetricsServiceServicer, _TraceServiceServicer
-
-    handler = AccumulatingHandler()
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(
-        _TraceServiceServicer(handler.handle_trace), server
-    )
-    metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(
-        _MetricsServiceServicer(handler.handle_metrics), server
-    )
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
+    sink = GrpcSink.start()
     try:
         env = {k: "" for k in os.environ if k.startswith("OTEL_")}
         env.update(
             {
                 "MCP_OTEL_DIR": str(tmp_path),
-                "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}",
+                "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{sink.port}",
                 "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
                 "OTEL_EXPORTER_OTLP_TIMEOUT": "5",
             }
         )
         out = _run(_DEFAULT_PIPELINE, env)
     finally:
-        server.stop(grace=None)
+        sink.stop()
     assert out.returncode == 0, out.stderr.decode()
-    spans = [
-        span
-        for req in handler.telemetry.trace_requests
-        for rs in req.pbreq.resource_spans
-        for ss in rs.scope_spans
-        for span in ss.spans
-    ]
+    spans = sink.spans()
     gets = [s for s in spans if s.name == "cache.get"]
     assert [s.name for s in spans].count("cache.set") == 1 and len(gets) == 2
     tiers = sorted(
@@ -306,8 +284,8 @@ def test_spans_and_counters_reach_a_real_otlp_receiver(tmp_path: Path) -> None:
     )
     assert tiers == ["memory", "none"]
     requests = {}
-    for req in handler.telemetry.metric_requests:
-        for rm in req.pbreq.resource_metrics:
+    for req in sink.metric_requests():
+        for rm in req.resource_metrics:
             for sm in rm.scope_metrics:
                 for m in sm.metrics:
                     if m.name == "mcp_otel.cache.requests":

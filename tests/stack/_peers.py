@@ -12,8 +12,6 @@ import hashlib
 import http.client
 import json
 import os
-import signal
-import socket
 import subprocess
 import threading
 import time
@@ -21,46 +19,21 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import zlib
-from collections.abc import Callable, Iterator
-from concurrent import futures
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from tests._otlp_sink import GrpcSink, log_records, spans
+from tests._support import free_port, stop_process, wait_until
+
 REPO = Path(__file__).resolve().parents[2]
 MANIFEST = REPO / "collector" / "builder-config.yaml"
 COLLECTOR_CONFIG = REPO / "collector-config.yaml"
-DEADLINE_S = 30.0
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def free_port() -> int:
-    """A port that was free on 127.0.0.1 a moment ago (the collector needs fixed ports)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_until(
-    predicate: Callable[[], Any], what: str, deadline_s: float = DEADLINE_S, step_s: float = 0.05
-) -> Any:
-    """Poll ``predicate`` until it returns something truthy; fail with ``what`` at the deadline.
-
-    Used only for external processes, whose readiness we cannot be notified of.
-    """
-    end = time.monotonic() + deadline_s
-    last: Any = None
-    while True:
-        last = predicate()
-        if last:
-            return last
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out after {deadline_s:.0f}s waiting for {what}")
-        # Not synchronisation: a bounded back-off between polls of another process.
-        threading.Event().wait(step_s)
 
 
 def http_get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
@@ -72,18 +45,6 @@ def http_get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
         return exc.code, exc.read()
     except (urllib.error.URLError, ConnectionError, TimeoutError, http.client.HTTPException):
         return 0, b""
-
-
-def stop_process(proc: subprocess.Popen[Any], timeout_s: float = 15.0) -> None:
-    """SIGTERM by PID, then SIGKILL if it does not exit in time."""
-    if proc.poll() is not None:
-        return
-    os.kill(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=timeout_s)
 
 
 # --------------------------------------------------------------------------- the collector
@@ -220,37 +181,14 @@ class Sink:
     handler: Any = None
     grpc_port: int = 0
     http_port: int = 0
-    _grpc: Any = None
+    _grpc: GrpcSink | None = None
     _http: ThreadingHTTPServer | None = None
     _thread: threading.Thread | None = None
 
     def start(self) -> None:
-        import grpc
-        from opentelemetry.proto.collector.logs.v1 import logs_service_pb2_grpc
-        from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2_grpc
-        from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
-        from oteltest.sink.handler import AccumulatingHandler
-        from oteltest.sink.private import (
-            _LogsServiceServicer,
-            _MetricsServiceServicer,
-            _TraceServiceServicer,
-        )
-
-        self.handler = AccumulatingHandler()
-        server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(
-            _TraceServiceServicer(self.handler.handle_trace), server
-        )
-        metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(
-            _MetricsServiceServicer(self.handler.handle_metrics), server
-        )
-        logs_service_pb2_grpc.add_LogsServiceServicer_to_server(
-            _LogsServiceServicer(self.handler.handle_logs), server
-        )
-        self.grpc_port = server.add_insecure_port("127.0.0.1:0")
-        server.start()
-        self._grpc = server
-
+        self._grpc = GrpcSink.start()
+        self.handler = self._grpc.handler
+        self.grpc_port = self._grpc.port
         self._http = ThreadingHTTPServer(("127.0.0.1", 0), _make_http_handler(self.handler))
         self.http_port = int(self._http.server_address[1])
         self._thread = threading.Thread(target=self._http.serve_forever, daemon=True)
@@ -258,7 +196,7 @@ class Sink:
 
     def stop(self) -> None:
         if self._grpc is not None:
-            self._grpc.stop(grace=None)
+            self._grpc.stop()
         if self._http is not None:
             self._http.shutdown()
             self._http.server_close()
@@ -274,22 +212,10 @@ class Sink:
         return f"http://127.0.0.1:{self.http_port}/otlp"
 
     def log_records(self) -> list[Any]:
-        return [
-            rec
-            for req in list(self.handler.telemetry.log_requests)
-            for rl in req.pbreq.resource_logs
-            for sl in rl.scope_logs
-            for rec in sl.log_records
-        ]
+        return log_records(self.handler)
 
     def spans(self) -> list[Any]:
-        return [
-            span
-            for req in list(self.handler.telemetry.trace_requests)
-            for rs in req.pbreq.resource_spans
-            for ss in rs.scope_spans
-            for span in ss.spans
-        ]
+        return spans(self.handler)
 
     def log_paths(self) -> set[str]:
         return {

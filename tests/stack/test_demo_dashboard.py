@@ -16,8 +16,9 @@ from typing import Any
 
 import pytest
 
+from tests._support import wait_until
 from tests.stack import _dashboard as dash
-from tests.stack._peers import REPO, Collector, Prometheus, wait_until
+from tests.stack._peers import REPO, Collector, Prometheus
 from tests.stack.test_compose import _config
 
 

@@ -19,7 +19,8 @@ from typing import Any
 
 import pytest
 
-from tests.stack._peers import REPO, Collector, Sink, http_get, jsonl_lines, wait_until
+from tests._support import wait_until
+from tests.stack._peers import REPO, Collector, Sink, http_get, jsonl_lines
 
 CALLS = 300
 STOP_AT = 90  # calls made before the collector is stopped

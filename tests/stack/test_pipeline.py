@@ -24,8 +24,9 @@ from typing import Any
 
 import pytest
 
+from tests._support import wait_until
 from tests.stack import _dashboard as dash
-from tests.stack._peers import REPO, Collector, Prometheus, Sink, jsonl_lines, wait_until
+from tests.stack._peers import REPO, Collector, Prometheus, Sink, jsonl_lines
 
 SERVICE = "mcp-stack-test"
 CALLS = 240

@@ -8,39 +8,19 @@ with a deadline (another process cannot notify us), never waited for with a slee
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
-import threading
-import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator
-from concurrent import futures
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests._support import require
+from tests._otlp_sink import GrpcSink
+from tests._support import free_port, require, stop_process, wait_until
 
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_until(predicate: Callable[[], Any], what: str, deadline_s: float = 30.0) -> Any:
-    """Poll another process's state until ``predicate`` is truthy, failing at the deadline."""
-    end = time.monotonic() + deadline_s
-    pause = threading.Event()
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out after {deadline_s:.0f}s waiting for {what}")
-        pause.wait(0.05)  # back-off between polls, not synchronisation
+#: How long a stopped peer gets between SIGTERM and SIGKILL.
+STOP_TIMEOUT_S = 10.0
 
 
 def _accepts(port: int) -> bool:
@@ -51,57 +31,17 @@ def _accepts(port: int) -> bool:
         return False
 
 
-def stop(proc: subprocess.Popen[Any], timeout_s: float = 10.0) -> None:
-    """SIGTERM by PID, SIGKILL if it is still there after ``timeout_s``."""
-    if proc.poll() is None:
-        os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(timeout_s)
-
-
-@dataclass
-class Sink:
-    """oteltest's accumulating handler behind our own 127.0.0.1 gRPC server."""
-
-    handler: Any
-    port: int
-
-    def metric_requests(self) -> list[Any]:
-        return [r.pbreq for r in list(self.handler.telemetry.metric_requests)]
-
-    def log_requests(self) -> list[Any]:
-        return [r.pbreq for r in list(self.handler.telemetry.log_requests)]
-
-
 @contextmanager
-def grpc_sink() -> Iterator[Sink]:
+def grpc_sink() -> Iterator[GrpcSink]:
     try:
-        import grpc
-        from oteltest.sink import private
-        from oteltest.sink.handler import AccumulatingHandler
+        sink = GrpcSink.start()
     except ImportError as exc:  # pragma: no cover - dev extra
         require(False, f"grpcio/oteltest not installed: {exc}")
         raise
-    handler = AccumulatingHandler()
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-    private.metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(
-        private._MetricsServiceServicer(handler.handle_metrics), server
-    )
-    private.logs_service_pb2_grpc.add_LogsServiceServicer_to_server(
-        private._LogsServiceServicer(handler.handle_logs), server
-    )
-    private.trace_service_pb2_grpc.add_TraceServiceServicer_to_server(
-        private._TraceServiceServicer(handler.handle_trace), server
-    )
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
     try:
-        yield Sink(handler, port)
+        yield sink
     finally:
-        server.stop(grace=None).wait(5)
+        sink.stop()
 
 
 def rotel_binary() -> Path:
@@ -149,7 +89,7 @@ def rotel_collector(forward_to: int, log_dir: Path) -> Iterator[int]:
             )
         yield grpc_port
     finally:
-        stop(proc)
+        stop_process(proc, STOP_TIMEOUT_S)
 
 
 # --------------------------------------------------------------------------- decoding

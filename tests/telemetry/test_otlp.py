@@ -10,7 +10,9 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from ._otlp import grpc_sink, latest_sums, log_events, rotel_collector, stop, wait_until
+from tests._support import stop_process, wait_until
+
+from ._otlp import STOP_TIMEOUT_S, grpc_sink, latest_sums, log_events, rotel_collector
 
 WORKER = r"""
 import json, sys, threading
@@ -72,7 +74,7 @@ def test_three_processes_totals_add_up_at_the_receiver(tmp_path: Path) -> None:
                 reports.append(json.loads(out.decode().strip().splitlines()[-1]))
         finally:
             for proc in procs:
-                stop(proc)
+                stop_process(proc, STOP_TIMEOUT_S)
 
         expected = {r["instance"]: r["metrics"] for r in reports}
         assert len(expected) == processes  # one series per process
