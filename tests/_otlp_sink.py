@@ -57,6 +57,9 @@ class GrpcSink:
     def log_requests(self) -> list[Any]:
         return [r.pbreq for r in list(self.handler.telemetry.log_requests)]
 
+    def log_records(self) -> list[Any]:
+        return log_records(self.handler)
+
     def spans(self) -> list[Any]:
         return spans(self.handler)
 

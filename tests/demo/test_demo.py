@@ -23,6 +23,7 @@ from mcp_otel._demo.driver import (
     build_checks,
 )
 from mcp_otel.integrity import verify_paths
+from tests._otlp_sink import GrpcSink
 
 PROCESSES, CLIENTS, CALLS = 2, 4, 12
 #: The demo's generated secrets (see driver.run): none may appear in any file.
@@ -183,58 +184,31 @@ def test_progress_bar_on_a_terminal_and_lines_otherwise() -> None:
 
 def test_demo_also_exports_over_otlp_when_an_endpoint_is_set(tmp_path: Path) -> None:
     """A real gRPC OTLP receiver on 127.0.0.1 (oteltest's servicers) gets every record."""
-    from concurrent import futures
-
-    import grpc
-    from opentelemetry.proto.collector.logs.v1 import logs_service_pb2_grpc
-    from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2_grpc
-    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
-    from oteltest.sink.handler import AccumulatingHandler
-    from oteltest.sink.private import (
-        _LogsServiceServicer,
-        _MetricsServiceServicer,
-        _TraceServiceServicer,
-    )
-
-    handler = AccumulatingHandler()
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(
-        _TraceServiceServicer(handler.handle_trace), server)
-    metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(
-        _MetricsServiceServicer(handler.handle_metrics), server)
-    logs_service_pb2_grpc.add_LogsServiceServicer_to_server(
-        _LogsServiceServicer(handler.handle_logs), server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
+    sink = GrpcSink.start()
     try:
         env = {k: v for k, v in os.environ.items()
                if not k.startswith("OTEL_") and k != "MCP_OTEL_DIR"}
-        env.update({"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}",
+        env.update({"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{sink.port}",
                     "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc", "OTEL_EXPORTER_OTLP_TIMEOUT": "5"})
         result = subprocess.run(
             [sys.executable, "-m", "mcp_otel", "demo", "--processes", "1", "--clients", "2",
              "--calls", "5", "--out", str(tmp_path / "data")],
             capture_output=True, text=True, timeout=180, env=env, check=False)
     finally:
-        server.stop(grace=None)
+        sink.stop()
     assert result.returncode == 0, result.stdout + result.stderr
     assert "JSONL and OTLP" in result.stderr
 
-    spans = [span
-             for req in handler.telemetry.trace_requests
-             for rs in req.pbreq.resource_spans for ss in rs.scope_spans for span in ss.spans]
+    spans = sink.spans()
     tool_spans = [s for s in spans if s.name.startswith("tools/call ")
                   and s.kind == s.SPAN_KIND_SERVER]
     assert len(tool_spans) == 10
-    names = Counter(rec.event_name
-                    for req in handler.telemetry.log_requests
-                    for rl in req.pbreq.resource_logs for sl in rl.scope_logs
-                    for rec in sl.log_records)
+    names = Counter(rec.event_name for rec in sink.log_records())
     assert names["mcp.telemetry.tool_call"] == 10
     assert names["mcp.audit.tool_call"] == 10
     metric_names = {m.name
-                    for req in handler.telemetry.metric_requests
-                    for rm in req.pbreq.resource_metrics for sm in rm.scope_metrics
+                    for req in sink.metric_requests()
+                    for rm in req.resource_metrics for sm in rm.scope_metrics
                     for m in sm.metrics}
     assert {"mcp_otel.tool.calls", "mcp.server.operation.duration"} <= metric_names
 
