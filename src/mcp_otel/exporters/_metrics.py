@@ -19,12 +19,7 @@ from mcp_otel.exporters._base import _JsonlExporterBase
 
 def _points(data: MetricsData) -> int:
     try:
-        return sum(
-            len(getattr(m.data, "data_points", ()))
-            for rm in data.resource_metrics
-            for sm in rm.scope_metrics
-            for m in sm.metrics
-        )
+        return _otlp_json.data_points(data)
     except Exception:
         return 0
 

@@ -36,7 +36,7 @@ from opentelemetry.sdk._logs import ReadableLogRecord
 from opentelemetry.sdk.metrics.export import MetricsData
 from opentelemetry.sdk.trace import ReadableSpan
 
-from mcp_otel._json import dumps
+from mcp_otel._json import dumps_line
 
 _ID_FIELDS = frozenset({"traceId", "spanId", "parentSpanId"})
 
@@ -60,7 +60,7 @@ def _line(message: Any) -> bytes:
     if not as_dict:
         return b""
     _hex_ids(as_dict)
-    return dumps(as_dict) + b"\n"
+    return dumps_line(as_dict)
 
 
 _INT64_MIN = -(2**63)
@@ -199,7 +199,7 @@ def log_line(batch: Sequence[ReadableLogRecord]) -> tuple[bytes, int]:
     """The whole batch as one ``LogsData`` line; returns (payload, records in it)."""
     if not batch:
         return b"", 0
-    return dumps(logs_data(batch)) + b"\n", len(batch)
+    return dumps_line(logs_data(batch)), len(batch)
 
 
 def log_line_via_protobuf(batch: Sequence[ReadableLogRecord]) -> bytes:
@@ -213,13 +213,18 @@ def span_line(spans: Sequence[ReadableSpan]) -> tuple[bytes, int]:
     return _line(encode_spans(spans)), len(spans)
 
 
-def metric_line(data: MetricsData) -> tuple[bytes, int]:
-    points = sum(
+def data_points(data: MetricsData) -> int:
+    """How many data points ``data`` holds (the unit metric exports are counted in)."""
+    return sum(
         len(getattr(m.data, "data_points", ()))
         for rm in data.resource_metrics
         for sm in rm.scope_metrics
         for m in sm.metrics
     )
+
+
+def metric_line(data: MetricsData) -> tuple[bytes, int]:
+    points = data_points(data)
     if not points:
         return b"", 0
     return _line(encode_metrics(data)), points
