@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import gzip
 import os
 import shutil
 import stat
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -287,7 +289,8 @@ def test_interval_fsync_once_per_second(tmp_path: Path, monkeypatch: pytest.Monk
         assert f.write(b"{}\n")
     assert calls == []  # within the first second
     now[0] += 1.01
-    assert f.write(b"{}\n")
+    assert f.write(b"{}\n")  # hands the sync to the background syncer, never waits for it
+    assert f.wait_background_sync(10)
     assert len(calls) == 1
     for _ in range(5):
         assert f.write(b"{}\n")
@@ -298,6 +301,68 @@ def test_interval_fsync_once_per_second(tmp_path: Path, monkeypatch: pytest.Monk
     assert len(calls) == 2  # nothing new to sync
     f.close()
     assert (tmp_path / "i.jsonl").read_bytes() == b"{}\n" * 11
+
+
+def test_interval_fsync_never_blocks_the_writer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A slow periodic fdatasync runs beside the writes, not inside them: writes go on
+    while it is stuck, and flush()/close() still wait for the disk."""
+    entered, release = threading.Event(), threading.Event()
+    calls: list[int] = []
+    real = os.fdatasync
+
+    def slow(fd: int) -> None:
+        calls.append(fd)
+        entered.set()
+        assert release.wait(30)
+        real(fd)
+
+    monkeypatch.setattr(os, "fdatasync", slow)
+    now = [1000.0]
+    f = LockedJsonlFile(tmp_path / "s.jsonl", fsync="interval", monotonic=lambda: now[0])
+    assert f.write(b"{}\n")
+    now[0] += 1.01
+    assert f.write(b"{}\n")  # dispatches the sync
+    assert entered.wait(30)
+    for _ in range(3):  # the sync is stuck: writes still complete
+        now[0] += 1.01
+        assert f.write(b"{}\n")
+    assert len(calls) == 1  # one background sync at a time
+    assert (tmp_path / "s.jsonl").read_bytes() == b"{}\n" * 5
+    flushed: list[bool] = []
+    flusher = threading.Thread(target=lambda: flushed.append(f.flush()))
+    flusher.start()
+    release.set()
+    flusher.join(30)
+    assert flushed == [True]
+    assert len(calls) == 2  # the flush waited for the background sync, then synced the rest
+    f.close()
+
+
+def test_interval_fsync_failure_is_reported_and_retried(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    calls: list[int] = []
+    real = os.fdatasync
+
+    def failing_once(fd: int) -> None:
+        calls.append(fd)
+        if len(calls) == 1:
+            raise OSError(errno.EIO, "Input/output error")
+        real(fd)
+
+    monkeypatch.setattr(os, "fdatasync", failing_once)
+    now = [1000.0]
+    f = LockedJsonlFile(tmp_path / "e.jsonl", fsync="interval", monotonic=lambda: now[0])
+    now[0] += 1.01
+    assert f.write(b"{}\n")  # background sync fails
+    assert f.wait_background_sync(10)
+    assert f.flush()  # collects the failure, reports it, and syncs the data again
+    assert len(calls) == 2
+    assert f.last_error is not None and "fsync:EIO" in f.last_error
+    assert "fsync:EIO" in capfd.readouterr().err
+    f.close()
 
 
 def test_export_after_shutdown_fails_and_counts(tmp_path: Path) -> None:

@@ -17,6 +17,11 @@ race-conditions report). The rules implemented here:
 * files are created with ``file_mode`` (0600) and directories with ``dir_mode`` (0700),
   the final path component is opened with ``O_NOFOLLOW`` (a planted symlink is refused)
   and only regular files are written;
+* with the ``interval`` fsync policy the periodic ``fdatasync`` runs in a background
+  syncer thread on a ``dup``'d descriptor, never inside ``write``: a sync can take
+  10-200 ms on a busy disk, and inside the write path it stalled every caller waiting for
+  that batch (an audit ``wait="written"`` caller waits for the write, not for the disk).
+  ``flush``/``close``/rotation still sync inline, after any background sync in flight;
 * at ``fork()`` the lock is taken so that no write is half done, and the child drops the
   inherited descriptor (whose ``flock`` belongs to the parent) and reopens on first use;
 * errors never raise: ``write`` returns ``False``, counts, and reports each distinct cause
@@ -110,6 +115,77 @@ class _ShortWriteError(OSError):
     pass
 
 
+class _BackgroundSync:
+    """One interval sync in flight: a ``dup`` of the file's descriptor and its outcome.
+
+    The dup keeps the inode reachable even if the writer closes or reopens its own
+    descriptor meanwhile (rotation), and its number can never be reused under us.
+    """
+
+    __slots__ = ("done", "error", "fd")
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.done = threading.Event()
+        self.error: OSError | None = None
+
+
+class _Syncer:
+    """A process-wide daemon thread that runs the ``interval`` policy's ``fdatasync`` calls.
+
+    Started lazily, restarted lazily in a forked child (threads do not survive ``fork``).
+    It never takes a file's lock: the outcome is left on the job and picked up by the
+    file's next locked operation.
+    """
+
+    def __init__(self) -> None:
+        self._jobs: list[_BackgroundSync] = []
+        self._cond = threading.Condition(threading.Lock())
+        self._thread: threading.Thread | None = None
+        self._pid = os.getpid()
+
+    def submit(self, job: _BackgroundSync) -> None:
+        with self._cond:
+            if self._thread is None or self._pid != os.getpid():
+                self._pid = os.getpid()
+                self._thread = threading.Thread(
+                    target=self._run, name="mcp-otel-fsync", daemon=True
+                )
+                self._thread.start()
+            self._jobs.append(job)
+            self._cond.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._jobs:
+                    self._cond.wait()
+                job = self._jobs.pop(0)
+            try:
+                _datasync(job.fd)
+            except OSError as exc:
+                job.error = exc
+            except Exception as exc:  # a spy or an odd platform: never kill the syncer
+                job.error = OSError(errno.EIO, repr(exc))
+            finally:
+                with contextlib.suppress(OSError):
+                    os.close(job.fd)
+                job.done.set()
+
+    def after_fork_child(self) -> None:
+        # The parent's jobs are the parent's: close our copies of their descriptors.
+        self._cond = threading.Condition(threading.Lock())
+        for job in self._jobs:
+            with contextlib.suppress(OSError):
+                os.close(job.fd)
+        self._jobs = []
+        self._thread = None
+        self._pid = os.getpid()
+
+
+_SYNCER = _Syncer()
+
+
 _INSTANCES: weakref.WeakSet[LockedJsonlFile] = weakref.WeakSet()
 _INSTANCES_LOCK = threading.Lock()
 
@@ -127,6 +203,7 @@ def _after_fork_parent() -> None:
 
 
 def _after_fork_child() -> None:
+    _SYNCER.after_fork_child()
     for f in list(_INSTANCES):
         f._reset_after_fork()
     _INSTANCES_LOCK.release()
@@ -200,6 +277,7 @@ class LockedJsonlFile:
         self._day_path = ""
         self._last_sync = monotonic()
         self._dirty = False
+        self._bg_sync: _BackgroundSync | None = None  # interval sync in flight, if any
         self._closed = False
         self._reported: set[tuple[str, str]] = set()
         self._op = "write"
@@ -354,7 +432,7 @@ class LockedJsonlFile:
                 _datasync(fd)
                 self._dirty = False
             elif self._fsync == "interval":
-                self._sync_locked(force=False)
+                self._sync_locked(force=False)  # hands the sync to the syncer thread
             return
         raise OSError(errno.EAGAIN, "the file kept being replaced while we tried to lock it")
 
@@ -454,11 +532,34 @@ class LockedJsonlFile:
             os.close(dfd)
 
     def _sync_locked(self, *, force: bool) -> bool:
+        """Sync what was written. ``force``: now, inline; else per the interval, by the
+        background syncer (the caller never waits for the disk)."""
+        if force:
+            self._finish_bg_sync(wait=True)  # its outcome covers what it was handed
+        elif not self._finish_bg_sync(wait=False):
+            return True  # one background sync at a time; the next write dispatches again
         if self._fd is None or not self._dirty:
             return True
         now = self._monotonic()
-        if not force and now - self._last_sync < FSYNC_INTERVAL_S:
+        if not force:
+            if now - self._last_sync < FSYNC_INTERVAL_S:
+                return True
+            if self._fsync != "interval":  # "none" at close/flush: as before, inline
+                return self._sync_inline(now)
+            try:
+                job = _BackgroundSync(os.dup(self._fd))
+            except OSError as exc:
+                self._report_os_error(exc, 0, what="fsync")
+                return False
+            self._bg_sync = job
+            self._last_sync = now
+            self._dirty = False  # set again if the background sync fails
+            _SYNCER.submit(job)
             return True
+        return self._sync_inline(now)
+
+    def _sync_inline(self, now: float) -> bool:
+        assert self._fd is not None
         try:
             _datasync(self._fd)
         except OSError as exc:
@@ -467,6 +568,30 @@ class LockedJsonlFile:
         self._last_sync = now
         self._dirty = False
         return True
+
+    def _finish_bg_sync(self, *, wait: bool) -> bool:
+        """Collect the background sync's outcome; ``False`` if it is still running.
+
+        Called under ``self._lock``. A failed background sync is reported here and marks
+        the file dirty again, so the data is synced by the next attempt.
+        """
+        job = self._bg_sync
+        if job is None:
+            return True
+        if wait:
+            job.done.wait()
+        elif not job.done.is_set():
+            return False
+        self._bg_sync = None
+        if job.error is not None:
+            self._dirty = True
+            self._report_os_error(job.error, 0, what="fsync")
+        return True
+
+    def wait_background_sync(self, timeout: float | None = None) -> bool:
+        """Wait for the ``interval`` policy's sync in flight, if any (tests, shutdown)."""
+        job = self._bg_sync
+        return True if job is None else job.done.wait(timeout)
 
     def _close_fd(self) -> None:
         fd, self._fd, self._fd_path = self._fd, None, None
@@ -484,6 +609,7 @@ class LockedJsonlFile:
             with contextlib.suppress(OSError):
                 os.close(fd)
         self._dirty = False
+        self._bg_sync = None  # the parent's; its dup was closed by _SYNCER.after_fork_child
 
     # ----------------------------------------------------------------- rotation
     def _rotate_locked(self, path: str) -> str | None:
