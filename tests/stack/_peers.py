@@ -13,6 +13,7 @@ import http.client
 import json
 import os
 import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -377,6 +378,95 @@ class Prometheus:
 
 
 # --------------------------------------------------------------------------- JSONL files
+
+
+# --------------------------------------------------------------------------- the load
+
+
+@dataclass
+class LoadProcess:
+    """``tests/stack/_load.py`` running as its own process: an instrumented MCP server
+    under load, pausing on ``PAUSED`` lines until told to go on."""
+
+    protocol: str
+    data_dir: Path
+    proc: subprocess.Popen[str]
+    events: list[str] = field(default_factory=list)
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def start(
+        cls,
+        collector: Collector,
+        protocol: str,
+        data_dir: Path,
+        service: str,
+        load_args: list[str],
+        **env: str,
+    ) -> LoadProcess:
+        """Start the load exporting to ``collector`` over ``protocol``; ``env`` adds to the
+        shared settings (short export intervals, ``MCP_OTEL_DIR=data_dir``)."""
+        full_env = dict(os.environ)
+        full_env.update(collector.otlp_env(protocol))
+        full_env.update(
+            MCP_OTEL_DIR=str(data_dir),
+            OTEL_SERVICE_NAME=service,
+            OTEL_METRIC_EXPORT_INTERVAL="300",
+            OTEL_BLRP_SCHEDULE_DELAY="100",
+            OTEL_BSP_SCHEDULE_DELAY="100",
+            PYTHONPATH=str(REPO / "src"),
+        )
+        full_env.update(env)
+        args = [sys.executable, str(REPO / "tests" / "stack" / "_load.py"), *load_args]
+        # stderr to a file: a chatty pipe nobody reads could block the process.
+        with cls._stderr_path(data_dir).open("w") as stderr:
+            proc = subprocess.Popen(
+                args,
+                env=full_env,
+                cwd=str(data_dir),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                text=True,
+            )
+        return cls(protocol, data_dir, proc)
+
+    @staticmethod
+    def _stderr_path(data_dir: Path) -> Path:
+        return data_dir.parent / f"{data_dir.name}.stderr"
+
+    def wait_for(self, prefix: str) -> str:
+        """Read stdout up to the next line starting with ``prefix`` (blocking, bounded by
+        the pytest timeout: the load pauses there by itself)."""
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.events.append(line)
+            if line.startswith(prefix):
+                return line
+        raise AssertionError(
+            f"load ({self.protocol}) ended before {prefix!r}: rc={self.proc.wait()}\n"
+            + self.stderr()
+        )
+
+    def stderr(self) -> str:
+        path = self._stderr_path(self.data_dir)
+        return path.read_text(errors="replace")[-4000:] if path.exists() else ""
+
+    def resume(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write("go\n")
+        self.proc.stdin.flush()
+
+    def finish(self, timeout_s: float = 60) -> dict[str, Any]:
+        out, _ = self.proc.communicate(timeout=timeout_s)
+        assert self.proc.returncode == 0, f"load ({self.protocol}) failed:\n{self.stderr()}"
+        self.summary = json.loads(out.strip().splitlines()[-1])
+        return self.summary
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
 
 
 def jsonl_lines(paths: Iterator[Path] | list[Path]) -> list[dict[str, Any]]:

@@ -8,7 +8,6 @@ written after it, and the cumulative metric totals, reach the collector).
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -20,7 +19,7 @@ from typing import Any
 import pytest
 
 from tests._support import wait_until
-from tests.stack._peers import REPO, Collector, Sink, http_get, jsonl_lines
+from tests.stack._peers import REPO, Collector, LoadProcess, Sink, http_get, jsonl_lines
 
 CALLS = 300
 STOP_AT = 90  # calls made before the collector is stopped
@@ -51,20 +50,6 @@ def _local_lines(data_dir: Path, pattern: str) -> list[dict[str, Any]]:
     return jsonl_lines(list(data_dir.glob(pattern)))
 
 
-def _read_until(proc: subprocess.Popen[str], prefix: str) -> str:
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        if line.startswith(prefix):
-            return line
-    raise AssertionError(f"load ended (rc={proc.wait()}) before {prefix!r}")
-
-
-def _resume(proc: subprocess.Popen[str]) -> None:
-    assert proc.stdin is not None
-    proc.stdin.write("go\n")
-    proc.stdin.flush()
-
-
 @pytest.fixture(scope="module", params=["grpc", "http/protobuf"])
 def outage(
     request: pytest.FixtureRequest,
@@ -76,21 +61,7 @@ def outage(
     if collector.proc is None or collector.proc.poll() is not None:
         collector.start()
     data_dir = Path(tmp_path_factory.mktemp("outage-data"))
-    stderr_path = data_dir.parent / f"{data_dir.name}.stderr"
-    env = dict(os.environ)
-    env.update(collector.otlp_env(protocol))
-    env.update(
-        MCP_OTEL_DIR=str(data_dir),
-        OTEL_SERVICE_NAME=f"mcp-outage-{protocol.split('/')[0]}",
-        OTEL_EXPORTER_OTLP_TIMEOUT=str(EXPORT_TIMEOUT_S),
-        OTEL_METRIC_EXPORT_INTERVAL="300",
-        OTEL_BLRP_SCHEDULE_DELAY="100",
-        OTEL_BSP_SCHEDULE_DELAY="100",
-        PYTHONPATH=str(REPO / "src"),
-    )
     args = [
-        sys.executable,
-        str(REPO / "tests" / "stack" / "_load.py"),
         "--calls",
         str(CALLS),
         "--pause-after",
@@ -102,18 +73,16 @@ def outage(
         "--pace",
         f"1:{OUTAGE_PACE_MS}",
     ]
-    with stderr_path.open("w") as stderr:
-        proc = subprocess.Popen(
-            args,
-            env=env,
-            cwd=str(data_dir),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=stderr,
-            text=True,
-        )
+    load = LoadProcess.start(
+        collector,
+        protocol,
+        data_dir,
+        f"mcp-outage-{protocol.split('/')[0]}",
+        args,
+        OTEL_EXPORTER_OTLP_TIMEOUT=str(EXPORT_TIMEOUT_S),
+    )
     try:
-        _read_until(proc, "PAUSED")
+        load.wait_for("PAUSED")
         # Export works before the outage: everything written so far reached the sink.
         local_so_far = len(_local_lines(data_dir, "audit/*.jsonl"))
         session = _local_lines(data_dir, "audit/*.jsonl")[0]["session_id"]
@@ -127,21 +96,17 @@ def outage(
         exported_before_stop = at_sink()
 
         collector.stop()
-        _resume(proc)
-        _read_until(proc, "PAUSED")
+        load.resume()
+        load.wait_for("PAUSED")
         local_while_down = len(_local_lines(data_dir, "audit/*.jsonl"))
 
         collector.start()
-        _resume(proc)
-        _read_until(proc, "RESUMED")
-        out, _ = proc.communicate(timeout=120)
-        assert proc.returncode == 0, stderr_path.read_text()[-4000:]
-        summary = json.loads(out.strip().splitlines()[-1])
+        load.resume()
+        load.wait_for("RESUMED")
+        summary = load.finish(timeout_s=120)
         yield Outage(protocol, data_dir, summary, exported_before_stop, local_while_down)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=10)
+        load.kill()
 
 
 def test_local_files_stay_complete(outage: Outage) -> None:

@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,49 +24,12 @@ import pytest
 
 from tests._support import wait_until
 from tests.stack import _dashboard as dash
-from tests.stack._peers import REPO, Collector, Prometheus, Sink, jsonl_lines
+from tests.stack._peers import REPO, Collector, LoadProcess, Prometheus, Sink, jsonl_lines
 
 SERVICE = "mcp-stack-test"
 CALLS = 240
 PAUSES = (60, 150)
 PROTOCOLS = ("grpc", "http/protobuf")
-
-
-@dataclass
-class LoadProcess:
-    protocol: str
-    data_dir: Path
-    proc: subprocess.Popen[str]
-    events: list[str] = field(default_factory=list)
-    summary: dict[str, Any] = field(default_factory=dict)
-
-    def wait_for(self, prefix: str) -> str:
-        """Read stdout up to the next line starting with ``prefix`` (blocking, bounded by
-        the pytest timeout: the load pauses there by itself)."""
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.events.append(line)
-            if line.startswith(prefix):
-                return line
-        raise AssertionError(
-            f"load ({self.protocol}) ended before {prefix!r}: rc={self.proc.wait()}\n"
-            + self.stderr()
-        )
-
-    def stderr(self) -> str:
-        path = self.data_dir.parent / f"{self.data_dir.name}.stderr"
-        return path.read_text(errors="replace")[-4000:] if path.exists() else ""
-
-    def resume(self) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write("go\n")
-        self.proc.stdin.flush()
-
-    def finish(self) -> dict[str, Any]:
-        out, _ = self.proc.communicate(timeout=60)
-        assert self.proc.returncode == 0, f"load ({self.protocol}) failed:\n{self.stderr()}"
-        self.summary = json.loads(out.strip().splitlines()[-1])
-        return self.summary
 
 
 @dataclass
@@ -82,34 +43,13 @@ class Run:
 
 
 def _start_load(collector: Collector, protocol: str, data_dir: Path) -> LoadProcess:
-    env = dict(os.environ)
-    env.update(collector.otlp_env(protocol))
-    env.update(
-        MCP_OTEL_DIR=str(data_dir),
-        OTEL_SERVICE_NAME=SERVICE,
-        OTEL_METRIC_EXPORT_INTERVAL="300",
-        OTEL_BLRP_SCHEDULE_DELAY="100",
-        OTEL_BSP_SCHEDULE_DELAY="100",
-        PYTHONPATH=str(REPO / "src"),
-    )
-    args = [sys.executable, str(REPO / "tests" / "stack" / "_load.py"), "--calls", str(CALLS)]
+    args = ["--calls", str(CALLS)]
     for pause in PAUSES:
         args += ["--pause-after", str(pause)]
     # Phase 2 spread over ~2 s: Prometheus (1 s scrapes) sees the load while it runs,
     # including the exemplars the collector exposes only for fresh measurements.
     args += ["--pace", "1:100"]
-    # stderr to a file: a chatty pipe nobody reads could block the process.
-    with (data_dir.parent / f"{data_dir.name}.stderr").open("w") as stderr:
-        proc = subprocess.Popen(
-            args,
-            env=env,
-            cwd=str(data_dir),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=stderr,
-            text=True,
-        )
-    return LoadProcess(protocol, data_dir, proc)
+    return LoadProcess.start(collector, protocol, data_dir, SERVICE, args)
 
 
 def _has_finite(answer: dict[str, Any]) -> bool:
@@ -160,9 +100,7 @@ def run(
         yield result
     finally:
         for load in loads:
-            if load.proc.poll() is None:
-                load.proc.kill()
-                load.proc.wait(timeout=10)
+            load.kill()
         prometheus.stop()
 
 
