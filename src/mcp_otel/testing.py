@@ -52,12 +52,6 @@ from mcp_otel import _setup
 
 __all__ = ["Capture", "MetricPoint", "capture"]
 
-_METRIC_ENVELOPE = frozenset({
-    "timestamp", "start_timestamp", "metric", "type", "unit", "description", "temporality",
-    "monotonic", "value", "count", "sum", "min", "max", "bucket_bounds", "bucket_counts",
-    "scale", "zero_count", "positive", "negative", "scope", "schema_version", "resource",
-})
-
 
 @dataclass(frozen=True)
 class MetricPoint:
@@ -249,7 +243,7 @@ class Capture:
                 shutil.rmtree(self.directory, ignore_errors=True)
 
     def _read_back(self) -> None:
-        from mcp_otel.cli._stats import read_jsonl
+        from mcp_otel.cli._stats import metric_attributes, read_jsonl
 
         for path in sorted((self.directory / "audit").glob("*.jsonl")):
             self.audit_records.extend(read_jsonl(path))
@@ -261,8 +255,7 @@ class Capture:
         latest: dict[tuple[str, tuple[tuple[str, str], ...]], dict[str, Any]] = {}
         for path in sorted(telemetry_dir.glob("mcp_metrics_*.jsonl")):
             for rec in read_jsonl(path):
-                attrs = {k: v for k, v in rec.items()
-                         if k not in _METRIC_ENVELOPE and not k.startswith("otel.")}
+                attrs = metric_attributes(rec)
                 series = tuple(sorted((k, repr(v)) for k, v in attrs.items()))
                 key = (str(rec.get("metric")), series)
                 latest[key] = {**rec, "_attrs": attrs}

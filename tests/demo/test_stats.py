@@ -171,3 +171,12 @@ def test_empty_directory_reports_no_calls(tmp_path: Path,
     assert main(["stats", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "TOTAL" in out and "no lookups" in out
+
+
+def test_metric_envelope_mirrors_the_exporters() -> None:
+    """``stats``, the demo and ``testing`` strip the flat metric envelope through the
+    mirror in ``cli._stats``; it must stay the exporters' own set."""
+    from mcp_otel.cli._stats import _METRIC_ENVELOPE
+    from mcp_otel.exporters import FLAT_METRIC_ENVELOPE
+
+    assert _METRIC_ENVELOPE == FLAT_METRIC_ENVELOPE

@@ -32,7 +32,7 @@ from typing import IO, Any
 
 import orjson
 
-from mcp_otel.cli._stats import StatsInputError, read_jsonl, render_table
+from mcp_otel.cli._stats import StatsInputError, metric_attributes, read_jsonl, render_table
 
 _READY_TIMEOUT_S = 60.0
 _STOP_TIMEOUT_S = 60.0
@@ -323,11 +323,6 @@ class FileFigures:
     bad_files: list[str] = field(default_factory=list)
 
 
-_METRIC_ENVELOPE = frozenset({
-    "timestamp", "start_timestamp", "metric", "type", "unit", "description", "temporality",
-    "monotonic", "value", "count", "sum", "min", "max", "bucket_bounds", "bucket_counts",
-    "scale", "zero_count", "positive", "negative", "scope", "schema_version", "resource",
-})
 _SUMMED_METRICS = ("mcp_otel.tool.calls", "mcp_otel.tool.errors", "mcp_otel.tool.input",
                    "mcp_otel.tool.output", "mcp_otel.cache.requests")
 
@@ -420,8 +415,7 @@ def _metric_record(latest: dict[tuple[str, tuple[Any, ...]], tuple[str, float]],
     value = rec.get("value")
     if metric not in _SUMMED_METRICS or not isinstance(value, int | float):
         return
-    attrs = tuple(sorted((k, repr(v)) for k, v in rec.items()
-                         if k not in _METRIC_ENVELOPE and not k.startswith("otel.")))
+    attrs = tuple(sorted((k, repr(v)) for k, v in metric_attributes(rec).items()))
     resource = rec.get("resource")
     instance = resource.get("service.instance.id") if isinstance(resource, dict) else None
     key = (str(metric), (instance, str(rec.get("start_timestamp") or ""), *attrs))

@@ -126,6 +126,13 @@ def read_jsonl(path: Path, warnings: list[str] | None = None,
 # --------------------------------------------------------------------------- aggregation
 
 
+def metric_attributes(rec: dict[str, Any]) -> dict[str, Any]:
+    """A flat metric line's data-point attributes: every key but the envelope's (and the
+    ``otel.``-prefixed envelope values an attribute of the same name displaced)."""
+    return {k: v for k, v in rec.items()
+            if k not in _METRIC_ENVELOPE and not k.startswith("otel.")}
+
+
 def percentile(sorted_values: list[int | float], q: float) -> int | float | None:
     """Nearest-rank percentile: the smallest value with at least q% of values <= it."""
     if not sorted_values:
@@ -239,8 +246,7 @@ class Stats:
                 self.span_cache_lookups += 1
                 self.span_cache_hits += int(hit)
         elif rec.get("metric") == "mcp_otel.cache.requests" and "value" in rec:
-            attrs = {k: v for k, v in rec.items()
-                     if k not in _METRIC_ENVELOPE and not k.startswith("otel.")}
+            attrs = metric_attributes(rec)
             result = str(attrs.pop("mcp_otel.cache.result", ""))
             resource = rec.get("resource")
             instance = resource.get("service.instance.id") if isinstance(resource, dict) else None
