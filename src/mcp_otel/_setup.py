@@ -323,12 +323,15 @@ def _spans_path() -> Path:
     return data_dir() / "traces" / "mcp_spans_{date}.jsonl"
 
 
-def _span_processors() -> list[BatchSpanProcessor]:
+def _shared_exporters(signal: str, path: Path | None = None) -> list[Any]:
+    """A shared provider's exporters for ``signal``: the local JSONL file (unless
+    ``MCP_OTEL_LOCAL_EXPORT`` is off), then OTLP when configured; any that could not be
+    built are left out."""
     exporters = []
     if local_export_enabled():
-        exporters.append(jsonl_exporter("traces", _spans_path()))
-    exporters.append(otlp_exporter("traces"))
-    return [BatchSpanProcessor(fork_safe(e)) for e in exporters if e is not None]
+        exporters.append(jsonl_exporter(signal, path))
+    exporters.append(otlp_exporter(signal))
+    return [e for e in exporters if e is not None]
 
 
 def get_tracer_provider() -> trace.TracerProvider:
@@ -363,8 +366,8 @@ def _shared_tracer_provider() -> TracerProvider:
         if _tracer_provider is None:
             # sampler=None: the SDK reads OTEL_TRACES_SAMPLER / OTEL_TRACES_SAMPLER_ARG.
             provider = TracerProvider(resource=build_resource())
-            for processor in _span_processors():
-                provider.add_span_processor(processor)
+            for exporter in _shared_exporters("traces", _spans_path()):
+                provider.add_span_processor(BatchSpanProcessor(fork_safe(exporter)))
             _ours.add(provider)
             _tracer_provider = provider
         return _tracer_provider
@@ -389,11 +392,9 @@ def _shared_meter_provider() -> MeterProvider:
     _check_pid()
     with _lock:
         if _meter_provider is None:
-            exporters = [otlp_exporter("metrics")]
-            if local_export_enabled():
-                exporters.insert(0, jsonl_exporter("metrics"))
             _meter_provider = MeterProvider(
-                metric_readers=metric_readers(exporters), resource=build_resource()
+                metric_readers=metric_readers(_shared_exporters("metrics")),
+                resource=build_resource(),
             )
             _ours.add(_meter_provider)
         return _meter_provider
@@ -421,12 +422,8 @@ def _shared_logger_provider() -> LoggerProvider:
     with _lock:
         if _logger_provider is None:
             provider = LoggerProvider(resource=build_resource())
-            exporters = [otlp_exporter("logs")]
-            if local_export_enabled():
-                exporters.insert(0, jsonl_exporter("logs"))
-            for exporter in exporters:
-                if exporter is not None:
-                    provider.add_log_record_processor(BatchLogRecordProcessor(fork_safe(exporter)))
+            for exporter in _shared_exporters("logs"):
+                provider.add_log_record_processor(BatchLogRecordProcessor(fork_safe(exporter)))
             _ours.add(provider)
             _logger_provider = provider
         return _logger_provider
