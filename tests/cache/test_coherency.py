@@ -52,11 +52,11 @@ async def test_report_scenario_memory_deleted_disk_stale(make_cache, cache_dir, 
     assert telemetry.events()["expired"] == 2  # once on disk, once in memory
 
 
-async def test_expiry_removes_both_tiers(make_cache, cache_dir, telemetry) -> None:
+async def test_expiry_removes_both_tiers(make_cache, cache_dir, telemetry, clock) -> None:
     cache = make_cache()
     disc = await cache.set("conn", "comp", 0, {"v": 1}, None, timedelta(milliseconds=30))
-    assert (await cache.get("conn", "comp"))["data"] == {"v": 1}
-    _spin_until(_expires(orjson.loads(_entry_file(cache_dir, disc).read_bytes())))
+    assert (await cache.get("conn", "comp"))["data"] == {"v": 1}  # the clock has not moved
+    clock.move_to(_expires(orjson.loads(_entry_file(cache_dir, disc).read_bytes())))
     assert await cache.get("conn", "comp") is None
     assert cache.get_cache_stats()["memory_entries"] == 0
     assert not _entry_file(cache_dir, disc).exists()
