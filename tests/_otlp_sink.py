@@ -84,3 +84,12 @@ def spans(handler: Any) -> list[Any]:
         for ss in rs.scope_spans
         for span in ss.spans
     ]
+
+
+def attributes(kvs: Any) -> dict[str, Any]:
+    """An OTLP ``KeyValue`` list (record, point or resource attributes) as a plain dict."""
+    out: dict[str, Any] = {}
+    for kv in kvs:
+        which = kv.value.WhichOneof("value")
+        out[kv.key] = getattr(kv.value, which) if which else None
+    return out

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from tests._otlp_sink import attributes
 from tests._support import wait_until
 from tests.stack._peers import REPO, Collector, LoadProcess, Sink, http_get, jsonl_lines
 
@@ -36,14 +37,6 @@ class Outage:
     summary: dict[str, Any]
     exported_before_stop: int
     local_audit_while_down: int
-
-
-def _audit_attrs(record: Any) -> dict[str, Any]:
-    out = {}
-    for kv in record.attributes:
-        kind = kv.value.WhichOneof("value")
-        out[kv.key] = getattr(kv.value, kind) if kind else None
-    return out
 
 
 def _local_lines(data_dir: Path, pattern: str) -> list[dict[str, Any]]:
@@ -89,7 +82,9 @@ def outage(
 
         def at_sink() -> int:
             return sum(
-                1 for r in sink.log_records() if _audit_attrs(r).get("session_id") == session
+                1
+                for r in sink.log_records()
+                if attributes(r.attributes).get("session_id") == session
             )
 
         wait_until(lambda: at_sink() >= local_so_far, "phase-1 audit records at the sink")
@@ -144,7 +139,7 @@ def test_export_resumes_after_restart(outage: Outage, sink: Sink, collector: Col
     def arrived() -> set[int]:
         return {
             a["seq"]
-            for a in map(_audit_attrs, sink.log_records())
+            for a in (attributes(r.attributes) for r in sink.log_records())
             if a.get("session_id") == session
         }
 

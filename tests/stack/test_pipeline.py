@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from tests._otlp_sink import attributes
 from tests._support import wait_until
 from tests.stack import _dashboard as dash
 from tests.stack._peers import REPO, Collector, LoadProcess, Prometheus, Sink, jsonl_lines
@@ -198,16 +199,9 @@ def test_every_log_record_arrives_intact(run: Run) -> None:
     assert _log_record_count(run.collector.archive_dir) == expected
 
     # Intact: the audit records at the sink carry exactly the local hash chain.
-    def attrs(record: Any) -> dict[str, Any]:
-        out = {}
-        for kv in record.attributes:
-            kind = kv.value.WhichOneof("value")
-            out[kv.key] = getattr(kv.value, kind) if kind else None
-        return out
-
     sent = sorted(
         (a["session_id"], a["seq"], a["hash"])
-        for a in map(attrs, run.sink.log_records())
+        for a in (attributes(r.attributes) for r in run.sink.log_records())
         if "hash" in a and "seq" in a
     )
     local = sorted((a["session_id"], a["seq"], a["hash"]) for a in audit)

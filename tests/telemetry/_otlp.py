@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from tests._otlp_sink import GrpcSink
+from tests._otlp_sink import GrpcSink, attributes
 from tests._support import free_port, require, stop_process, wait_until
 
 #: How long a stopped peer gets between SIGTERM and SIGKILL.
@@ -95,21 +95,13 @@ def rotel_collector(forward_to: int, log_dir: Path) -> Iterator[int]:
 # --------------------------------------------------------------------------- decoding
 
 
-def _attrs(kvs: Any) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for kv in kvs:
-        which = kv.value.WhichOneof("value")
-        out[kv.key] = getattr(kv.value, which) if which else None
-    return out
-
-
 def latest_sums(requests: list[Any]) -> dict[str, dict[str, float]]:
     """Per ``service.instance.id`` and metric name: the sum over attribute sets of each
     series' latest cumulative value."""
     latest: dict[tuple[str, str, tuple[Any, ...]], tuple[int, float]] = {}
     for req in requests:
         for rm in req.resource_metrics:
-            instance = str(_attrs(rm.resource.attributes).get("service.instance.id"))
+            instance = str(attributes(rm.resource.attributes).get("service.instance.id"))
             for sm in rm.scope_metrics:
                 for metric in sm.metrics:
                     if metric.WhichOneof("data") != "sum":
@@ -118,7 +110,7 @@ def latest_sums(requests: list[Any]) -> dict[str, dict[str, float]]:
                         key = (
                             instance,
                             metric.name,
-                            tuple(sorted(_attrs(point.attributes).items())),
+                            tuple(sorted(attributes(point.attributes).items())),
                         )
                         value = point.as_int if point.HasField("as_int") else point.as_double
                         if key not in latest or point.time_unix_nano >= latest[key][0]:
@@ -134,10 +126,10 @@ def log_events(requests: list[Any]) -> list[tuple[str, dict[str, Any]]]:
     out = []
     for req in requests:
         for rl in req.resource_logs:
-            instance = str(_attrs(rl.resource.attributes).get("service.instance.id"))
+            instance = str(attributes(rl.resource.attributes).get("service.instance.id"))
             for sl in rl.scope_logs:
                 for record in sl.log_records:
-                    attrs = _attrs(record.attributes)
+                    attrs = attributes(record.attributes)
                     attrs["event_name"] = record.event_name
                     out.append((instance, attrs))
     return out
