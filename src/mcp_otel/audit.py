@@ -562,7 +562,9 @@ class AuditLogger:
         attrs["timestamp"] = _iso(now)
         fut: asyncio.Future[bool] | None = None
         if self._wait_written:
-            fut = asyncio.get_running_loop().create_future()
+            loop = asyncio.get_running_loop()
+            fut = loop.create_future()
+            _ap.register_loop(loop)  # here, on the loop's own thread (see register_loop)
         for attempt in (1, 2):
             sess = self._current()
             attrs["session_id"] = sess.session_id
