@@ -21,8 +21,13 @@ on a shared machine; "CPU vs ceiling" is ceiling CPU / variant CPU, i.e. the thr
 ratio the variant would reach on an otherwise idle core.
 
 Each configuration runs ``--repeats`` times, variants alternating, and the table shows
-medians. Then, for 8 threads, an open-loop run at half the measured maximum of each
-audit mode gives the caller latency under a steady load.
+medians. Then, for 8 threads, open-loop runs at half (the issue's target) and a quarter
+of each audit mode's measured 8-thread x 64-in-flight maximum give the caller latency
+under a steady load, each run alternating with the open-loop generator alone
+(``harness-only``) at the same rate, whose CPU shows what the arrivals themselves cost
+(the closed-loop maximum never pays it, since its loops never sleep), and for ``queued``
+with bare ``Logger.emit`` (``ceiling``) at the same rate: the latency floor of any call
+into the OTel logs API under that load.
 
     python benchmarks/bench_audit.py            # full table (a few minutes on 2 cores)
     python benchmarks/bench_audit.py --quick    # smaller counts
@@ -217,6 +222,7 @@ class Result:
     delivered: int
     lost: int | None
     cpu_seconds: float = 0.0
+    lags_ns: list[int] = field(default_factory=list, repr=False)
 
     @property
     def cpu_us(self) -> float:
@@ -227,8 +233,13 @@ class Result:
     def rate(self) -> float:
         return self.calls / self.seconds
 
-    def pct(self, q: float) -> float:
-        lat = sorted(self.latencies_ns)
+    @property
+    def cores(self) -> float:
+        """Process CPU time over wall time: how much of the machine the run kept busy."""
+        return self.cpu_seconds / self.seconds if self.seconds else float("nan")
+
+    def pct(self, q: float, lags: bool = False) -> float:
+        lat = sorted(self.lags_ns if lags else self.latencies_ns)
         return lat[min(len(lat) - 1, int(q * len(lat)))] / 1000 if lat else float("nan")
 
 
@@ -275,34 +286,58 @@ def _closed_loop(variant: Variant, threads: int, inflight: int, per_thread: int,
                   done["lost"], cpu)
 
 
+def _noop(d: Path) -> tuple[Callable[[], Op], Callable[[], dict[str, Any]]]:
+    """The open-loop generator alone: what each arrival costs before any audit work."""
+    def factory() -> Op:
+        async def op(i: int) -> None:
+            return None
+        return op
+
+    return factory, lambda: {"delivered": None, "lost": None}
+
+
+HARNESS = Variant("harness-only", _noop)
+
+
 def _open_loop(variant: Variant, threads: int, rate: float, seconds: float,
                base: Path) -> Result:
-    """Offer ``rate`` calls/s in total, evenly over threads, for ``seconds``."""
+    """Offer ``rate`` calls/s in total, evenly over threads, for ``seconds``.
+
+    Open loop: arrivals never wait for earlier calls. Each thread's loop wakes every
+    millisecond (asyncio's timer resolution) and starts every arrival that is due, so at
+    2-3 arrivals per tick per thread the load is smooth; starting each arrival on its own
+    ``call_at`` timer measured the same CPU and latency. Latency runs from the call's
+    start; ``lags_ns`` keeps how late each start was against its schedule (a saturated
+    interpreter shows up there first).
+    """
     d = Path(tempfile.mkdtemp(dir=base))
     factory, finish = variant.setup(d)
     lats: list[list[int]] = [[] for _ in range(threads)]
+    lags: list[list[int]] = [[] for _ in range(threads)]
     per_thread = rate / threads
+    gap_ns = 1e9 / per_thread
     start = threading.Barrier(threads + 1)
 
     def thread_main(t: int) -> None:
         op = factory()
-        out = lats[t]
+        out, lag = lats[t], lags[t]
 
-        async def one(i: int) -> None:
+        async def one(i: int, due_ns: float) -> None:
             t0 = time.perf_counter_ns()
+            lag.append(int(t0 - due_ns))
             await op(i)
             out.append(time.perf_counter_ns() - t0)
 
         async def main() -> None:
-            loop = asyncio.get_running_loop()
-            t_start = loop.time()
+            t_start = time.perf_counter_ns()
             n_total = int(per_thread * seconds)
             launched = 0
             tasks = set()
             while launched < n_total:
-                due = min(n_total, int((loop.time() - t_start) * per_thread) + 1)
+                due = min(n_total, int((time.perf_counter_ns() - t_start) / gap_ns) + 1)
                 while launched < due:
-                    task = asyncio.create_task(one(t * 10_000_000 + launched))
+                    task = asyncio.create_task(
+                        one(t * 10_000_000 + launched, t_start + launched * gap_ns))
                     tasks.add(task)
                     task.add_done_callback(tasks.discard)
                     launched += 1
@@ -318,14 +353,18 @@ def _open_loop(variant: Variant, threads: int, rate: float, seconds: float,
         th.start()
     start.wait()
     t0 = time.perf_counter()
+    c0 = time.process_time()
     for th in ths:
         th.join()
     wall = time.perf_counter() - t0
+    cpu = time.process_time() - c0
     done = finish()
     shutil.rmtree(d, ignore_errors=True)
     calls = sum(len(x) for x in lats)
-    return Result(calls, wall, [x for chunk in lats for x in chunk], done["delivered"],
-                  done["lost"])
+    r = Result(calls, wall, [x for chunk in lats for x in chunk],
+               calls if done["delivered"] is None else done["delivered"], done["lost"], cpu)
+    r.lags_ns = [x for chunk in lags for x in chunk]
+    return r
 
 
 def _machine() -> str:
@@ -346,6 +385,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="smaller counts, 1 repeat fewer")
     ap.add_argument("--repeats", type=int, default=None)
     ap.add_argument("--variants", default=",".join(v.name for v in VARIANTS))
+    ap.add_argument("--loads", default="0.5,0.25",
+                    help="open-loop offered loads, as fractions of each mode's 8x64 maximum")
     args = ap.parse_args(argv)
     repeats = args.repeats or (2 if args.quick else 3)
     total = 16_000 if args.quick else 48_000
@@ -388,23 +429,36 @@ def main(argv: list[str] | None = None) -> int:
                           f"{cpu:.1f} | {cpu_ratio:.0%} | {p50:.1f} | {p99:.1f} | "
                           f"{int(deliv):,}/{calls:,} | {dropped:.1f}% |")
         print()
-        print("| half load (8 threads) | offered records/s | achieved | p50 µs | p99 µs | "
-              "p99.9 µs | lost |")
-        print("|---|---|---|---|---|---|---|")
-        for name in ("audit-queued", "audit-written"):
-            if name not in args.variants:
-                continue
-            v = next(x for x in VARIANTS if x.name == name)
-            maximum = statistics.median(r.rate for r in table[(name, 8, 64)])
-            runs = [_open_loop(v, 8, maximum / 2, 3.0 if args.quick else 6.0, base)
-                    for _ in range(repeats)]
-            p50 = statistics.median(r.pct(0.50) for r in runs)
-            p99 = statistics.median(r.pct(0.99) for r in runs)
-            p999 = statistics.median(r.pct(0.999) for r in runs)
-            ach = statistics.median(r.rate for r in runs)
-            lost = sum(r.calls - r.delivered for r in runs)
-            print(f"| {name} | {maximum / 2:,.0f} | {ach:,.0f} | {p50:.1f} | {p99:.1f} | "
-                  f"{p999:.1f} | {lost} |")
+        print("| open loop (8 threads) | load | offered records/s | achieved | p50 µs | p99 µs "
+              "| p99.9 µs | start lag p99 µs | CPU µs/record | CPU cores | lost |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
+        seconds = 3.0 if args.quick else 6.0
+        for frac in (float(x) for x in args.loads.split(",")):
+            for name in ("audit-queued", "audit-written"):
+                if name not in args.variants:
+                    continue
+                v = next(x for x in VARIANTS if x.name == name)
+                maximum = statistics.median(r.rate for r in table[(name, 8, 64)])
+                offered = maximum * frac
+                # Alternating with the same rate: the harness alone (what arrivals cost) and,
+                # for `queued`, bare Logger.emit (the fastest a call into OTel can be).
+                against = [v, HARNESS]
+                if name == "audit-queued":
+                    against.append(next(x for x in VARIANTS if x.name == "ceiling"))
+                runs: dict[str, list[Result]] = {x.name: [] for x in against}
+                for _ in range(repeats):
+                    for x in against:
+                        runs[x.name].append(_open_loop(x, 8, offered, seconds, base))
+                for label, rs in runs.items():
+                    med = statistics.median
+                    lost = sum(r.calls - r.delivered for r in rs) if label != "ceiling" else "-"
+                    print(f"| {label} | {frac:.0%} of {name} max | {offered:,.0f} | "
+                          f"{med(r.rate for r in rs):,.0f} | {med(r.pct(0.50) for r in rs):.1f} | "
+                          f"{med(r.pct(0.99) for r in rs):.1f} | "
+                          f"{med(r.pct(0.999) for r in rs):.1f} | "
+                          f"{med(r.pct(0.99, lags=True) for r in rs):.1f} | "
+                          f"{med(r.cpu_us for r in rs):.1f} | {med(r.cores for r in rs):.2f} | "
+                          f"{lost} |")
     finally:
         shutil.rmtree(base, ignore_errors=True)
     return 0
