@@ -303,12 +303,12 @@ def _open_loop(variant: Variant, threads: int, rate: float, seconds: float,
                base: Path) -> Result:
     """Offer ``rate`` calls/s in total, evenly over threads, for ``seconds``.
 
-    Open loop: arrivals never wait for earlier calls. Each thread's loop wakes every
-    millisecond (asyncio's timer resolution) and starts every arrival that is due, so at
-    2-3 arrivals per tick per thread the load is smooth; starting each arrival on its own
-    ``call_at`` timer measured the same CPU and latency. Latency runs from the call's
-    start; ``lags_ns`` keeps how late each start was against its schedule (a saturated
-    interpreter shows up there first).
+    Open loop: arrivals never wait for earlier calls. Each thread's loop sleeps until its
+    next arrival is due and starts every arrival that is due by then (threads are not
+    phase-locked), so at 1-3 arrivals per millisecond per thread the load is smooth;
+    starting each arrival on its own ``call_at`` timer measured the same CPU and latency.
+    Latency runs from the call's start; ``lags_ns`` keeps how late each start was
+    against its schedule (a saturated interpreter shows up there first).
     """
     d = Path(tempfile.mkdtemp(dir=base))
     factory, finish = variant.setup(d)
@@ -341,7 +341,11 @@ def _open_loop(variant: Variant, threads: int, rate: float, seconds: float,
                     tasks.add(task)
                     task.add_done_callback(tasks.discard)
                     launched += 1
-                await asyncio.sleep(0.001)
+                # Sleep until the next arrival is due (asyncio rounds timeouts up to its
+                # 1 ms clock resolution): no idle ticks at low rates, where they cost more
+                # than the calls.
+                wait_ns = t_start + launched * gap_ns - time.perf_counter_ns()
+                await asyncio.sleep(max(0.0, wait_ns / 1e9))
             while tasks:
                 await asyncio.gather(*list(tasks))
 
