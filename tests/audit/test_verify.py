@@ -170,11 +170,15 @@ def test_chain_across_files_and_sessions_in_a_directory(
     b.shutdown()
     (path,) = (tmp_path / "multi").glob("*.jsonl")
     lines = _lines(path)
-    # The same chains split over two days' files: still one valid chain each.
+    # The same chains split over two days' files: still one valid chain each. Split by
+    # seq, not by line number: how the two sessions' lines interleave is up to the
+    # scheduler, and a cut at a fixed line could leave one session in a single file.
     day = tmp_path / "days"
     day.mkdir()
-    _write(day / "mcp_audit_20261127.jsonl", lines[:30])
-    _write(day / "mcp_audit_20261128.jsonl", lines[30:])
+    first = [line for line in lines if orjson.loads(line)["seq"] < 20]
+    second = [line for line in lines if orjson.loads(line)["seq"] >= 20]
+    _write(day / "mcp_audit_20261127.jsonl", first)
+    _write(day / "mcp_audit_20261128.jsonl", second)
     report = integrity.verify_paths([day])
     assert report.ok and not report.warnings, report.to_dict()
     assert len(report.sessions) == 2
