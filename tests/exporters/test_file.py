@@ -365,6 +365,42 @@ def test_interval_fsync_failure_is_reported_and_retried(
     f.close()
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_interval_fsync_in_a_forked_child(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fork while the parent's background sync is stuck: the child gets its own syncer
+    thread, and its interval syncs complete."""
+    parent = os.getpid()
+    entered, release = threading.Event(), threading.Event()
+    real = os.fdatasync
+
+    def spy(fd: int) -> None:
+        if os.getpid() == parent:
+            entered.set()
+            assert release.wait(30)
+        real(fd)
+
+    monkeypatch.setattr(os, "fdatasync", spy)
+    now = [1000.0]
+    f = LockedJsonlFile(tmp_path / "k.jsonl", fsync="interval", monotonic=lambda: now[0])
+    now[0] += 1.01
+    assert f.write(b"{}\n")
+    assert entered.wait(30)  # the parent's sync is in flight, and stays so across fork
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        ok = False
+        try:
+            now[0] += 1.01
+            ok = f.write(b"{}\n") and f.wait_background_sync(10) and f.flush()
+        finally:
+            os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    release.set()
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert f.flush()
+    f.close()
+    assert (tmp_path / "k.jsonl").read_bytes() == b"{}\n" * 2
+
+
 def test_export_after_shutdown_fails_and_counts(tmp_path: Path) -> None:
     exporter = JsonlLogExporter(tmp_path / "z.jsonl")
     exporter.shutdown()

@@ -140,6 +140,7 @@ class _Syncer:
 
     def __init__(self) -> None:
         self._jobs: list[_BackgroundSync] = []
+        self._running: _BackgroundSync | None = None
         self._cond = threading.Condition(threading.Lock())
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
@@ -160,7 +161,7 @@ class _Syncer:
             with self._cond:
                 while not self._jobs:
                     self._cond.wait()
-                job = self._jobs.pop(0)
+                job = self._running = self._jobs.pop(0)
             try:
                 _datasync(job.fd)
             except OSError as exc:
@@ -168,6 +169,7 @@ class _Syncer:
             except Exception as exc:  # a spy or an odd platform: never kill the syncer
                 job.error = OSError(errno.EIO, repr(exc))
             finally:
+                self._running = None  # first: a child forked now must not close the number
                 with contextlib.suppress(OSError):
                     os.close(job.fd)
                 job.done.set()
@@ -175,10 +177,12 @@ class _Syncer:
     def after_fork_child(self) -> None:
         # The parent's jobs are the parent's: close our copies of their descriptors.
         self._cond = threading.Condition(threading.Lock())
-        for job in self._jobs:
+        running = [self._running] if self._running is not None else []
+        for job in self._jobs + running:
             with contextlib.suppress(OSError):
                 os.close(job.fd)
         self._jobs = []
+        self._running = None
         self._thread = None
         self._pid = os.getpid()
 
