@@ -56,11 +56,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import (
     BatchLogRecordProcessor,
-    LogRecordExporter,
     LogRecordExportResult,
 )
 from opentelemetry.sdk.metrics import MeterProvider
 
+from _common import DiscardExporter, cpu_model
 from mcp_otel.audit import AuditLogger
 from mcp_otel.exporters import JsonlLogExporter
 
@@ -72,23 +72,6 @@ def _args(i: int) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- variants
-
-
-class _Counting(LogRecordExporter):
-    def __init__(self) -> None:
-        self.count = 0
-        self._lock = threading.Lock()
-
-    def export(self, batch: Sequence[Any]) -> LogRecordExportResult:
-        with self._lock:
-            self.count += len(batch)
-        return LogRecordExportResult.SUCCESS
-
-    def shutdown(self) -> None:
-        pass
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return True
 
 
 class _CountingJsonl(JsonlLogExporter):
@@ -180,7 +163,8 @@ def _sdk_attrs(i: int) -> dict[str, Any]:
 
 def _sdk(discard: bool) -> Callable[[Path], tuple[Callable[[], Op], Callable[[], dict[str, Any]]]]:
     def setup(d: Path) -> tuple[Callable[[], Op], Callable[[], dict[str, Any]]]:
-        exporter: Any = _Counting() if discard else _CountingJsonl(str(d / "sdk_{date}.jsonl"))
+        path = str(d / "sdk_{date}.jsonl")
+        exporter: Any = DiscardExporter() if discard else _CountingJsonl(path)
         provider = LoggerProvider(shutdown_on_exit=False, meter_provider=MeterProvider())
         provider.add_log_record_processor(BatchLogRecordProcessor(exporter))
         logger = provider.get_logger("bench")
@@ -372,16 +356,8 @@ def _open_loop(variant: Variant, threads: int, rate: float, seconds: float,
 
 
 def _machine() -> str:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     return (f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, nproc={os.cpu_count()}, "
-            f"CPU {cpu}, Python {platform.python_version()}")
+            f"CPU {cpu_model()}, Python {platform.python_version()}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -41,27 +41,10 @@ from opentelemetry.sdk._logs.export import (
 )
 from opentelemetry.sdk.resources import Resource
 
-from _common import cpu_model, median_ratio
+from _common import DiscardExporter, cpu_model, median_ratio
 from mcp_otel.exporters import JsonlLogExporter
 
 BATCH = 512
-
-
-class DiscardExporter(LogRecordExporter):
-    """Counts and drops: what the batch processor costs on its own."""
-
-    def __init__(self) -> None:
-        self.count = 0
-
-    def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
-        self.count += len(batch)
-        return LogRecordExportResult.SUCCESS
-
-    def shutdown(self) -> None:
-        pass
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return True
 
 
 class NaiveExporter(LogRecordExporter):
