@@ -78,6 +78,7 @@ import mmap
 import os
 import re
 import secrets
+import stat
 import sys
 import threading
 import time
@@ -345,6 +346,7 @@ class _Generations:
             os.close(fd)
             raise
         self._fd = fd
+        weakref.finalize(self, os.close, fd)  # the mmap keeps a descriptor of its own
         self.view = memoryview(self._mmap).cast("Q")
         self.recheck_at = time.time() + _RECHECK_GEN_FILE_S
 
@@ -962,10 +964,17 @@ def _max_memory_entries() -> int:
 
 
 def _read_entry_file(path: Path, blocking: bool) -> bytes | None:
-    """The file's bytes (never following a symlink), or None if too big for the event loop."""
-    fd = os.open(path, os.O_RDONLY | _O_CLOEXEC | _O_NOFOLLOW)
+    """The file's bytes (never following a symlink), or None if too big for the event loop.
+
+    ``O_NONBLOCK`` and the type check: a FIFO planted under an entry's name must be an
+    unreadable (corrupt) entry, not a read that blocks the event loop or a stripe lock.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | _O_CLOEXEC | _O_NOFOLLOW)
     try:
-        size = os.fstat(fd).st_size
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        size = st.st_size
         if size > _INLINE_READ_MAX and not blocking:
             return None
         chunks = []

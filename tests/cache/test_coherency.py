@@ -322,3 +322,40 @@ async def test_cache_directory_removed_under_running_caches(make_cache, cache_di
     assert (await b.get("conn", "comp"))["data"] == {"v": 2}
     await b.set("conn", "comp", 0, {"v": 3})
     assert (await a.get("conn", "comp"))["data"] == {"v": 3}  # both on the new generations
+
+
+def test_a_fifo_under_an_entry_name_is_corrupt_not_a_hang(make_cache, cache_dir) -> None:
+    """A FIFO planted where an entry belongs must not block the event loop (or a lock)."""
+    cache = make_cache()
+    disc = asyncio.run(cache.set("conn", "comp", 0, {"v": 1}))
+    path = _entry_file(cache_dir, disc)
+    path.unlink()
+    os.mkfifo(path, 0o600)
+    result: list[object] = []
+
+    def run() -> None:
+        result.append(asyncio.run(make_cache().get("conn", "comp", 0)))
+
+    import threading
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(30)
+    assert not worker.is_alive(), "get() blocked on a FIFO"
+    assert result == [None]
+    assert not path.exists()  # removed as a corrupt entry
+
+
+def test_dropped_caches_leave_no_descriptor_open(make_cache) -> None:
+    import gc
+
+    def open_fds() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    make_cache()
+    gc.collect()
+    before = open_fds()
+    for _ in range(20):
+        make_cache()
+    gc.collect()
+    assert open_fds() <= before
