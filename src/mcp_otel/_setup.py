@@ -304,9 +304,12 @@ _ours: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
 def _after_fork_in_child() -> None:
-    global _lock, _tracer_provider, _meter_provider, _logger_provider, _state_pid
+    global _lock, _tracer_provider, _meter_provider, _logger_provider, _state_pid, _augmented
     _lock = threading.RLock()
     _tracer_provider = _meter_provider = _logger_provider = None
+    # The JSONL exporters added to an application's providers are inert in the child
+    # (fork-safe wrappers): forget them so that the child adds its own.
+    _augmented = weakref.WeakSet()
     _state_pid = os.getpid()
 
 

@@ -147,7 +147,7 @@ class _Session:
 
     def __init__(self, owner: AuditLogger) -> None:
         from mcp_otel import _setup
-        from mcp_otel.exporters import JsonlLogExporter
+        from mcp_otel.exporters import JsonlLogExporter, RotationPolicy
 
         self.pid = os.getpid()
         self.session_id = "mcp_" + secrets.token_hex(6)
@@ -159,9 +159,12 @@ class _Session:
         if owner._exporter_factory is not None:
             exporter = owner._exporter_factory()
         else:
+            # Every option explicit: no MCP_OTEL_JSONL_* deployment variable may rotate,
+            # prune, compress or reshape the audit trail.
             exporter = JsonlLogExporter(
                 owner._path_template, format="flat", fsync=owner._fsync,
                 file_mode=0o600, dir_mode=0o700, disabled=False,
+                rotation=RotationPolicy(), include_resource=False,
             )
         self.exporter = exporter
         self.otlp: BatchLogRecordProcessor | None = None

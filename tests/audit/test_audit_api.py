@@ -352,3 +352,22 @@ async def test_odd_values_in_any_field_keep_the_chain_valid(
     assert recs[2]["error"] == f"bad\npassword={MASK}"
     report = integrity.verify_paths([tmp_path / "audit"])
     assert report.ok and not report.warnings, report.to_dict()
+
+
+async def test_jsonl_environment_cannot_rotate_prune_or_reshape_the_audit_trail(
+    make_audit: Callable[..., AuditLogger], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MCP_OTEL_JSONL_* configure the generic exporters, never the system of record."""
+    monkeypatch.setenv("MCP_OTEL_JSONL_MAX_BYTES", "2000")
+    monkeypatch.setenv("MCP_OTEL_JSONL_MAX_FILES", "0")
+    monkeypatch.setenv("MCP_OTEL_JSONL_COMPRESS", "true")
+    monkeypatch.setenv("MCP_OTEL_JSONL_RESOURCE", "true")
+    audit = make_audit(tmp_path / "env")
+    for i in range(40):
+        await audit.log_tool_call(f"tool_{i}", {"i": i})
+    audit.shutdown()
+    files = list((tmp_path / "env").iterdir())
+    assert len(files) == 1
+    records = read_records(tmp_path / "env")
+    assert len(records) == 41  # 40 calls and the session end
+    assert not any("resource" in r for r in records)

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from mcp_otel.exporters import _config
-from mcp_otel.exporters._file import LockedJsonlFile, _stderr
+from mcp_otel.exporters._file import LockedJsonlFile, RotationPolicy, _stderr
 
 _EXPORTERS: weakref.WeakSet[_JsonlExporterBase] = weakref.WeakSet()
 
@@ -44,11 +44,17 @@ class _JsonlExporterBase:
         compress: bool | None = None,
         include_resource: bool | None = None,
         disabled: bool | None = None,
+        rotation: RotationPolicy | None = None,
     ) -> None:
         resolved = os.path.abspath(
             os.fspath(path) if path is not None else _config.default_path(self._signal)
         )
-        rotation = _config.resolve_rotation(max_bytes, max_files, max_age, compress)
+        # ``rotation`` fixes the whole policy and ignores the environment: a system of
+        # record (the audit trail) must not be rotated or pruned by a deployment variable.
+        if rotation is None:
+            rotation = _config.resolve_rotation(max_bytes, max_files, max_age, compress)
+        elif any(v is not None for v in (max_bytes, max_files, max_age, compress)):
+            raise TypeError("pass either rotation= or max_bytes/max_files/max_age/compress")
         self.config = _config.ExporterConfig(
             path=resolved,
             format=_config.resolve_format(format),

@@ -129,6 +129,10 @@ def resolve_bool(value: bool | None, env_name: str) -> bool:
     return bool(_env_bool(env_name))
 
 
+# timedelta's own limit (999,999,999 days), rounded down: a larger age overflows.
+_MAX_AGE_LIMIT_S = 86_000_000_000_000.0
+
+
 def resolve_rotation(
     max_bytes: int | None,
     max_files: int | None,
@@ -144,12 +148,16 @@ def resolve_rotation(
         if env_age is not None:
             try:
                 seconds = float(env_age)
-                if seconds < 0 or seconds != seconds:
+                if not 0 <= seconds < _MAX_AGE_LIMIT_S:  # also NaN and inf
                     raise ValueError
                 max_age = seconds
             except ValueError:
                 _warn(ENV_MAX_AGE, env_age, None)
     if isinstance(max_age, int | float) and not isinstance(max_age, bool):
+        if not 0 <= max_age < _MAX_AGE_LIMIT_S:
+            raise ValueError(
+                f"max_age must be a finite number of seconds below {_MAX_AGE_LIMIT_S:.0f}"
+            )
         max_age = timedelta(seconds=max_age)
     if max_age is not None and not isinstance(max_age, timedelta):
         raise ValueError("max_age must be a timedelta or a number of seconds")

@@ -274,6 +274,7 @@ class LockedJsonlFile:
         self._fd: int | None = None
         self._fd_path: str | None = None
         self._fd_readable = False
+        self._retained_for: str | None = None
         # File size right after our last write: when the file has another size at our next
         # write, someone else wrote in between, and may have died mid-line.
         self._end: int | None = None
@@ -351,7 +352,7 @@ class LockedJsonlFile:
             return True
 
     def flush(self) -> bool:
-        """fsync what was written (unless the policy is ``none``); ``True`` on success."""
+        """fsync what was written (never under the policy ``none``); ``True`` on success."""
         with self._lock:
             return self._sync_locked(force=self._fsync != "none")
 
@@ -381,8 +382,11 @@ class LockedJsonlFile:
         if self._fd is not None and self._fd_path != path:
             self._sync_locked(force=self._fsync != "none")
             self._close_fd()
-            if self._rotation.retention:
-                self._apply_retention(path)
+        if self._rotation.retention and self._retained_for != path:
+            # Once per active path and process, not only after a rotation: a short-lived
+            # server (one stdio session) may never rotate, and must still prune.
+            self._retained_for = path
+            self._apply_retention(path)
         for _ in range(_MAX_ATTEMPTS):
             if self._fd is None:
                 self._op = "open"
@@ -427,15 +431,21 @@ class LockedJsonlFile:
                         "file size limit); the batch was rolled back",
                     )
                 self._end = size + written
+                if self._fsync == "batch":
+                    self._op = "fsync"
+                    try:
+                        _datasync(fd)
+                    except OSError:
+                        # FAILURE must mean "not in the file": a caller that retries
+                        # (the audit trail does) must not find its batch there twice.
+                        os.ftruncate(fd, size)
+                        self._end = size
+                        raise
             finally:
                 if self._fd == fd:
                     fcntl.flock(fd, fcntl.LOCK_UN)
-            self._dirty = True
-            if self._fsync == "batch":
-                self._op = "fsync"
-                _datasync(fd)
-                self._dirty = False
-            elif self._fsync == "interval":
+            self._dirty = self._fsync != "batch"
+            if self._fsync == "interval":
                 self._sync_locked(force=False)  # hands the sync to the syncer thread
             return
         raise OSError(errno.EAGAIN, "the file kept being replaced while we tried to lock it")
@@ -537,7 +547,9 @@ class LockedJsonlFile:
 
     def _sync_locked(self, *, force: bool) -> bool:
         """Sync what was written. ``force``: now, inline; else per the interval, by the
-        background syncer (the caller never waits for the disk)."""
+        background syncer (the caller never waits for the disk). ``none`` never syncs."""
+        if self._fsync == "none":
+            return True
         if force:
             self._finish_bg_sync(wait=True)  # its outcome covers what it was handed
         elif not self._finish_bg_sync(wait=False):
