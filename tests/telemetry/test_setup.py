@@ -304,3 +304,34 @@ def test_everything_is_flushed_at_interpreter_exit(tmp_path: Path) -> None:
     assert last_snapshot_totals(snapshot)[None] == expected
     spans = read_lines(tmp_path / "data" / "traces", "mcp_spans_*.jsonl")
     assert [s["name"] for s in spans] == ["at-exit-span"]
+
+
+def test_forked_child_writes_spans_through_the_applications_provider(tmp_path: Path) -> None:
+    """The child's copy of mcp-otel's file exporter on the app's provider is inert: the
+    child must add its own, or its spans never reach the local file."""
+    script = """
+import os
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+trace.set_tracer_provider(TracerProvider())
+from mcp_otel import _setup
+with _setup.get_tracer_provider().get_tracer("t").start_as_current_span("parent-span"):
+    pass
+pid = os.fork()
+if pid == 0:
+    tp = _setup.get_tracer_provider()
+    with tp.get_tracer("t").start_as_current_span("child-span"):
+        pass
+    tp.force_flush()
+    os._exit(0)
+assert os.waitpid(pid, 0)[1] == 0
+trace.get_tracer_provider().force_flush()
+"""
+    env = {**os.environ, "MCP_OTEL_DIR": str(tmp_path)}
+    subprocess.run([sys.executable, "-c", script], env=env, check=True, timeout=60)
+    names = sorted(
+        json.loads(line)["name"]
+        for path in (tmp_path / "traces").glob("*.jsonl")
+        for line in path.read_bytes().splitlines()
+    )
+    assert names == ["child-span", "parent-span"]
