@@ -37,7 +37,8 @@ from opentelemetry.metrics import Histogram, MeterProvider
 from opentelemetry.trace import Span, SpanKind, StatusCode, TracerProvider
 
 from mcp_otel import _json, _setup
-from mcp_otel.telemetry import MCP_DURATION_BUCKETS
+from mcp_otel.telemetry import _OTHER as OTHER_TOOL_NAME
+from mcp_otel.telemetry import MAX_TOOL_NAMES, MCP_DURATION_BUCKETS
 
 __all__ = ["Instrumentation", "instrument"]
 
@@ -52,7 +53,6 @@ META_BYTES_OUT = "bytes_out"
 
 _SCOPE = "mcp_otel.instrument"
 _MAX_ERROR_TEXT = 2048
-_MAX_TOOL_LABELS = 200
 
 
 @dataclass
@@ -111,8 +111,10 @@ class Instrumentation:
     def uninstrument(self) -> None:
         """Remove the middleware and the lifespan hook; idempotent.
 
-        Sinks that :func:`instrument` created itself are flushed (not shut down, so a
-        second ``instrument`` in the same process can reuse the shared providers).
+        Every sink is flushed. The ``AuditLogger`` that :func:`instrument` created itself
+        is also shut down (its session ends, its writer thread stops); the process-wide
+        telemetry emitter and the shared providers are only flushed, so that a second
+        ``instrument`` in the same process can reuse them.
         """
         if not self._active:
             return
@@ -124,6 +126,8 @@ class Instrumentation:
         ):
             self._lowlevel.lifespan = self._original_lifespan
         self.force_flush()
+        if self.owns_audit:
+            _guard(self, "audit.shutdown", self.audit.shutdown)
 
     def force_flush(self) -> None:
         """Flush every sink we know of, so files are complete when this returns."""
@@ -497,8 +501,8 @@ class _McpOtelMiddleware:
         """Tool names come from clients: cap the metric label's cardinality."""
         if tool in self._tool_labels:
             return tool
-        if len(self._tool_labels) >= _MAX_TOOL_LABELS:
-            return "_OTHER"
+        if len(self._tool_labels) >= MAX_TOOL_NAMES:
+            return OTHER_TOOL_NAME  # the telemetry emitter's overflow label, too
         self._tool_labels.add(tool)
         return tool
 

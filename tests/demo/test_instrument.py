@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 from typing import Any
 
 import mcp_types as types
@@ -311,6 +312,25 @@ async def test_uninstrument_restores_the_server() -> None:
             await client.call_tool("add", {"a": 1, "b": 2})
     assert [r for r in cap.audit_records if r.get("event") != "session_end"] == []
     assert not [e for e in cap.telemetry_events if e.get("event") == "tool_call"]
+
+
+async def test_uninstrument_shuts_down_the_audit_logger_it_created(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """instrument() made the AuditLogger, so uninstrument() ends it: no thread, no
+    descriptor and no open session left behind per instrument/uninstrument cycle."""
+    monkeypatch.setenv("MCP_OTEL_DIR", str(tmp_path))
+    server = _fastmcp()
+    handle = mcp_otel.instrument(server, telemetry=False)
+    async with Client(server, mode="auto") as client:
+        await client.call_tool("add", {"a": 1, "b": 2})
+    handle.uninstrument()
+    records = [
+        json.loads(line)
+        for path in (tmp_path / "audit").glob("*.jsonl")
+        for line in path.read_bytes().splitlines()
+    ]
+    assert [r["event"] for r in records] == ["tool_call", "tool_result", "session_end"]
 
 
 def test_instrument_rejects_what_is_not_an_mcp_server() -> None:
