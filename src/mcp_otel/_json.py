@@ -137,7 +137,7 @@ def _walk(value: Any, depth: int, stack: set[int]) -> Any:
                     else:
                         converted_later.append((_key(k), k, v))
                 for name, k, v in converted_later:
-                    if name in out:
+                    while name in out:  # never overwrite: suffix until the name is free
                         name = f"{name} ({type(k).__name__})"
                     out[name] = _walk(v, depth + 1, stack)
                 return out
@@ -205,7 +205,7 @@ def _has_nonfinite(value: Any, depth: int = 0) -> bool:
     if t is float:
         return value != value or value in (math.inf, -math.inf)
     if depth > _MAX_DEPTH:
-        return False
+        return True  # too deep to tell: the careful path decides (and writes "<max depth>")
     if t is dict:
         return any(_has_nonfinite(v, depth + 1) for v in value.values())
     if t is list or t is tuple:

@@ -114,3 +114,16 @@ def test_odd_values_through_the_exporter(tmp_path: Path) -> None:
     assert line["f"] == "-Infinity"
     assert line["t"] == [1, 2]
     assert line["body"] == {"k": "NaN"}
+
+
+def test_converted_keys_never_overwrite_each_other() -> None:
+    out = orjson.loads(dumps({1: "a", "1": "b", "1 (int)": "c"}))
+    assert sorted(out.values()) == ["a", "b", "c"]
+
+
+def test_nan_deeper_than_the_depth_limit_is_not_null() -> None:
+    value: object = float("nan")
+    for _ in range(70):
+        value = [value]
+    text = dumps(value).decode()
+    assert "null" not in text and "<max depth>" in text
