@@ -50,7 +50,9 @@ from opentelemetry.sdk.resources import SERVICE_NAME, OTELResourceDetector, Reso
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
-DEFAULT_DIR = "./mcp-otel-data"
+from mcp_otel.exporters import _config
+
+DEFAULT_DIR = _config.DEFAULT_DIR
 DEFAULT_SERVICE_NAME = "mcp-server"
 SIGNALS = ("traces", "metrics", "logs")
 _PROTOCOLS = ("grpc", "http/protobuf")
@@ -63,14 +65,11 @@ _log = logging.getLogger(__name__)
 # --------------------------------------------------------------------------- environment
 
 
-def data_dir() -> Path:
-    """The data directory: ``MCP_OTEL_DIR``, else ``./mcp-otel-data``."""
-    return Path(os.environ.get("MCP_OTEL_DIR") or DEFAULT_DIR)
-
-
-def sdk_disabled() -> bool:
-    """True when ``OTEL_SDK_DISABLED`` is set to true (case-insensitive)."""
-    return os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true"
+# One rule for the whole package (the exporters read the same variables): the data
+# directory is ``MCP_OTEL_DIR`` (stripped), else ``./mcp-otel-data``; ``OTEL_SDK_DISABLED``
+# is true when set to "true" in any case.
+data_dir = _config.data_dir
+sdk_disabled = _config.sdk_disabled
 
 
 def local_export_enabled() -> bool:
