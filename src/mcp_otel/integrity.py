@@ -408,6 +408,11 @@ def _check_record(rec: dict[str, Any], path: Path, lineno: int, terminated: bool
     else:
         add("bad_alg", f"unknown hash_alg {alg!r}", path, lineno, sid)
         hash_ok = None
+    if hkey is not None and alg != ALG_HMAC:
+        # With a key, an unkeyed record proves nothing: anyone can recompute a SHA-256
+        # chain, so a chain rewritten as "sha256" must not pass as verified.
+        add("unkeyed", f"seq {seq}: hash_alg is {alg!r}, not {ALG_HMAC!r}, although a key "
+            "was given (record not authenticated; chain downgraded?)", path, lineno, sid)
     if hash_ok is False:
         add("hash_mismatch", f"seq {seq}: hash does not match the record "
             "(a field was changed, added or removed)", path, lineno, sid)

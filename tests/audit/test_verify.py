@@ -210,6 +210,39 @@ async def test_hmac_chain_needs_the_key(make_audit: Callable[..., AuditLogger],
     assert "hash_mismatch" in _codes(integrity.verify_paths([path], key="k3y-for-tests"))
 
 
+async def test_hmac_chain_downgraded_to_sha256_is_an_error_when_a_key_is_given(
+        make_audit: Callable[..., AuditLogger], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without the key, an attacker rewrites the chain as plain SHA-256 after editing a
+    field; every hash and link is then consistent, but a key was given: not verified."""
+    logger = make_audit(tmp_path / "d", key="k3y-for-tests")
+    await _write_session(logger, 3)
+    logger.shutdown()
+    path = next((tmp_path / "d").glob("*.jsonl"))
+    head = None
+    out = []
+    for line in _lines(path):
+        rec = orjson.loads(line)
+        rec["hash_alg"] = "sha256"
+        if rec.get("tool") == "tool_1":
+            rec["tool"] = "tool_evil"
+        if head is not None:
+            rec["prev_hash"] = head
+        rec["hash"] = head = integrity.compute_hash(integrity.covered_fields(rec), None)
+        out.append(orjson.dumps(rec) + b"\n")
+    _write(path, out)
+    assert integrity.verify_paths([path]).ok  # a consistent SHA-256 chain, as forged
+    report = integrity.verify_paths([path], key="k3y-for-tests")
+    assert not report.ok and _codes(report) == {"unkeyed"}
+    assert len(report.errors) == len(out)
+    monkeypatch.setenv("KEY_FOR_TEST", "k3y-for-tests")
+    assert cli_main(["verify", "--key-env", "KEY_FOR_TEST", str(path)]) == 1
+    assert "ERROR   unkeyed: seq 1: hash_alg is 'sha256'" in capsys.readouterr().out
+    assert cli_main(["verify", "--json", "--key-env", "KEY_FOR_TEST", str(path)]) == 1
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["ok"] is False and {e["code"] for e in doc["errors"]} == {"unkeyed"}
+
+
 def test_key_from_environment(monkeypatch: pytest.MonkeyPatch,
                               make_audit: Callable[..., AuditLogger], tmp_path: Path) -> None:
     import asyncio
