@@ -195,7 +195,7 @@ def instrument(
         owns_telemetry = True
 
     tp = tracer_provider or _ensure_global_tracer_provider()
-    mp = meter_provider or _default_meter_provider()
+    mp = meter_provider or _setup.get_meter_provider()
 
     handle = Instrumentation(
         server=server,
@@ -257,15 +257,6 @@ def _ensure_global_tracer_provider() -> TracerProvider:
         # set_tracer_provider only ever succeeds once per process; it logs otherwise.
         trace.set_tracer_provider(ours)
     return ours
-
-
-def _default_meter_provider() -> MeterProvider:
-    getter: Callable[[], MeterProvider] | None = getattr(_setup, "get_meter_provider", None)
-    if getter is not None:
-        return getter()
-    from opentelemetry import metrics
-
-    return metrics.get_meter_provider()
 
 
 def _wrap_lifespan(handle: Instrumentation, lowlevel: Any, original: Any) -> Any:

@@ -202,14 +202,6 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def _meter_provider() -> _metrics_api.MeterProvider:
-    """mcp-otel's shared meter provider, or the global one while _setup has none."""
-    getter = getattr(_setup, "get_meter_provider", None)
-    if callable(getter):
-        return getter()
-    return _metrics_api.get_meter_provider()
-
-
 def _counts_for(provider: _metrics_api.MeterProvider) -> _Counts:
     with _COUNTS_LOCK:
         known = _COUNTS.get(id(provider))
@@ -416,7 +408,7 @@ class DiscoveryCache:
         self._fsync = _setup.env_flag(_ENV_FSYNC, True)
         self._keys: dict[tuple[str, str, int, str | None], _Key] = {}
         self._tracer = _tracer_for(tracer_provider)
-        self._meter_provider = meter_provider or _meter_provider()
+        self._meter_provider = meter_provider or _setup.get_meter_provider()
         self._auto_meter = meter_provider is None
         self._counts = _counts_for(self._meter_provider)
         self._forked = False
@@ -436,7 +428,7 @@ class DiscoveryCache:
             self._forked = False
             if self._auto_meter:
                 # mcp-otel's shared provider is rebuilt in a child; count into the new one.
-                provider = _meter_provider()
+                provider = _setup.get_meter_provider()
                 if provider is not self._meter_provider:
                     counts = _counts_for(provider)
                     if counts is not self._counts:
