@@ -452,8 +452,7 @@ class AuditLogger:
         """Record a failed tool call; secrets inside the error text are masked."""
         if error_code is None:
             error_code = "ERROR" if error else "UNKNOWN"
-        err = error if error is None or isinstance(error, str) else str(error)
-        red = self._redactor.redact(err)
+        red = self._redactor.redact(self._redactor.error_text(error))
         attrs: dict[str, Any] = {
             "event": "tool_error",
             "event_type": "tool_call_failed",

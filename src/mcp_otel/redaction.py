@@ -217,8 +217,13 @@ class Redactor:
             return None
         return MASK
 
-    def clean(self, value: Any, _depth: int = 0) -> Any:
-        """JSON-safe copy of ``value`` with secrets masked, at any depth."""
+    def clean(self, value: Any, _depth: int = 0, _path: set[int] | None = None) -> Any:
+        """JSON-safe copy of ``value`` with secrets masked, at any depth.
+
+        A container that is already on the path from the root (a cycle) is written as
+        ``"<cycle>"``, like :mod:`mcp_otel._json` does; shared, non-cyclic references are
+        written in full each time.
+        """
         if value is None or value is True or value is False:
             return value
         t = type(value)
@@ -230,19 +235,19 @@ class Redactor:
             return value if math.isfinite(value) else repr(value)
         if _depth > 64:
             return "[DEPTH LIMIT]"
-        if t is dict or isinstance(value, Mapping):
-            out: dict[str, Any] = {}
-            for k, v in value.items():
-                key = self._clean_key(k)
-                if self.is_secret_key(key):
-                    out[key] = self._mask_secret(v)
-                else:
-                    out[key] = self.clean(v, _depth + 1)
-            return out
-        if t is list or t is tuple or isinstance(value, list | tuple):
-            return [self.clean(v, _depth + 1) for v in value]
-        if isinstance(value, set | frozenset):
-            return [self.clean(v, _depth + 1) for v in sorted(value, key=repr)]
+        if (
+            t is dict or t is list or t is tuple
+            or isinstance(value, Mapping | list | tuple | set | frozenset)
+        ):
+            path = set() if _path is None else _path
+            ident = id(value)
+            if ident in path:
+                return "<cycle>"
+            path.add(ident)
+            try:
+                return self._clean_container(value, _depth + 1, path)
+            finally:
+                path.discard(ident)
         if isinstance(value, bytes | bytearray | memoryview):
             return {"$base64": base64.b64encode(bytes(value)).decode("ascii")}
         if isinstance(value, bool):
@@ -261,11 +266,41 @@ class Redactor:
             text = f"<unrepresentable {type(value).__name__}>"
         return self._clean_str(text)
 
+    def _clean_container(self, value: Any, depth: int, path: set[int]) -> Any:
+        if isinstance(value, Mapping):
+            out: dict[str, Any] = {}
+            for k, v in value.items():
+                key = self._clean_key(k)
+                if self.is_secret_key(key):
+                    out[key] = self._mask_secret(v)
+                else:
+                    out[key] = self.clean(v, depth, path)
+            return out
+        if isinstance(value, list | tuple):
+            return [self.clean(v, depth, path) for v in value]
+        # set / frozenset: a deterministic order that no __repr__ can break
+        return [self.clean(v, depth, path) for v in sorted(value, key=_json._repr)]
+
+    def error_text(self, error: Any) -> str | None:
+        """The text of a tool error, for :meth:`redact`; never raises.
+
+        A mapping or sequence is cleaned (secrets masked by key) *before* it becomes text;
+        anything else is ``str(error)``, or its safe ``repr`` when ``__str__`` raises.
+        """
+        if error is None or isinstance(error, str):
+            return error
+        if isinstance(error, Mapping | list | tuple | set | frozenset):
+            return str(self.clean(error))
+        try:
+            return str(error)
+        except Exception:  # a broken __str__ must not lose the record
+            return _json._repr(error)
+
     def _clean_key(self, key: Any) -> str:
         if type(key) is str and key and key.isascii():
             return key
         if not isinstance(key, str):
-            key = key.decode("utf-8", "replace") if isinstance(key, bytes) else str(key)
+            key = key.decode("utf-8", "replace") if isinstance(key, bytes) else _str_key(key)
         key = _fix_surrogates(key)
         return key or "(empty)"
 
@@ -304,6 +339,13 @@ def size_of(value: Any) -> int:
             return len(_json.dumps(_json.to_jsonable(value)))
         except Exception:
             return len(repr(value).encode("utf-8", "replace"))
+
+
+def _str_key(key: Any) -> str:
+    try:
+        return str(key)
+    except Exception:  # a broken __str__ must not lose the record
+        return _json._repr(key)
 
 
 def _fix_surrogates(text: str) -> str:

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from pathlib import Path
 
 import orjson
 import pytest
 
+from mcp_otel.audit import AuditLogger
 from mcp_otel.redaction import MASK, Redactor, key_parts, size_of
+
+from .conftest import read_records
 
 
 @pytest.fixture
@@ -175,3 +180,68 @@ def test_sizes_are_measured_before_redaction_and_previews_keep_the_original_size
 def test_preview_head_cannot_exceed_limit() -> None:
     with pytest.raises(ValueError):
         Redactor(preview_limit=10, preview_head=20)
+
+
+def test_cycles_are_cut_on_the_current_path(r: Redactor) -> None:
+    x: dict = {}
+    x["a"] = x
+    assert r.clean(x) == {"a": "<cycle>"}
+    lst: list = [1]
+    lst.append(lst)
+    assert r.clean(lst) == [1, "<cycle>"]
+    # a tree whose children point back to their parent: only the back pointers are cut
+    root: dict = {"name": "root", "children": []}
+    for i in range(3):
+        child = {"name": f"c{i}", "parent": root, "children": []}
+        child["children"].append({"name": f"g{i}", "parent": child, "root": root})
+        root["children"].append(child)
+    out = r.clean(root)
+    assert out["children"][1] == {
+        "name": "c1", "parent": "<cycle>",
+        "children": [{"name": "g1", "parent": "<cycle>", "root": "<cycle>"}],
+    }
+    # shared (non-cyclic) references are written in full each time
+    shared = {"password": "p", "v": 1}
+    assert r.clean([shared, shared]) == [{"password": MASK, "v": 1}] * 2
+    # two references back to the root: exponential without the cycle check
+    x["b"] = x
+    assert r.clean(x) == {"a": "<cycle>", "b": "<cycle>"}
+
+
+def test_broken_str_and_repr_never_raise(r: Redactor) -> None:
+    class Bad:
+        def __repr__(self) -> str:
+            raise RuntimeError("repr")
+
+        def __str__(self) -> str:
+            raise RuntimeError("str")
+
+        def __hash__(self) -> int:
+            return 1
+
+        def __eq__(self, other: object) -> bool:
+            return self is other
+
+    out = r.clean({"s": {Bad(), Bad()}, Bad(): "v"})
+    assert out["s"] == ["<unrepresentable Bad>"] * 2
+    (key,) = (k for k in out if k != "s")
+    assert key.startswith("<") and "Bad object at" in key and out[key] == "v"
+    assert r.error_text(Bad()).startswith("<") and "Bad object at" in r.error_text(Bad())
+    assert r.error_text(ValueError("x")) == "x"
+    assert r.error_text("password=hunter2") == "password=hunter2"  # masked later by redact
+    assert r.error_text(None) is None
+
+
+async def test_log_tool_error_never_raises_and_redacts_structured_errors(
+        make_audit: Callable[..., AuditLogger], tmp_path: Path) -> None:
+    class Bad(Exception):
+        def __str__(self) -> str:
+            raise RuntimeError("str")
+
+    a = make_audit()
+    await a.log_tool_error(tool="t", error=Bad())
+    await a.log_tool_error(tool="t", error={"password": "hunter2", "detail": "x"})
+    errors = [rec["error"] for rec in read_records(tmp_path / "audit")]
+    assert len(errors) == 2
+    assert "Bad" in errors[0]
+    assert "hunter2" not in errors[1] and MASK in errors[1] and "detail" in errors[1]
