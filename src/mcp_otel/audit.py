@@ -618,6 +618,19 @@ def _make_private_dir(path: Path) -> None:
 _hooks_installed = False
 
 
+class _AfterForkOwner:
+    """Weak-referenceable owner of the multiprocessing after-fork hook (module lifetime)."""
+
+
+_MP_AFTER_FORK_OWNER = _AfterForkOwner()
+
+
+def _register_mp_finalizer(_owner: object) -> None:
+    import multiprocessing.util as mp_util
+
+    mp_util.Finalize(None, _shutdown_all, exitpriority=100)
+
+
 def _install_process_hooks() -> None:
     """atexit flush, multiprocessing-child flush, fork reset: once per process."""
     global _hooks_installed
@@ -630,6 +643,9 @@ def _install_process_hooks() -> None:
 
         # multiprocessing children leave through os._exit, which skips atexit.
         mp_util.Finalize(None, _shutdown_all, exitpriority=100)
+        # A child started by fork clears the finalizer registry it inherited
+        # (BaseProcess._after_fork), dropping the one above: register it again there.
+        mp_util.register_after_fork(_MP_AFTER_FORK_OWNER, _register_mp_finalizer)
     except Exception:  # pragma: no cover
         pass
     if hasattr(os, "register_at_fork"):

@@ -165,6 +165,38 @@ def test_queued_records_are_written_at_normal_exit(tmp_path: Path) -> None:
     assert integrity.verify_paths([log_dir]).ok
 
 
+_FORK_CHILD = """
+import asyncio, multiprocessing as mp, sys
+from mcp_otel.audit import AuditLogger
+a = AuditLogger(sys.argv[1], wait="queued", otlp=False, max_batch_size=50)
+async def burst(n):
+    for i in range(n):
+        await a.log_tool_call("child", {"i": i})
+if __name__ == "__main__":
+    asyncio.run(a.log_tool_call("parent"))
+    p = mp.get_context("fork").Process(target=asyncio.run, args=(burst(3000),))
+    p.start()
+    p.join()
+    assert p.exitcode == 0, p.exitcode
+    a.shutdown()
+"""
+
+
+def test_multiprocessing_fork_child_flushes_at_exit(tmp_path: Path) -> None:
+    """A fork-started multiprocessing child clears its inherited finalizers; the audit
+    flush is registered again there, so its queued records and end record are written."""
+    log_dir = tmp_path / "mpfork"
+    proc = subprocess.Popen([PYTHON, "-c", _FORK_CHILD, str(log_dir)], env=child_env(tmp_path),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    code, _, err = _finish(proc)
+    assert code == 0, err
+    report = integrity.verify_paths([log_dir])
+    assert report.ok and not report.warnings, report.to_dict()
+    records = sorted(s.records for s in report.sessions.values())
+    assert records == [2, 3001]  # parent: call + end; child: 3000 calls + end
+    assert all(s.ended for s in report.sessions.values())
+
+
 @pytest.mark.parametrize("previous", ["none", "python", "ignore"])
 def test_sigterm_handler_flushes_then_chains(tmp_path: Path, previous: str) -> None:
     log_dir = tmp_path / "term"
