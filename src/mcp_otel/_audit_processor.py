@@ -215,10 +215,14 @@ class AuditLogRecordProcessor(LogRecordProcessor):
         deadline = loop.time() + self._queue_timeout
         while not self._try_put(record, waiter):
             fut: asyncio.Future[None] = loop.create_future()
-            with self._lock:  # re-checked under the lock the writer takes to wake us
-                if len(self._queue) < self._max_queue:
-                    continue
+            with self._lock:
+                # Register first, then re-check: the writer pops a batch, then looks at
+                # _room_waiters without the lock; either it sees this future (and wakes
+                # it), or its pop came before this check, which then sees the room.
                 self._room_waiters.append(fut)
+                if len(self._queue) < self._max_queue:
+                    self._room_waiters.remove(fut)  # still there: the writer swaps under the lock
+                    continue
             timer = loop.call_at(deadline, _expire, fut)
             try:
                 await fut

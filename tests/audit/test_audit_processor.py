@@ -140,6 +140,31 @@ def test_final_record_is_last_and_racing_records_go_to_on_late() -> None:
     provider.shutdown()
 
 
+def test_async_waiter_registering_while_the_writer_drains_is_not_left_waiting() -> None:
+    """The writer pops a batch and looks for room waiters (without the lock) just while a
+    producer, having found the queue full, registers: the producer must still get in."""
+    processor = AuditLogRecordProcessor(InMemoryLogRecordExporter(), max_queue_size=2,
+                                        queue_timeout=5.0)
+    processor._worker = threading.current_thread()  # type: ignore[assignment]  # no writer:
+    processor._queue.extend([("a", None), ("b", None)])  # type: ignore[arg-type]  # played here
+    drained: list[Any] = []
+
+    class Waiters(list):  # type: ignore[type-arg]
+        def append(self, fut: Any) -> None:
+            if not drained:  # the writer runs right as the producer registers
+                drained.append(processor._take_batch(block=False))
+            super().append(fut)
+
+    processor._room_waiters = Waiters()
+
+    async def main() -> None:
+        await processor.put_async("rec", None)  # type: ignore[arg-type]
+
+    asyncio.run(main())  # raised QueueFullTimeout after 5 s with the room there all along
+    assert drained == [[("a", None), ("b", None)]]
+    assert list(processor._queue) == [("rec", None)] and not processor._room_waiters
+
+
 def _inode(fd: int) -> int | None:
     try:
         return os.fstat(fd).st_ino
