@@ -580,14 +580,19 @@ class AuditLogger:
                     sess.lost_unqueued(self, exc)
                     return False
                 continue
+            parked = _ap.take_deferred()
+            if parked is not None:
+                try:
+                    await sess.processor.put_async(*parked)
+                except _ap.QueueFullTimeout as exc:
+                    sess.lost_unqueued(self, exc)
+                    return False
+                except RuntimeError as exc:  # shut down while waiting for room: same
+                    if attempt == 2:
+                        sess.lost_unqueued(self, exc)
+                        return False
+                    continue
             break
-        parked = _ap.take_deferred()
-        if parked is not None:
-            try:
-                await sess.processor.put_async(*parked)
-            except (_ap.QueueFullTimeout, RuntimeError) as exc:
-                sess.lost_unqueued(self, exc)
-                return False
         if fut is None:
             return True
         return await fut

@@ -119,6 +119,49 @@ class _Gate(JsonlLogExporter):
         return super().export(batch)
 
 
+async def test_records_waiting_for_room_at_shutdown_go_to_the_next_session(
+        make_audit: Callable[..., AuditLogger], tmp_path: Path) -> None:
+    """A shutdown while callers wait for queue room: they retry in the next session, as
+    a caller whose emit meets a closed session does, instead of being lost undeclared."""
+    log_dir = tmp_path / "audit"
+    gates: list[_Gate] = []
+
+    def factory() -> _Gate:
+        gates.append(_Gate(str(log_dir / "mcp_audit_{date}.jsonl")))
+        if len(gates) > 1:
+            gates[-1].release.set()  # only the first session's disk is stuck
+        return gates[-1]
+
+    a = make_audit(log_dir, wait="queued", max_queue_size=2, max_batch_size=1,
+                   exporter_factory=factory)
+    await a.log_tool_call("first", {})
+    await asyncio.to_thread(gates[0].entered.wait, 10)  # the writer is now stuck
+    old = a._session
+    assert old is not None
+    tasks = [asyncio.create_task(a.log_tool_call(f"w{i}", {})) for i in range(5)]
+    for _ in range(10_000):  # let the tasks run: 2 get queued, 3 wait for room
+        if len(old.processor._room_waiters) == 3:
+            break
+        await asyncio.sleep(0)
+    assert len(old.processor._room_waiters) == 3 and len(old.processor._queue) == 2
+    closer = threading.Thread(target=a.shutdown)
+    closer.start()
+    await asyncio.to_thread(_wait_for, lambda: not old.processor._accepting)
+    gates[0].release.set()
+    await asyncio.gather(*tasks)
+    await asyncio.to_thread(closer.join, 30)
+    assert not closer.is_alive()
+    assert old.unqueued_lost == 0
+    a.shutdown()
+    recs = read_records(log_dir)
+    assert sorted(r["tool"] for r in recs if r["event"] == "tool_call") == \
+        ["first"] + [f"w{i}" for i in range(5)]
+    report = integrity.verify_paths([log_dir])
+    assert report.ok and not report.warnings, report.to_dict()
+    assert len(report.sessions) == 2 and all(s.ended for s in report.sessions.values())
+    assert sum(s.declared_lost for s in report.sessions.values()) == 0
+
+
 async def test_no_room_in_time_is_declared_not_silent(
         make_audit: Callable[..., AuditLogger], tmp_path: Path,
         capfd: pytest.CaptureFixture[str]) -> None:
