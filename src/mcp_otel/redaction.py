@@ -15,10 +15,12 @@ Rules (documented in docs/audit.md):
 * A key whose normalised form (parts joined by ``_``) is in the allow list is never
   secret: ``primary_key``, ``idempotency_key``, ...
 * A secret value becomes ``***MASKED***`` unless it is a string that is entirely an
-  environment reference (``${NAME}`` or ``$NAME``), which reveals nothing and is kept.
+  environment reference (``${NAME}`` or ``$NAME``), which reveals nothing and is kept;
+  ``${NAME:-default}`` is masked (the default may be the secret).
 * In every string (keys not involved), passwords inside URLs/DSNs
-  (``scheme://user:PASSWORD@host``), ``secretkey=value`` pairs and ``Bearer``/``Basic``
-  credentials are masked the same way; ``${ENV}`` references are kept.
+  (``scheme://user:PASSWORD@host``, up to the last ``@`` before the host, so a password
+  may contain ``@`` and ``/``), ``secretkey=value`` pairs and ``Bearer``/``Basic``
+  credentials (any case) are masked the same way; ``${ENV}`` references are kept.
 * Non-JSON values are encoded safely (bytes as ``{"$base64": ...}``, non-finite floats and
   integers beyond 64 bits as strings, other objects as ``repr``), lone surrogates are
   replaced, empty keys become ``"(empty)"``. Control characters stay in the data; JSON
@@ -95,15 +97,27 @@ _I64_MIN = -(2**63)
 _U64_MAX = 2**64 - 1
 
 _CAMEL_RE = re.compile(r"[A-Z]+(?=[A-Z][a-z0-9])|[A-Z]?[a-z0-9]+|[A-Z]+")
-_ENV_REF_RE = re.compile(r"^\$(\{[A-Za-z_][A-Za-z0-9_]*(:?-[^}]*)?\}|[A-Za-z_][A-Za-z0-9_]*)$")
-# scheme://user:password@host  (password may be empty-free, any char but @ / space)
-_URL_PASSWORD_RE = re.compile(r"(?P<pre>[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@]*:)(?P<pw>[^\s@/]+)(?=@)")
+# ${NAME} or $NAME only: in ${NAME:-default} the default may be the secret itself
+_ENV_REF_RE = re.compile(r"^\$(\{[A-Za-z_][A-Za-z0-9_]*\}|[A-Za-z_][A-Za-z0-9_]*)$")
+# scheme://user:password@host. The password runs to the last '@' before the host, so it
+# may itself contain '@' and '/' (unencoded, as people write them); that '@' is the last
+# one before the query/fragment/end, and after a '/' the password holds no '?' or '#'
+# (so "http://host:8080/x?mail=a@b.c" is a port and a query, not a password). A path
+# ending in "...x@y" after a port is masked too: the safe side of an ambiguity.
+_URL_PASSWORD_RE = re.compile(
+    r"(?P<pre>[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@]*:)"
+    r"(?P<pw>[^\s/]+?(?:/(?:[^\s?#:]|:(?!//))*?)??)"  # never across another "://"
+    r"(?=@[^\s@?#]*(?:[?#\s]|$))"
+)
 # key=value pairs in free text (libpq DSNs, query strings, log lines)
 _KV_RE = re.compile(
     r"(?P<key>[A-Za-z][A-Za-z0-9_.\-]*)(?P<sep>\s*=\s*)"
     r"(?P<val>\"[^\"]*\"|'[^']*'|[^\s&;,'\"]+)"
 )
-_BEARER_RE = re.compile(r"(?P<pre>\b(?:Bearer|Basic)\s+)(?P<val>[A-Za-z0-9._~+/=\-]{6,})")
+_BEARER_RE = re.compile(
+    r"(?P<pre>\b(?:Bearer|Basic)\s+)(?P<val>[A-Za-z0-9._~+/=\-]{6,})", re.IGNORECASE
+)
+_AUTH_HINT_RE = re.compile(r"bearer|basic", re.IGNORECASE)
 
 
 def key_parts(key: str) -> list[str]:
@@ -190,7 +204,7 @@ class Redactor:
             text = _URL_PASSWORD_RE.sub(self._url_sub, text)
         if "=" in text:
             text = _KV_RE.sub(self._kv_sub, text)
-        if "Bearer" in text or "Basic" in text:
+        if _AUTH_HINT_RE.search(text):
             text = _BEARER_RE.sub(lambda m: m.group("pre") + MASK, text)
         return text
 
@@ -307,7 +321,7 @@ class Redactor:
     def _clean_str(self, text: str) -> str:
         if not text.isascii():
             text = _fix_surrogates(text)
-        if "://" in text or "=" in text or "Bearer" in text or "Basic" in text:
+        if "://" in text or "=" in text or _AUTH_HINT_RE.search(text):
             return self.mask_text(text)
         return text
 

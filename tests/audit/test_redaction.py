@@ -105,6 +105,20 @@ def test_nested_dicts_and_lists_are_masked_at_any_depth(r: Redactor) -> None:
         ("password=${PGPASSWORD}", "password=${PGPASSWORD}"),
         ("Authorization: Bearer eyJhbGciOi.x.y", f"Authorization: Bearer {MASK}"),
         ("max_tokens=100 primary_key=id", "max_tokens=100 primary_key=id"),
+        # an env reference with a default reveals the default: only ${NAME}/$NAME is kept
+        ("postgres://u:${DB_PASSWORD:-hunter2}@h/db", f"postgres://u:{MASK}@h/db"),
+        ("password=${PGPASSWORD:-hunter2}", f"password={MASK}"),
+        ("password=${PGPASSWORD-hunter2} x", f"password={MASK} x"),
+        # '/' and '@' inside a URL password: masked up to the last '@' before the host
+        ("postgres://app:pa/ss@db/x", f"postgres://app:{MASK}@db/x"),
+        ("postgres://app:p@ss@db", f"postgres://app:{MASK}@db"),
+        ("postgres://app:p@s/s@db:5432/x y", f"postgres://app:{MASK}@db:5432/x y"),
+        ("postgres://app:pa?ss@db/x", f"postgres://app:{MASK}@db/x"),
+        ("https://u:pw@h/x?mail=a@b.c", f"https://u:{MASK}@h/x?mail=a@b.c"),
+        ("https://example.com:8443/x?mail=a@b.c", "https://example.com:8443/x?mail=a@b.c"),
+        # bearer/basic credentials in any case
+        ("authorization: bearer eyJhbGciOi.x.y", f"authorization: bearer {MASK}"),
+        ("AUTHORIZATION: BASIC dXNlcjpwYXNz", f"AUTHORIZATION: BASIC {MASK}"),
         ("plain text without secrets", "plain text without secrets"),
     ],
 )
@@ -114,9 +128,9 @@ def test_free_text_credentials(r: Redactor, text: str, expected: str) -> None:
 
 def test_env_references_under_secret_keys_are_kept(r: Redactor) -> None:
     out = r.clean({"password": "${DB_PASSWORD}", "api_key": "$API_KEY", "token": "${X:-d}",
-                   "secret": "not ${A} only"})
-    assert out == {"password": "${DB_PASSWORD}", "api_key": "$API_KEY", "token": "${X:-d}",
-                   "secret": MASK}
+                   "secret": "not ${A} only", "pwd": "${DB_PASSWORD:-hunter2}"})
+    assert out == {"password": "${DB_PASSWORD}", "api_key": "$API_KEY", "token": MASK,
+                   "secret": MASK, "pwd": MASK}  # a default after :- may be the secret
 
 
 def test_secret_containers_are_masked_whole(r: Redactor) -> None:
