@@ -14,6 +14,8 @@ Rules (documented in docs/audit.md):
   parts only, so ``author`` is not ``auth`` and ``max_tokens`` is not ``token``.
 * A key whose normalised form (parts joined by ``_``) is in the allow list is never
   secret: ``primary_key``, ``idempotency_key``, ...
+* A two-item list whose first item is a secret-looking name (a header pair such as
+  ``["X-Api-Key", "..."]``) has its second item masked like a value under that key.
 * A secret value becomes ``***MASKED***`` unless it is a string that is entirely an
   environment reference (``${NAME}`` or ``$NAME``), which reveals nothing and is kept;
   ``${NAME:-default}`` is masked (the default may be the secret).
@@ -291,6 +293,9 @@ class Redactor:
                     out[key] = self.clean(v, depth, path)
             return out
         if isinstance(value, list | tuple):
+            if len(value) == 2 and isinstance(value[0], str) and self.is_secret_key(value[0]):
+                # a (name, value) header pair: [["X-Api-Key", "..."]]
+                return [self.clean(value[0], depth, path), self._mask_secret(value[1])]
             return [self.clean(v, depth, path) for v in value]
         # set / frozenset: a deterministic order that no __repr__ can break
         return [self.clean(v, depth, path) for v in sorted(value, key=_json._repr)]

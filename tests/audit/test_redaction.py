@@ -259,3 +259,14 @@ async def test_log_tool_error_never_raises_and_redacts_structured_errors(
     assert len(errors) == 2
     assert "Bad" in errors[0]
     assert "hunter2" not in errors[1] and MASK in errors[1] and "detail" in errors[1]
+
+
+def test_header_pairs_with_a_secret_name_are_masked(r: Redactor) -> None:
+    out = r.clean({"headers": [["X-Api-Key", "v1"], ("Authorization", "Bearer abcdefgh"),
+                               ["Accept", "json"], ["token", "${TOKEN}"], ["password", None],
+                               ["cookie", {"a": 1}]]})
+    assert out == {"headers": [["X-Api-Key", MASK], ["Authorization", MASK], ["Accept", "json"],
+                               ["token", "${TOKEN}"], ["password", None], ["cookie", MASK]]}
+    # only two-item lists whose first item is a secret-looking name
+    assert r.clean(["password", "reset", "now"]) == ["password", "reset", "now"]
+    assert r.clean([["max_tokens", 100]]) == [["max_tokens", 100]]
