@@ -17,6 +17,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import threading
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import asdict, dataclass, field
@@ -300,15 +301,71 @@ def _iter_lines(path: Path) -> Iterator[tuple[int, bytes, bool]]:
             yield n, raw.rstrip(b"\n").rstrip(b"\r") if terminated else raw, terminated
 
 
+_PARTIAL_LITERAL = re.compile(r"(?<![\w.])(t|tr|tru|f|fa|fal|fals|n|nu|nul)$")
+_PARTIAL_NUMBER = re.compile(r"(-|\d\.|\d[eE][-+]?)$")
+_LITERAL_REST = {"t": "rue", "tr": "ue", "tru": "e", "f": "alse", "fa": "lse", "fal": "se",
+                 "fals": "e", "n": "ull", "nu": "ll", "nul": "l"}
+
+
 def _looks_truncated(raw: bytes) -> bool:
-    """True when ``raw`` reads like the beginning of a JSON object cut short."""
-    text = raw.decode("utf-8", "replace").strip()
+    """True when ``raw`` is a JSON object cut short: some ending makes it valid.
+
+    Why not the parser's error position: a cut inside ``true``, a ``\\u`` escape or a
+    number's exponent fails earlier than the end, and a crash can cut anywhere. So the
+    prefix is completed (close the string, finish a literal or number, close every open
+    container) and parsed; a line that no ending can repair is corrupt, not torn.
+    """
+    text = raw.decode("utf-8", "replace").rstrip()
     if not text.startswith("{"):
         return False
-    try:
-        json.loads(text)
-    except json.JSONDecodeError as exc:
-        return exc.pos >= len(text) - 1 or exc.msg.startswith("Unterminated string")
+    closers: list[str] = []
+    in_string = False
+    cut = len(text)  # where a partial escape starts (dropped before closing the string)
+    i = 0
+    while i < len(text):
+        c = text[i]
+        if in_string:
+            if c == "\\":
+                width = 6 if text[i + 1 : i + 2] == "u" else 2
+                if i + width > len(text):
+                    cut = i
+                    break
+                i += width
+                continue
+            if c == '"':
+                in_string = False
+        elif c == '"':
+            in_string = True
+        elif c in "{[":
+            closers.append("}" if c == "{" else "]")
+        elif c in "}]":
+            if not closers or closers.pop() != c:
+                return False
+            if not closers and text[i + 1 :].strip():
+                return False  # something after the complete object: corrupt
+        i += 1
+    if not closers:
+        return False  # complete (or nothing open): not a torn object
+    body = text[:cut]
+    if in_string:
+        body += '"'
+    else:
+        body = body.rstrip()
+        if body.endswith(","):
+            body = body[:-1]
+        elif body.endswith(":"):
+            body += "null"
+        elif m := _PARTIAL_LITERAL.search(body):
+            body += _LITERAL_REST[m.group(1)]
+        elif _PARTIAL_NUMBER.search(body):
+            body += "0"
+    tail = "".join(reversed(closers))
+    for candidate in (body + tail, body + ":null" + tail):
+        try:
+            json.loads(candidate)
+            return True
+        except json.JSONDecodeError:
+            continue
     return False
 
 

@@ -137,6 +137,21 @@ def test_cut_mid_line_is_a_warning_and_an_error_when_strict(chain_file: Path,
     assert not strict.ok and _codes(strict) == {"torn_line", "no_end_record"}
 
 
+def test_a_cut_at_any_byte_of_a_record_is_a_torn_line_not_corruption(
+    chain_file: Path, tmp_path: Path
+) -> None:
+    """A crash can cut anywhere: inside true/false/null, a \\u escape, an exponent."""
+    lines = _lines(chain_file)
+    victim = b'{"event":"tool_call","ok":true,"no":false,"x":null,"n":-1.5e+10,' \
+        b'"u":"caf\\u00e9 \\"q\\"","nested":{"a":[1,{"b":"c"}],"d":{}},"z":12}'
+    cut = tmp_path / "t.jsonl"
+    for k in range(1, len(victim)):
+        # The torn line is followed by later records: the next writer started afresh.
+        _write(cut, [*lines[:5], victim[:k] + b"\n", *lines[5:]])
+        report = integrity.verify_paths([cut])
+        assert report.ok and _codes(report, "warnings") == {"torn_line"}, (k, victim[:k])
+
+
 def test_cut_before_end_record(chain_file: Path, tmp_path: Path) -> None:
     lines = _lines(chain_file)[:-1]
     path = _write(tmp_path / "t.jsonl", lines)
