@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import contextlib
 import os
 import secrets
 import signal
@@ -32,6 +31,7 @@ from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 
 from mcp_otel import _audit_processor as _ap
 from mcp_otel import integrity, redaction
+from mcp_otel.exporters._file import make_private_dirs
 
 __all__ = ["AuditLogger", "install_sigterm_handler"]
 
@@ -352,7 +352,7 @@ class AuditLogger:
         self._session: _Session | None = None
         self._ended_lost = 0
         self.tool_call_counter = 0
-        _make_private_dir(self.log_dir)
+        make_private_dirs(self.log_dir)
         self._session = _Session(self)
         with _LIVE_LOCK:
             _LIVE.add(self)
@@ -603,21 +603,6 @@ class AuditLogger:
 
 def _today() -> str:
     return time.strftime("%Y%m%d", time.gmtime())
-
-
-def _make_private_dir(path: Path) -> None:
-    """Create ``path`` (and parents) with mode 0700; an existing directory is left as is."""
-    missing = []
-    d = path
-    while not d.exists():
-        missing.append(d)
-        if d.parent == d:
-            break
-        d = d.parent
-    for d in reversed(missing):
-        with contextlib.suppress(FileExistsError):
-            os.mkdir(d, 0o700)
-            os.chmod(d, 0o700)
 
 
 _hooks_installed = False

@@ -96,6 +96,7 @@ from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.trace import Span, Status, StatusCode
 
 from mcp_otel import _json, _setup
+from mcp_otel.exporters._file import make_private_dirs
 
 __all__ = ["DiscoveryCache"]
 
@@ -368,7 +369,7 @@ class _Generations:
             _log.warning("cache generation file %s was replaced; re-mapping it", self._path)
             # The old descriptor and mapping are left open on purpose: another thread may
             # be using them right now, and closing would let the number be reused.
-            self._path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            make_private_dirs(self._path.parent)
             self._open()
             return True
 
@@ -397,9 +398,8 @@ class DiscoveryCache:
             raise ValueError("default_ttl_hours must be positive")
         self.cache_dir = Path(cache_dir) if cache_dir is not None else _setup.data_dir() / "cache"
         self.default_ttl = timedelta(hours=default_ttl_hours)
-        self.cache_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         state = self.cache_dir / _STATE_DIR
-        state.mkdir(mode=0o700, exist_ok=True)
+        make_private_dirs(state)  # and the cache directory and its parents, all 0700
         self._lock_paths = [state / f"lock.{i:02d}" for i in range(_STRIPES)]
         self._gens = _Generations(state)
         self._memory: dict[str, _Record] = {}
@@ -635,7 +635,7 @@ class DiscoveryCache:
             fd = os.open(self._lock_paths[stripe], flags, 0o600)
         except FileNotFoundError:
             # The directory was removed under us (rm -rf of the cache): recreate, go on.
-            self._lock_paths[stripe].parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            make_private_dirs(self._lock_paths[stripe].parent)
             fd = os.open(self._lock_paths[stripe], flags, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)

@@ -359,3 +359,14 @@ def test_dropped_caches_leave_no_descriptor_open(make_cache) -> None:
         make_cache()
     gc.collect()
     assert open_fds() <= before
+
+
+def test_every_directory_it_creates_is_0700_whatever_the_umask(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        DiscoveryCache(tmp_path / "data" / "cache", meter_provider=None)
+    finally:
+        os.umask(old)
+    data = tmp_path / "data"
+    for d in (data, data / "cache", data / "cache" / ".mcp_otel"):
+        assert oct(d.stat().st_mode & 0o777) == oct(0o700), d

@@ -221,6 +221,39 @@ if hasattr(os, "register_at_fork"):
     )
 
 
+def make_private_dirs(directory: str | os.PathLike[str], mode: int = 0o700) -> None:
+    """Create ``directory`` and any missing parents with exactly ``mode``.
+
+    Every sink uses this (exporters, audit trail, cache), so that no directory of ours is
+    left at the umask's mode. An existing directory keeps its mode: it may be shared.
+    """
+    directory = os.fspath(directory)
+    if os.path.isdir(directory):
+        return
+    missing: list[str] = []
+    d = directory
+    while d and not os.path.isdir(d):
+        missing.append(d)
+        parent = os.path.dirname(d)
+        if parent == d:
+            break
+        d = parent
+    for d in reversed(missing):
+        try:
+            os.mkdir(d, mode)
+        except FileExistsError:
+            continue
+        # Exact mode whatever the umask, on the directory we just made (never through a
+        # symlink swapped in meanwhile: O_NOFOLLOW; portable, unlike lchmod).
+        dfd = os.open(
+            d, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
+        )
+        try:
+            os.fchmod(dfd, mode)
+        finally:
+            os.close(dfd)
+
+
 class LockedJsonlFile:
     """An append-only file shared safely by threads and processes.
 
@@ -507,30 +540,7 @@ class LockedJsonlFile:
         self._end = None
 
     def _make_dirs(self, directory: str) -> None:
-        if os.path.isdir(directory):
-            return
-        missing: list[str] = []
-        d = directory
-        while d and not os.path.isdir(d):
-            missing.append(d)
-            parent = os.path.dirname(d)
-            if parent == d:
-                break
-            d = parent
-        for d in reversed(missing):
-            try:
-                os.mkdir(d, self._dir_mode)
-            except FileExistsError:
-                continue
-            # Exact mode whatever the umask, on the directory we just made (never through a
-            # symlink swapped in meanwhile: O_NOFOLLOW; portable, unlike lchmod).
-            dfd = os.open(
-                d, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
-            )
-            try:
-                os.fchmod(dfd, self._dir_mode)
-            finally:
-                os.close(dfd)
+        make_private_dirs(directory, self._dir_mode)
 
     @staticmethod
     def _fsync_dir(directory: str) -> None:
