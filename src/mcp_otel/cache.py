@@ -519,8 +519,12 @@ class DiscoveryCache:
             result = await asyncio.to_thread(self._lookup, key, span, True)
         return result  # type: ignore[return-value]
 
-    def _lookup(self, key: _Key, span: Span | None, blocking: bool) -> Any:
-        """Memory, then disk. Without ``blocking`` returns _NEEDS_THREAD instead of waiting."""
+    def _lookup(self, key: _Key, span: Span | None, blocking: bool, again: bool = True) -> Any:
+        """Memory, then disk. Without ``blocking`` returns _NEEDS_THREAD instead of waiting.
+
+        When an expired entry's reap finds it replaced by a fresh one (another ``set``
+        landed meanwhile), the lookup runs ``again`` once and answers from that entry.
+        """
         if time.time() >= self._gens.recheck_at:
             self._maintain(span)
         rec = self._memory.get(key.cache_key)
@@ -529,7 +533,8 @@ class DiscoveryCache:
                 if not blocking:
                     return _NEEDS_THREAD
                 self._forget(key.cache_key, rec, span, "expired")
-                self._reap(key, span)
+                if self._reap(key, span) == _KEPT_FRESH and again:
+                    return self._lookup(key, span, blocking, again=False)
                 return self._answer(span, None, "none")
             if rec.generation == self._gens.view[rec.slot]:
                 return self._answer(span, rec, "memory")
@@ -556,7 +561,8 @@ class DiscoveryCache:
         if time.time() >= parsed.expires:
             if not blocking:
                 return _NEEDS_THREAD
-            self._reap(key, span)
+            if self._reap(key, span) == _KEPT_FRESH and again:
+                return self._lookup(key, span, blocking, again=False)
             return self._answer(span, None, "none")
         if parsed.entry.get("cache_key") != key.cache_key:
             return self._answer(span, None, "none")  # same id, other idempotency key
@@ -646,7 +652,8 @@ class DiscoveryCache:
     def _reap(self, key: _Key, span: Span | None) -> int:
         """Under the lock, remove the entry file if it is (still) expired or corrupt.
 
-        Returns the removed file's size, or -1 when nothing was removed.
+        Returns the removed file's size, or -1 when nothing was removed (``_KEPT_FRESH``
+        when the file now holds an entry that has not expired: another ``set`` replaced it).
         """
         path = self.cache_dir / f"{key.discovery_id}.json"
         with self._locked(key.stripe):
@@ -660,7 +667,7 @@ class DiscoveryCache:
                 raw, why = b"", "corrupt_removed"
                 _log.warning("removing corrupt cache entry %s: %s", key.discovery_id, exc)
             if not why:
-                return -1  # replaced by a fresh entry meanwhile: keep it
+                return _KEPT_FRESH  # replaced by a fresh entry meanwhile: keep it
             if not _unlink(path):
                 return -1
             self._gens.bump(key.slot)
@@ -927,6 +934,7 @@ class DiscoveryCache:
 # --------------------------------------------------------------------------- module helpers
 
 _NEEDS_THREAD = object()
+_KEPT_FRESH = -2  # _reap: nothing removed, the file holds an entry that has not expired
 
 
 def _utf8(text: str) -> bytes:
