@@ -667,7 +667,11 @@ class LockedJsonlFile:
             src_fd = os.open(rotated, os.O_RDONLY | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0))
             with os.fdopen(src_fd, "rb") as src:
                 dst_fd = os.open(tmp, flags, self._file_mode)
-                os.fchmod(dst_fd, self._file_mode)
+                try:
+                    os.fchmod(dst_fd, self._file_mode)
+                except BaseException:
+                    os.close(dst_fd)  # no file object owns it yet
+                    raise
                 with (
                     os.fdopen(dst_fd, "wb") as raw,
                     gzip.GzipFile(
