@@ -333,6 +333,9 @@ def test_flat_fast_path_is_byte_identical_to_the_reference_encoding() -> None:
         {"nested": {"k": [1, "x", {"deep": b"\x01"}]}},
         {"nan": float("nan")},
         {"severity": "clash"},
+        {"timestamp": "own", "event": "audit-like", "seq": 3},
+        {"timestamp": 1, "otel.timestamp": 2},  # the renamed field clashes again
+        {"trace_id": "t", "span_id": "s", "body": 1, "schema_version": 9, "event_name": "e"},
         {"ünï": "cödé", "q": 'a"b'},
         {"s": "bad\udcff"},
         {"big": 2**70},

@@ -273,9 +273,10 @@ def _log_lines(
             plain = getattr(attrs, "_dict", None)
             if type(plain) is not dict:
                 plain = dict(attrs)
-        if resources is not None or (plain and not clash_free(plain)):
+        if resources is not None:
             out += _log_line_slow(readable, f"{prefix}.{frac:09d}Z", resources)
             continue
+        clash = bool(plain) and not clash_free(plain)
         sev_num = rec.severity_number
         try:
             sev_text = rec.severity_text
@@ -297,6 +298,9 @@ def _log_lines(
                 if checked and _NULL in attrs_b and _has_nonfinite(plain):
                     raise _SlowPath
             sev_value = b"" if sev_num is None else b',"severity_number":%d' % sev_num.value
+            if clash:
+                _clash_line(out, rec, plain, attrs_b, prefix_b, frac, sev_b, event_b, body_b)  # type: ignore[arg-type]
+                continue
         except Exception:  # anything unusual: the careful route decides
             out += _log_line_slow(readable, f"{prefix}.{frac:09d}Z", resources)
             continue
@@ -324,6 +328,58 @@ def _log_lines(
             out += memoryview(attrs_b)[1:]  # drop its "{"; it ends with "}\n"
     _ts_cache = (cached_sec, prefix)
     return out, count
+
+
+_LOG_ENVELOPE_ORDER = ("timestamp", "severity", "severity_number", "event_name", "body",
+                       "trace_id", "span_id", "schema_version")  # as _log_envelope builds it
+_KEY_B = {n: b',"%s":' % n.encode() for n in _LOG_ENVELOPE_ORDER}
+_RENAMED_KEY_B = {n: b',"%s":' % (_CLASH_PREFIX + n).encode() for n in _LOG_ENVELOPE_ORDER}
+
+
+def _clash_line(out: bytearray, rec: Any, plain: dict[str, Any], attrs_b: bytes,
+                prefix_b: bytes, frac: int, sev_b: bytes | None, event_b: bytes | None,
+                body_b: bytes | None) -> None:
+    """:func:`_log_lines` for a record whose attributes reuse envelope names.
+
+    Why: audit records carry their own ``timestamp``, so every audit line clashes, and
+    the dict route cost more than the rest of the audit writer. Same bytes as
+    :func:`merge` (attributes first, then the envelope, a displaced field renamed
+    ``otel.<field>``). A renamed field that clashes again, or an attribute named like an
+    envelope field this record does not have (no clash after all: envelope first), raises
+    :class:`_SlowPath`.
+    """
+    if "timestamp" not in plain and "schema_version" not in plain:
+        raise _SlowPath  # rare: let merge() decide whether anything really clashes
+
+    clashes = FLAT_LOG_ENVELOPE.intersection(plain)  # usually just {"timestamp"}
+    for name in clashes:
+        if _CLASH_PREFIX + name in plain:
+            raise _SlowPath  # before anything is written: the slow path starts afresh
+    k_ts, k_sev, k_num, k_event, k_body, k_trace, k_span, k_schema = (
+        _RENAMED_KEY_B[n] if n in clashes else _KEY_B[n] for n in _LOG_ENVELOPE_ORDER)
+    out += memoryview(attrs_b)[:-2]  # its "{" and entries, without "}\n"
+    out += k_ts
+    out += b'"%s.%09dZ"' % (prefix_b, frac)
+    if sev_b is not None:
+        out += k_sev
+        out += sev_b
+    if rec.severity_number is not None:
+        out += k_num
+        out += b"%d" % rec.severity_number.value
+    if event_b is not None:
+        out += k_event
+        out += event_b
+    if body_b is not None:
+        out += k_body
+        out += body_b
+    if rec.trace_id:
+        out += k_trace
+        out += b'"%032x"' % rec.trace_id
+        if rec.span_id:
+            out += k_span
+            out += b'"%016x"' % rec.span_id
+    out += k_schema
+    out += b"%d}\n" % SCHEMA_VERSION
 
 
 # ------------------------------------------------------------------------- spans
