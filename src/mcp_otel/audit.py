@@ -152,6 +152,7 @@ class _Session:
         self.pid = os.getpid()
         self.session_id = "mcp_" + secrets.token_hex(6)
         self.chain = integrity.Chain(self.session_id, owner._key)
+        self.redactor = owner._redactor
         self.written = 0
         self.lost = 0
         self.unqueued_lost = 0
@@ -209,7 +210,18 @@ class _Session:
 
     # Hooks run in the processor's writer thread.
     def _seal(self, record: ReadWriteLogRecord) -> None:
-        self.chain.seal(record.log_record.attributes)  # type: ignore[arg-type]
+        attrs = record.log_record.attributes
+        for name, value in attrs.items():  # type: ignore[union-attr]
+            if type(value) is redaction.Snapshot:  # masked here, before any sink
+                attrs[name] = self._unfreeze(value)  # type: ignore[index]
+        self.chain.seal(attrs)  # type: ignore[arg-type]
+
+    def _unfreeze(self, snap: redaction.Snapshot) -> Any:
+        try:
+            return self.redactor.redact_snapshot(snap).value
+        except Exception as exc:  # never the raw value, never the whole record lost
+            _ap._stderr(f"mcp-otel audit: cannot redact a payload: {exc!r}")
+            return "<unredactable>"
 
     def _committed(self, records: Sequence[ReadWriteLogRecord]) -> None:
         self.chain.committed()
@@ -395,18 +407,23 @@ class AuditLogger:
             params_bytes = None
         clean = self._redactor.clean
         name = clean(tool_name or tool)
-        cid = correlation_id or self.make_correlation_id()
-        red = self._redactor.redact(arguments)
+        if correlation_id is None:
+            cid = self.make_correlation_id()
+            clean_cid = cid  # ours: nothing to mask
+        else:
+            cid = correlation_id
+            clean_cid = clean(cid)
+        value, size, truncated = self._freeze(arguments)
         attrs: dict[str, Any] = {
             "event": "tool_call",
             "event_type": "tool_call_started",
             "tool": name,
             "tool_name": name,
-            "correlation_id": clean(cid),
-            "bytes_in": clean(params_bytes) if params_bytes is not None else red.original_bytes,
-            "arguments": red.value,
+            "correlation_id": clean_cid,
+            "bytes_in": clean(params_bytes) if params_bytes is not None else size,
+            "arguments": value,
         }
-        if red.truncated:
+        if truncated:
             attrs["arguments_truncated"] = True
         await self._log(attrs, SeverityNumber.INFO)
         return cid
@@ -424,19 +441,19 @@ class AuditLogger:
     ) -> None:
         """Record a tool's result."""
         size = result_bytes if result_bytes is not None else payload_bytes
-        red = self._redactor.redact(result)
+        value, measured, truncated = self._freeze(result)
         attrs: dict[str, Any] = {
             "event": "tool_result",
             "event_type": "tool_call_completed",
             "tool": self._redactor.clean(tool),
             "correlation_id": self._redactor.clean(correlation_id or event_id),
             "duration_ms": self._redactor.clean(duration_ms),
-            "bytes_out": self._redactor.clean(size) if size is not None else red.original_bytes,
-            "result": red.value,
+            "bytes_out": self._redactor.clean(size) if size is not None else measured,
+            "result": value,
         }
         if success is not None:
             attrs["success"] = bool(success)
-        if red.truncated:
+        if truncated:
             attrs["result_truncated"] = True
         await self._log(attrs, SeverityNumber.INFO)
 
@@ -452,7 +469,7 @@ class AuditLogger:
         """Record a failed tool call; secrets inside the error text are masked."""
         if error_code is None:
             error_code = "ERROR" if error else "UNKNOWN"
-        red = self._redactor.redact(self._redactor.error_text(error))
+        value, _, truncated = self._freeze(self._redactor.error_text(error))
         attrs: dict[str, Any] = {
             "event": "tool_error",
             "event_type": "tool_call_failed",
@@ -460,9 +477,9 @@ class AuditLogger:
             "correlation_id": self._redactor.clean(correlation_id or event_id),
             "duration_ms": self._redactor.clean(duration_ms),
             "error_code": self._redactor.clean(error_code),
-            "error": red.value,
+            "error": value,
         }
-        if red.truncated:
+        if truncated:
             attrs["error_truncated"] = True
         await self._log(attrs, SeverityNumber.ERROR)
 
@@ -539,6 +556,24 @@ class AuditLogger:
         await self.ashutdown()
 
     # -- internals ---------------------------------------------------------------------
+
+    def _freeze(self, value: Any) -> tuple[Any, int, bool]:
+        """What a record carries for a payload, its original JSON size, and whether it was cut.
+
+        The payload is frozen as JSON now (:func:`redaction.snapshot`: one C call that
+        also measures it); a small one is masked later in the writer thread
+        (:meth:`_Session._seal`), before any sink sees it, so the caller does not pay
+        for redaction. A payload over the preview limit is masked and cut here, so the
+        queue holds previews, never whole large values.
+        """
+        if value is None:
+            return None, 4, False
+        snap = redaction.snapshot(value)
+        size = len(snap.json)
+        if size <= self._redactor.preview_limit:
+            return snap, size, False
+        red = self._redactor.redact_snapshot(snap)
+        return red.value, size, red.truncated
 
     def _current(self) -> _Session:
         sess = self._session

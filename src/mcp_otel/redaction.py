@@ -40,6 +40,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from mcp_otel import _json
 
 MASK = "***MASKED***"
@@ -122,6 +124,19 @@ _BEARER_RE = re.compile(
 _AUTH_HINT_RE = re.compile(r"bearer|basic", re.IGNORECASE)
 
 
+def _maybe_secret_text(text: str) -> bool:
+    """False only for text that :meth:`Redactor.mask_text` would return unchanged.
+
+    A URL password needs an ``@``, a key=value pair an ``=``, a credential its scheme
+    (``casefold`` matches what the case-insensitive pattern matches, ``ſ`` included).
+    Three C-level scans let the common string skip the regular expressions.
+    """
+    if "=" in text or "@" in text:
+        return True
+    folded = text.casefold()
+    return "bearer" in folded or "basic" in folded
+
+
 def key_parts(key: str) -> list[str]:
     """Lower-cased parts of ``key``: split on separators and camelCase boundaries."""
     parts: list[str] = []
@@ -135,6 +150,35 @@ def _split_env_list(value: str | None) -> set[str]:
     if not value:
         return set()
     return {"_".join(key_parts(v)) or v.strip().lower() for v in value.split(",") if v.strip()}
+
+
+class Snapshot:
+    """A value as received, frozen as its compact JSON (:func:`mcp_otel._json.dumps`).
+
+    Why: the audit caller must capture arguments at call time (the caller may mutate them
+    right after) and measure their size anyway; the JSON bytes are both, for one C call.
+    Masking the snapshot can then wait for the audit writer thread, off the caller's
+    path. The ``repr`` shows only the size, so a snapshot that reached a sink by mistake
+    would leak nothing.
+    """
+
+    __slots__ = ("json",)
+
+    def __init__(self, json: bytes) -> None:
+        self.json = json
+
+    def __repr__(self) -> str:
+        return f"<Snapshot of {len(self.json)} bytes>"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Snapshot) and other.json == self.json
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def snapshot(value: Any) -> Snapshot:
+    """Freeze ``value`` as JSON now (the module table of :mod:`mcp_otel._json`)."""
+    return Snapshot(_json.dumps(value))
 
 
 @dataclass(frozen=True)
@@ -164,6 +208,7 @@ class Redactor:
     _compounds: frozenset[str] = field(init=False, repr=False)
     _allow: frozenset[str] = field(init=False, repr=False)
     _cache: dict[str, bool] = field(init=False, repr=False, default_factory=dict)
+    _kv_hint: re.Pattern[str] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         extra = {"_".join(key_parts(k)) for k in self.secret_keys if k}
@@ -175,6 +220,17 @@ class Redactor:
         self._allow = DEFAULT_ALLOW_KEYS | allow
         if self.preview_head > self.preview_limit:
             raise ValueError("preview_head must not exceed preview_limit")
+        # A secret key contains, lower-cased, one of these as a substring (key parts are
+        # contiguous runs of the key's own letters and digits; a compound key holds all
+        # of its parts, so one part per compound is enough), so text without any of them
+        # cannot hold a secret key=value pair: most text skips the key=value pass.
+        words = set(self._parts)
+        for compound in self._compounds:
+            parts = [p for p in compound.split("_") if p]
+            if parts and not words.intersection(parts):
+                words.add(max(parts, key=len))
+        minimal = {w for w in words if not any(o != w and o in w for o in words)}
+        self._kv_hint = re.compile("|".join(re.escape(w) for w in sorted(minimal)))
 
     # -- keys -------------------------------------------------------------------------
 
@@ -202,9 +258,9 @@ class Redactor:
 
     def mask_text(self, text: str) -> str:
         """Mask credentials inside free text (URLs/DSNs, key=value, Bearer tokens)."""
-        if "://" in text:
+        if "://" in text and "@" in text:
             text = _URL_PASSWORD_RE.sub(self._url_sub, text)
-        if "=" in text:
+        if "=" in text and self._kv_hint.search(text.casefold()):
             text = _KV_RE.sub(self._kv_sub, text)
         if _AUTH_HINT_RE.search(text):
             text = _BEARER_RE.sub(lambda m: m.group("pre") + MASK, text)
@@ -248,7 +304,7 @@ class Redactor:
         if t is int:
             return value if _I64_MIN <= value <= _U64_MAX else str(value)
         if t is float:
-            return value if math.isfinite(value) else repr(value)
+            return value if math.isfinite(value) else _json._float(value)
         if _depth > 64:
             return "[DEPTH LIMIT]"
         if (
@@ -283,14 +339,27 @@ class Redactor:
         return self._clean_str(text)
 
     def _clean_container(self, value: Any, depth: int, path: set[int]) -> Any:
-        if isinstance(value, Mapping):
+        if type(value) is dict or isinstance(value, Mapping):
+            # Scalars are handled inline: this loop is the audit caller's hot path.
             out: dict[str, Any] = {}
+            known = self._cache
+            hint = _maybe_secret_text
             for k, v in value.items():
-                key = self._clean_key(k)
-                if self.is_secret_key(key):
+                key = k if type(k) is str and k and k.isascii() else self._clean_key(k)
+                secret = known.get(key)
+                if secret is None:
+                    secret = self.is_secret_key(key)
+                if secret:
                     out[key] = self._mask_secret(v)
-                else:
-                    out[key] = self.clean(v, depth, path)
+                    continue
+                t = type(v)
+                plain = (
+                    (t is str and v.isascii() and not hint(v))
+                    or (t is int and _I64_MIN <= v <= _U64_MAX)
+                    or v is None
+                    or t is bool
+                )
+                out[key] = v if plain else self.clean(v, depth, path)
             return out
         if isinstance(value, list | tuple):
             if len(value) == 2 and isinstance(value[0], str) and self.is_secret_key(value[0]):
@@ -326,7 +395,7 @@ class Redactor:
     def _clean_str(self, text: str) -> str:
         if not text.isascii():
             text = _fix_surrogates(text)
-        if "://" in text or "=" in text or _AUTH_HINT_RE.search(text):
+        if _maybe_secret_text(text):
             return self.mask_text(text)
         return text
 
@@ -336,8 +405,18 @@ class Redactor:
         ``original_bytes`` is the UTF-8 size of the compact JSON of the value *as received*
         (before masking), which is what ``bytes_in``/``bytes_out`` report.
         """
-        original = size_of(value)
-        cleaned = self.clean(value)
+        return self._preview(self.clean(value), size_of(value))
+
+    def redact_snapshot(self, snap: Snapshot) -> RedactedValue:
+        """:meth:`redact` for a value frozen by :func:`snapshot`.
+
+        The snapshot holds plain JSON, so values JSON cannot hold appear in the encoded
+        form of :mod:`mcp_otel._json` (``"NaN"``, ISO dates, ``$base64``, ...) and are
+        then masked like any other value.
+        """
+        return self._preview(self.clean(orjson.loads(snap.json)), len(snap.json))
+
+    def _preview(self, cleaned: Any, original: int) -> RedactedValue:
         if original <= self.preview_limit:
             return RedactedValue(cleaned, original, False)
         encoded = _json.dumps(cleaned)
