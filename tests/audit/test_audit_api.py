@@ -372,3 +372,56 @@ async def test_jsonl_environment_cannot_rotate_prune_or_reshape_the_audit_trail(
     records = read_records(tmp_path / "env")
     assert len(records) == 41  # 40 calls and the session end
     assert not any("resource" in r for r in records)
+
+
+async def test_payloads_are_captured_at_call_time_and_masked_before_the_file(
+        make_audit: Callable[..., AuditLogger], tmp_path: Path) -> None:
+    """``queued`` returns before the write: the record must still show the arguments as
+    they were when the call was made (the caller may reuse the dict), masked."""
+    a = make_audit(wait="queued")
+    args = {"query": "select 1", "password": "hunter2", "items": [1, 2]}
+    result = {"rows": [{"token": "t0k3n", "n": 1}]}
+    processor = a._current().processor
+    gate = threading.Event()
+    seal = processor._seal
+    assert seal is not None
+
+    def gated_seal(record: object) -> None:  # the writer masks only after we mutated
+        assert gate.wait(10)
+        seal(record)  # type: ignore[arg-type]
+
+    processor._seal = gated_seal
+    await a.log_tool_call("t", arguments=args)
+    await a.log_tool_result("t", result=result)
+    args["query"] = "changed"
+    args["items"].append(3)
+    args["password"] = "changed-too"
+    result["rows"].clear()
+    gate.set()
+    assert a.force_flush()
+    call, res = read_records(tmp_path / "audit")
+    assert call["arguments"] == {"query": "select 1", "password": MASK, "items": [1, 2]}
+    assert res["result"] == {"rows": [{"token": MASK, "n": 1}]}
+    raw = b"".join(p.read_bytes() for p in (tmp_path / "audit").glob("*.jsonl"))
+    assert b"hunter2" not in raw and b"t0k3n" not in raw
+
+
+async def test_a_payload_that_cannot_be_masked_is_replaced_never_written_raw(
+        make_audit: Callable[..., AuditLogger], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]) -> None:
+    a = make_audit(wait="written")
+
+    def broken(snap: object) -> object:
+        raise RuntimeError("redactor bug")
+
+    monkeypatch.setattr(a._redactor, "redact_snapshot", broken)
+    await a.log_tool_call("t", arguments={"password": "hunter2"})
+    await a.log_tool_call("t", arguments={"fine": 1})
+    a.shutdown()
+    recs = read_records(tmp_path / "audit")
+    assert [r["arguments"] for r in recs[:2]] == ["<unredactable>", "<unredactable>"]
+    assert "cannot redact a payload" in capfd.readouterr().err
+    raw = b"".join(p.read_bytes() for p in (tmp_path / "audit").glob("*.jsonl"))
+    assert b"hunter2" not in raw
+    report = integrity.verify_paths([tmp_path / "audit"])
+    assert report.ok and not report.warnings, report.to_dict()

@@ -270,3 +270,32 @@ def test_header_pairs_with_a_secret_name_are_masked(r: Redactor) -> None:
     # only two-item lists whose first item is a secret-looking name
     assert r.clean(["password", "reset", "now"]) == ["password", "reset", "now"]
     assert r.clean([["max_tokens", 100]]) == [["max_tokens", 100]]
+
+
+def _mask_text_without_shortcuts(r: Redactor, text: str) -> str:
+    """mask_text's three substitutions, run unconditionally (no pre-checks)."""
+    from mcp_otel import redaction as rd
+
+    text = rd._URL_PASSWORD_RE.sub(r._url_sub, text)
+    text = rd._KV_RE.sub(r._kv_sub, text)
+    return rd._BEARER_RE.sub(lambda m: m.group("pre") + MASK, text)
+
+
+@pytest.mark.parametrize("extra", [(), ("clientRef",), ("x_widget_id",)])
+def test_the_cheap_pre_checks_never_skip_a_secret(extra: tuple[str, ...]) -> None:
+    """mask_text and the dict fast path skip the regexes for text that cannot hold a
+    secret; on texts built to defeat those checks (case, Unicode case folding, compound
+    and user-added keys, no separators) the result must equal the unconditional run."""
+    r = Redactor(secret_keys=extra)
+    texts = [
+        "select * from t where id = ?", "PASSWORD=x", "Pass_Word = 'x y'", "dbPwd=1",
+        "x-api-key=abc&ok=1", "aws_secret_access_key=AKIA", "SESSION_TOKEN=t", "id=1 n=2",
+        "clientref=v", "CLIENT_REF=v", "x_widget_id=9", "widget_id=9", "toKen=v",
+        "auth=\u212a", "BEARER abcdef123", "bAsIc dXNlcjpwYXNz", "Ba\u017fic abcdefgh",
+        "https://u:p@ss@h/x", "postgres://app:pw@db/x", "mail me at a@b.c", "a=b@c",
+        "https://example.com/path?q=1", "cookie=c; path=/", "signature=s", "no secrets here",
+        "", "=", "@", "key", "key=", "=value",
+    ]
+    for text in texts:
+        assert r.mask_text(text) == _mask_text_without_shortcuts(r, text), text
+        assert r.clean({"v": text})["v"] == _mask_text_without_shortcuts(r, text), text
