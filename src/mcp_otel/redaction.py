@@ -118,8 +118,21 @@ _KV_RE = re.compile(
     r"(?P<key>[A-Za-z][A-Za-z0-9_.\-]*)(?P<sep>\s*=\s*)"
     r"(?P<val>\"[^\"]*\"|'[^']*'|[^\s&;,'\"]+)"
 )
+# An HTTP Basic credential is standard base64 of "user:password" (RFC 7617): after "Basic"
+# only a token that is valid base64 (correct padding, or none) ending where the base64
+# alphabet ends, and that decodes to bytes holding a ':' (0x3A), is masked, so that prose
+# ("basic configuration missing") is kept. Both checks are in the pattern itself (no
+# decoding): 4 characters carry 3 bytes, and ':' as byte 0, 1 or 2 of a group is
+# "O[g-v]", "?[DTjz][opqr]" or "??[AEIMQUYcgkosw048]6" aligned on a group boundary.
+_B64 = "[A-Za-z0-9+/]"
+_BASIC_CREDENTIAL = (
+    rf"(?-i:(?=(?:{_B64}{{4}})*(?:{_B64}{{2}}(?:==)?|{_B64}{{3}}=?)?(?![A-Za-z0-9+/=]))"
+    rf"(?=(?:{_B64}{{4}})*?(?:O[g-v]|{_B64}[DTjz][opqr]|{_B64}{{2}}[AEIMQUYcgkosw048]6)))"
+)
 _BEARER_RE = re.compile(
-    r"(?P<pre>\b(?:Bearer|Basic)\s+)(?P<val>[A-Za-z0-9._~+/=\-]{6,})", re.IGNORECASE
+    rf"(?P<pre>\b(?:Bearer\s+|Basic\s+(?={_BASIC_CREDENTIAL})))"
+    r"(?P<val>[A-Za-z0-9._~+/=\-]{6,})",
+    re.IGNORECASE,
 )
 _AUTH_HINT_RE = re.compile(r"bearer|basic", re.IGNORECASE)
 

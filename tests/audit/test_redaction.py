@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import math
+import random
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -119,6 +123,13 @@ def test_nested_dicts_and_lists_are_masked_at_any_depth(r: Redactor) -> None:
         # bearer/basic credentials in any case
         ("authorization: bearer eyJhbGciOi.x.y", f"authorization: bearer {MASK}"),
         ("AUTHORIZATION: BASIC dXNlcjpwYXNz", f"AUTHORIZATION: BASIC {MASK}"),
+        # Basic: only valid base64 of bytes holding ':' (RFC 7617 "user:password")
+        ("basic configuration missing", "basic configuration missing"),
+        ("Basic authentication failed", "Basic authentication failed"),
+        ("Basic dXNlcjpwYXNz", f"Basic {MASK}"),  # user:pass
+        ("basic dXNlcjpwYXNz", f"basic {MASK}"),
+        ("Authorization: Basic YWxhZGRpbjpvcGVuc2VzYW1l", f"Authorization: Basic {MASK}"),
+        ("Basic aGVsbG8=", "Basic aGVsbG8="),  # "hello": no ':'
         ("plain text without secrets", "plain text without secrets"),
     ],
 )
@@ -299,3 +310,54 @@ def test_the_cheap_pre_checks_never_skip_a_secret(extra: tuple[str, ...]) -> Non
     for text in texts:
         assert r.mask_text(text) == _mask_text_without_shortcuts(r, text), text
         assert r.clean({"v": text})["v"] == _mask_text_without_shortcuts(r, text), text
+
+
+def _is_basic_credential(token: str) -> bool:
+    """Reference for the Basic rule: standard base64 (padded, or unpadded) with a b":"."""
+    if not re.fullmatch(r"[A-Za-z0-9+/]*={0,2}", token) or len(token) % 4 == 1:
+        return False
+    if "=" in token and len(token) % 4:
+        return False  # padding, when present, must be complete
+    try:
+        decoded = base64.b64decode(token + "=" * (-len(token) % 4), validate=True)
+    except binascii.Error:
+        return False
+    return b":" in decoded
+
+
+def test_basic_is_masked_exactly_when_base64_of_bytes_with_a_colon() -> None:
+    """The pattern's base64 and ':' checks agree with base64.b64decode on many tokens:
+    encodings of random bytes with ':' at every offset, padded and unpadded, with their
+    case flipped, cut, or with '=' misplaced (seeded, so the same tokens every run)."""
+    rng = random.Random(7617)
+    tokens: list[str] = []
+    for _ in range(3000):
+        raw = bytes(rng.choice(b"::abc\x00\xffAZ09/+") for _ in range(rng.randrange(0, 13)))
+        tok = base64.b64encode(raw).decode("ascii")
+        variant = rng.randrange(6)
+        if variant == 1:
+            tok = tok.rstrip("=")
+        elif variant == 2:
+            tok = tok.swapcase()
+        elif variant == 3 and tok:
+            tok = tok[: rng.randrange(len(tok))]
+        elif variant == 4:
+            pos = rng.randrange(len(tok) + 1)
+            tok = tok[:pos] + "=" + tok[pos:]
+        tokens.append(tok)
+    tokens += ["".join(rng.choice("Og6jDTzopqrAE4=") for _ in range(rng.randrange(1, 14)))
+               for _ in range(3000)]
+    from mcp_otel import redaction as rd
+
+    def credential_masked(text: str) -> bool:  # the credential pass alone (no key=value)
+        return MASK in rd._BEARER_RE.sub(lambda m: m.group("pre") + MASK, text)
+
+    masked_any = kept_any = False
+    for tok in tokens:
+        for text in (f"Basic {tok}", f"x basic {tok}, y", f"BASIC  {tok}"):
+            masked = credential_masked(text)
+            assert masked == (len(tok) >= 6 and _is_basic_credential(tok)), text
+            masked_any, kept_any = masked_any or masked, kept_any or not masked
+        # Bearer is unchanged: any 6+ token characters
+        assert credential_masked(f"Bearer {tok}") == (len(tok) >= 6), tok
+    assert masked_any and kept_any
