@@ -522,8 +522,9 @@ class DiscoveryCache:
     def _lookup(self, key: _Key, span: Span | None, blocking: bool, again: bool = True) -> Any:
         """Memory, then disk. Without ``blocking`` returns _NEEDS_THREAD instead of waiting.
 
-        When an expired entry's reap finds it replaced by a fresh one (another ``set``
-        landed meanwhile), the lookup runs ``again`` once and answers from that entry.
+        When the reap of an expired, corrupt or unreadable entry finds it replaced by a
+        fresh one (another ``set`` landed meanwhile), the lookup runs ``again`` once and
+        answers from that entry.
         """
         if time.time() >= self._gens.recheck_at:
             self._maintain(span)
@@ -547,7 +548,8 @@ class DiscoveryCache:
         except OSError:
             if not blocking:
                 return _NEEDS_THREAD
-            self._reap(key, span)
+            if self._reap(key, span) == _KEPT_FRESH and again:
+                return self._lookup(key, span, blocking, again=False)
             return self._answer(span, None, "none")
         if raw is None:
             return _NEEDS_THREAD  # too large to read on the event loop
@@ -556,7 +558,8 @@ class DiscoveryCache:
         except _Corrupt:
             if not blocking:
                 return _NEEDS_THREAD
-            self._reap(key, span)
+            if self._reap(key, span) == _KEPT_FRESH and again:
+                return self._lookup(key, span, blocking, again=False)
             return self._answer(span, None, "none")
         if time.time() >= parsed.expires:
             if not blocking:
