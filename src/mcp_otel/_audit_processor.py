@@ -68,28 +68,25 @@ class QueueFullTimeout(Exception):
     """No room in the audit queue within ``queue_timeout`` (the writer is stuck)."""
 
 
-_tls = threading.local()
-_NO_CTX: tuple[Waiter, bool, bool] = (None, False, False)
+class AuditRecord(ReadWriteLogRecord):
+    """A log record that says how the audit processor should queue it.
 
+    ``Logger.emit`` has no slot for per-call options, so the record carries them:
 
-def set_emit_context(waiter: Waiter, defer: bool, final: bool = False) -> None:
-    """Pass a waiter to the next ``on_emit`` on this thread (``Logger.emit`` has no slot).
+    * ``waiter``: a future resolved (on its own loop) once the record is in the file;
+    * ``defer``: on a full queue, do not block: set ``parked`` and return, so an async
+      caller can await room (:meth:`AuditLogRecordProcessor.put_async`) without blocking
+      its event loop;
+    * ``final``: the last record the processor accepts (a session-end record); later puts
+      raise ``RuntimeError``.
 
-    With ``defer`` a full queue does not block: the record is parked and
-    :func:`take_deferred` returns it, so an async caller can wait for room without
-    blocking its event loop. With ``final`` the record is the last one this
-    processor accepts (a session-end record): later puts raise ``RuntimeError``.
+    Any other ``ReadWriteLogRecord`` is queued with a blocking, bounded put.
     """
-    _tls.ctx = (waiter, defer, final)
-    _tls.deferred = None
 
-
-def take_deferred() -> tuple[ReadWriteLogRecord, Waiter] | None:
-    """The record parked by the last deferred ``on_emit`` on this thread, if any."""
-    rec = getattr(_tls, "deferred", None)
-    _tls.deferred = None
-    _tls.ctx = _NO_CTX
-    return rec
+    waiter: Waiter = None
+    defer: bool = False
+    final: bool = False
+    parked: bool = False
 
 
 class AuditLogRecordProcessor(LogRecordProcessor):
@@ -144,15 +141,15 @@ class AuditLogRecordProcessor(LogRecordProcessor):
     # -- producer side ---------------------------------------------------------------
 
     def on_emit(self, log_record: ReadWriteLogRecord) -> None:
-        waiter, defer, final = getattr(_tls, "ctx", _NO_CTX)
-        _tls.ctx = _NO_CTX  # one emit per context
-        if final:
+        if not isinstance(log_record, AuditRecord):
+            self.put(log_record)
+        elif log_record.final:
             self.put_final(log_record)
-        elif defer:
-            if not self._try_put(log_record, waiter):
-                _tls.deferred = (log_record, waiter)
+        elif log_record.defer:
+            if not self._try_put(log_record, log_record.waiter):
+                log_record.parked = True
         else:
-            self.put(log_record, waiter)
+            self.put(log_record, log_record.waiter)
 
     def put_final(self, record: ReadWriteLogRecord) -> None:
         """Queue the last record (even over capacity: it is one) and accept no more.

@@ -111,7 +111,7 @@ def _iso(ns: int) -> str:
     return f"{prefix}.{frac // 1000:06d}+00:00"
 
 
-class _AuditRecord(ReadWriteLogRecord):
+class _AuditRecord(_ap.AuditRecord):
     """A record whose attributes are already plain JSON data (see :mod:`redaction`).
 
     The SDK wraps attributes in ``BoundedAttributes``, which re-cleans every nested value
@@ -275,13 +275,12 @@ class _Session:
         if end_attrs is not None and os.getpid() == self.pid:
             now = time.time_ns()
             end_attrs.setdefault("timestamp", _iso(now))
-            _ap.set_emit_context(None, defer=False, final=True)
+            record = self.record(now, SeverityNumber.INFO, end_attrs)
+            record.final = True
             try:
-                self.logger.emit(self.record(now, SeverityNumber.INFO, end_attrs))
+                self.logger.emit(record)
             except Exception as exc:
                 _ap._stderr(f"mcp-otel audit: cannot write the session-end record: {exc!r}")
-            finally:
-                _ap.take_deferred()
         self.processor.shutdown(int(timeout * 1000))
         if self.otlp is not None and os.getpid() == self.pid:
             self.otlp.force_flush(int(min(timeout, 5.0) * 1000))
@@ -606,19 +605,18 @@ class AuditLogger:
             sess = self._current()
             attrs["session_id"] = sess.session_id
             record = sess.record(now, severity, attrs)
-            _ap.set_emit_context(fut, defer=True)
+            record.waiter = fut
+            record.defer = True
             try:
                 sess.logger.emit(record)
             except RuntimeError as exc:  # shut down under our feet: use the next session
-                _ap.take_deferred()
                 if attempt == 2:
                     sess.lost_unqueued(self, exc)
                     return False
                 continue
-            parked = _ap.take_deferred()
-            if parked is not None:
+            if record.parked:
                 try:
-                    await sess.processor.put_async(*parked)
+                    await sess.processor.put_async(record, fut)
                 except _ap.QueueFullTimeout as exc:
                     sess.lost_unqueued(self, exc)
                     return False
