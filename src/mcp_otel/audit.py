@@ -48,6 +48,8 @@ ENV_PREVIEW = "MCP_OTEL_AUDIT_PREVIEW_BYTES"
 ENV_OTLP = "MCP_OTEL_AUDIT_OTLP"
 
 DEFAULT_QUEUE_SIZE = 8192
+_NAME_CACHE_SIZE = 1024
+_NAME_CACHE_LEN = 256
 DEFAULT_QUEUE_TIMEOUT = 30.0
 #: Pinned limits: no OTEL_*_LIMIT variable may drop or truncate a sealed attribute.
 _LIMITS_MAX_ATTRIBUTES = 1024
@@ -124,6 +126,7 @@ class _AuditRecord(_ap.AuditRecord):
         pass
 
 
+_SEVERITY_TEXT = {s: s.name for s in SeverityNumber}  # Enum.name is a slow property
 _LIMITS = LogRecordLimits(
     max_attributes=_LIMITS_MAX_ATTRIBUTES,
     max_attribute_length=LogRecordLimits.UNSET,
@@ -203,7 +206,7 @@ class _Session:
     def record(self, now: int, severity: SeverityNumber, attrs: dict[str, Any]) -> _AuditRecord:
         rec = LogRecord(
             timestamp=now, observed_timestamp=now, severity_number=severity,
-            severity_text=severity.name, event_name=EVENT_PREFIX + attrs["event"],
+            severity_text=_SEVERITY_TEXT[severity], event_name=EVENT_PREFIX + attrs["event"],
             attributes=attrs,
         )
         return _AuditRecord(rec, self.resource, self.scope, _LIMITS)
@@ -360,6 +363,7 @@ class AuditLogger:
         self._m_records.add(0)
         self._m_lost.add(0)
         self._lock = threading.Lock()
+        self._names: dict[str, Any] = {}
         self._session: _Session | None = None
         self._ended_lost = 0
         self.tool_call_counter = 0
@@ -404,14 +408,13 @@ class AuditLogger:
             if arguments is None:
                 arguments = params_bytes  # Osiris' own tests pass the arguments here
             params_bytes = None
-        clean = self._redactor.clean
-        name = clean(tool_name or tool)
+        name = self._name(tool_name or tool)
         if correlation_id is None:
             cid = self.make_correlation_id()
             clean_cid = cid  # ours: nothing to mask
         else:
             cid = correlation_id
-            clean_cid = clean(cid)
+            clean_cid = self._redactor.clean(cid)
         value, size, truncated = self._freeze(arguments)
         attrs: dict[str, Any] = {
             "event": "tool_call",
@@ -419,7 +422,7 @@ class AuditLogger:
             "tool": name,
             "tool_name": name,
             "correlation_id": clean_cid,
-            "bytes_in": clean(params_bytes) if params_bytes is not None else size,
+            "bytes_in": self._redactor.clean(params_bytes) if params_bytes is not None else size,
             "arguments": value,
         }
         if truncated:
@@ -444,7 +447,7 @@ class AuditLogger:
         attrs: dict[str, Any] = {
             "event": "tool_result",
             "event_type": "tool_call_completed",
-            "tool": self._redactor.clean(tool),
+            "tool": self._name(tool),
             "correlation_id": self._redactor.clean(correlation_id or event_id),
             "duration_ms": self._redactor.clean(duration_ms),
             "bytes_out": self._redactor.clean(size) if size is not None else measured,
@@ -472,7 +475,7 @@ class AuditLogger:
         attrs: dict[str, Any] = {
             "event": "tool_error",
             "event_type": "tool_call_failed",
-            "tool": self._redactor.clean(tool),
+            "tool": self._name(tool),
             "correlation_id": self._redactor.clean(correlation_id or event_id),
             "duration_ms": self._redactor.clean(duration_ms),
             "error_code": self._redactor.clean(error_code),
@@ -555,6 +558,18 @@ class AuditLogger:
         await self.ashutdown()
 
     # -- internals ---------------------------------------------------------------------
+
+    def _name(self, value: Any) -> Any:
+        """:meth:`Redactor.clean` for tool names: a small vocabulary repeated on every call,
+        so cleaned once per name (bounded)."""
+        if type(value) is not str:
+            return self._redactor.clean(value)
+        cleaned = self._names.get(value)
+        if cleaned is None:
+            cleaned = self._redactor.clean(value)
+            if len(self._names) < _NAME_CACHE_SIZE and len(value) <= _NAME_CACHE_LEN:
+                self._names[value] = cleaned
+        return cleaned
 
     def _freeze(self, value: Any) -> tuple[Any, int, bool]:
         """What a record carries for a payload, its original JSON size, and whether it was cut.
