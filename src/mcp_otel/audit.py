@@ -575,16 +575,18 @@ class AuditLogger:
         """What a record carries for a payload, its original JSON size, and whether it was cut.
 
         The payload is frozen as JSON now (:func:`redaction.snapshot`: one C call that
-        also measures it); a small one is masked later in the writer thread
-        (:meth:`_Session._seal`), before any sink sees it, so the caller does not pay
-        for redaction. A payload over the preview limit is masked and cut here, so the
+        also measures it). In ``queued`` mode a small one is masked later in the writer
+        thread (:meth:`_Session._seal`), before any sink sees it, so the caller does not
+        pay for redaction. In ``written`` mode it is masked here: every caller of a batch
+        waits for the whole batch, so work in the writer delays them all, work here only
+        its own caller. A payload over the preview limit is masked and cut here, so the
         queue holds previews, never whole large values.
         """
         if value is None:
             return None, 4, False
         snap = redaction.snapshot(value)
         size = len(snap.json)
-        if size <= self._redactor.preview_limit:
+        if size <= self._redactor.preview_limit and not self._wait_written:
             return snap, size, False
         red = self._redactor.redact_snapshot(snap)
         return red.value, size, red.truncated
