@@ -216,15 +216,8 @@ class _Session:
         attrs = record.log_record.attributes
         for name, value in attrs.items():  # type: ignore[union-attr]
             if type(value) is redaction.Snapshot:  # masked here, before any sink
-                attrs[name] = self._unfreeze(value)  # type: ignore[index]
+                attrs[name] = _redact(self.redactor, value).value  # type: ignore[index]
         self.chain.seal(attrs)  # type: ignore[arg-type]
-
-    def _unfreeze(self, snap: redaction.Snapshot) -> Any:
-        try:
-            return self.redactor.redact_snapshot(snap).value
-        except Exception as exc:  # never the raw value, never the whole record lost
-            _ap._stderr(f"mcp-otel audit: cannot redact a payload: {exc!r}")
-            return "<unredactable>"
 
     def _committed(self, records: Sequence[ReadWriteLogRecord]) -> None:
         self.chain.committed()
@@ -588,7 +581,7 @@ class AuditLogger:
         size = len(snap.json)
         if size <= self._redactor.preview_limit and not self._wait_written:
             return snap, size, False
-        red = self._redactor.redact_snapshot(snap)
+        red = _redact(self._redactor, snap)
         return red.value, size, red.truncated
 
     def _current(self) -> _Session:
@@ -649,6 +642,16 @@ class AuditLogger:
 
 
 # ------------------------------------------------------------------------------ helpers
+
+
+def _redact(redactor: redaction.Redactor, snap: redaction.Snapshot) -> redaction.RedactedValue:
+    """Mask a payload snapshot; a redactor failure gives a placeholder, never the raw value,
+    never an exception into the host, never a lost record."""
+    try:
+        return redactor.redact_snapshot(snap)
+    except Exception as exc:
+        _ap._stderr(f"mcp-otel audit: cannot redact a payload: {exc!r}")
+        return redaction.RedactedValue("<unredactable>", len(snap.json), False)
 
 
 def _today() -> str:

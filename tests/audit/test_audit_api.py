@@ -406,10 +406,11 @@ async def test_payloads_are_captured_at_call_time_and_masked_before_the_file(
     assert b"hunter2" not in raw and b"t0k3n" not in raw
 
 
+@pytest.mark.parametrize("wait", ["written", "queued"])  # masked on the caller / the writer
 async def test_a_payload_that_cannot_be_masked_is_replaced_never_written_raw(
-        make_audit: Callable[..., AuditLogger], tmp_path: Path,
+        make_audit: Callable[..., AuditLogger], tmp_path: Path, wait: str,
         monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]) -> None:
-    a = make_audit(wait="written")
+    a = make_audit(wait=wait)
 
     def broken(snap: object) -> object:
         raise RuntimeError("redactor bug")
