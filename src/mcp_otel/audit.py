@@ -700,12 +700,24 @@ def _live() -> list[AuditLogger]:
         return list(_LIVE)
 
 
+_SHUTDOWN_PASSES = 3
+
+
 def _shutdown_all(timeout: float = 10.0) -> None:
-    for logger in _live():
-        try:
-            logger.shutdown(timeout)
-        except Exception as exc:
-            _ap._stderr(f"mcp-otel audit: flush at exit failed: {exc!r}")
+    # More than one pass: a record that raced a session's end is handed to the logger's
+    # next session (see _Session._late), which puts the logger back in _LIVE; a single
+    # pass over the list taken before would leave that session's queue to a daemon
+    # thread the interpreter is about to kill. Bounded: a thread still logging at exit
+    # cannot keep us here.
+    for _ in range(_SHUTDOWN_PASSES):
+        live = _live()
+        if not live:
+            return
+        for logger in live:
+            try:
+                logger.shutdown(timeout)
+            except Exception as exc:
+                _ap._stderr(f"mcp-otel audit: flush at exit failed: {exc!r}")
 
 
 def _after_fork_child() -> None:

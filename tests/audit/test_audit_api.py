@@ -426,3 +426,34 @@ async def test_a_payload_that_cannot_be_masked_is_replaced_never_written_raw(
     assert b"hunter2" not in raw
     report = integrity.verify_paths([tmp_path / "audit"])
     assert report.ok and not report.warnings, report.to_dict()
+
+
+def test_exit_flush_also_ends_a_session_opened_by_a_late_record(
+        make_audit: Callable[..., AuditLogger], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A record that races a session's end goes to the logger's next session; the exit
+    flush must shut that session down too, or its queue dies with the interpreter."""
+    import mcp_otel.audit as audit_module
+
+    a = make_audit(wait="queued")
+    asyncio.run(a.log_tool_call("before"))
+    real_shutdown = AuditLogger.shutdown
+    late_done = []
+
+    def shutdown_then_late_record(self: AuditLogger, timeout: float = 30.0) -> None:
+        real_shutdown(self, timeout)
+        if self is a and not late_done:  # as if a record raced the end: a new session
+            late_done.append(True)
+            asyncio.run(self.log_tool_call("late"))
+
+    monkeypatch.setattr(AuditLogger, "shutdown", shutdown_then_late_record)
+    audit_module._shutdown_all(timeout=10.0)
+    assert late_done
+    recs = read_records(tmp_path / "audit")
+    sessions = {r["session_id"] for r in recs}
+    assert len(sessions) == 2
+    assert [r["tool"] for r in recs if r["event"] == "tool_call"] == ["before", "late"]
+    ends = [r for r in recs if r["event"] == integrity.END_EVENT]
+    assert {r["session_id"] for r in ends} == sessions  # both sessions ended cleanly
+    report = integrity.verify_paths([tmp_path / "audit"])
+    assert report.ok and not report.warnings, report.to_dict()
