@@ -213,3 +213,53 @@ def test_plain_wakeup_for_an_unregistered_loop() -> None:
         assert getattr(loop, _ap._WAKE_FD, None) is None
     finally:
         loop.close()
+
+
+def test_a_dozing_writer_is_woken_by_waiters_and_flushes_not_by_queued_records() -> None:
+    """After a batch the writer dozes for ``linger``: a record nobody waits for must not
+    wake it (no futex call on the caller's path), a waiting caller and a flush must."""
+    from opentelemetry._logs import LogRecord
+    from opentelemetry.sdk._logs import ReadWriteLogRecord
+
+    exporter = InMemoryLogRecordExporter()
+    p = AuditLogRecordProcessor(exporter, linger=60.0)  # dozes far longer than the test
+    dozing = threading.Event()
+    notified: list[int] = []
+
+    class Watched(threading.Condition):
+        def wait(self, timeout: float | None = None) -> bool:
+            if timeout == 60.0:
+                dozing.set()
+            return super().wait(timeout)
+
+        def notify(self, n: int = 1) -> None:
+            notified.append(n)
+            super().notify(n)
+
+    p._not_empty = Watched(p._lock)
+
+    def rec(n: int) -> ReadWriteLogRecord:
+        return ReadWriteLogRecord(LogRecord(attributes={"n": n}))
+
+    def written() -> list[int]:
+        return [r.log_record.attributes["n"] for r in exporter.get_finished_logs()]
+
+    p.put(rec(1))  # starts the writer, which writes it and then dozes
+    assert dozing.wait(10)
+    dozing.clear()
+    assert p.force_flush(10_000)  # a flush wakes it at once (else: 60 s)
+    assert written() == [1]
+    assert dozing.wait(10)  # dozing again after the flush
+    before = len(notified)
+    p.put(rec(2))  # nobody waits for it: no wake-up
+    assert len(notified) == before and written() == [1]
+
+    async def waited() -> bool:
+        fut = asyncio.get_running_loop().create_future()
+        p.put(rec(3), fut)  # a waiting caller wakes the writer
+        return bool(await asyncio.wait_for(fut, 10))
+
+    assert asyncio.run(waited())
+    assert len(notified) == before + 1
+    assert written() == [1, 2, 3]  # record 2 went with the woken batch, in order
+    p.shutdown()
