@@ -20,6 +20,8 @@ value                       written as
 ``int`` beyond 64 bits      its decimal digits as a string (lossless)
 ``str`` with lone           the surrogate written as the six characters ``\\udXXX``
 surrogates                  (``backslashreplace``: the code point survives as text)
+other ``Mapping`` types     a JSON object (``os.environ``, ``MappingProxyType``,
+(not ``dict``)              ``UserDict``, ...), keys converted like a dict's
 non-``str`` dict keys       ``str(key)`` (``true``/``false``/``null`` for bool/None, like
                             orjson); if that collides with another key, the converted
                             key gets `` (<type name>)`` appended
@@ -41,7 +43,7 @@ import dataclasses
 import datetime as _dt
 import enum
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -122,13 +124,13 @@ def _walk(value: Any, depth: int, stack: set[int]) -> Any:
         return _float(value)
     if depth >= _MAX_DEPTH:
         return "<max depth>"
-    if isinstance(value, dict | list | tuple | set | frozenset):
+    if isinstance(value, dict | list | tuple | set | frozenset | Mapping):
         ident = id(value)
         if ident in stack:
             return "<cycle>"
         stack.add(ident)
         try:
-            if isinstance(value, dict):
+            if isinstance(value, Mapping):
                 out: dict[str, Any] = {}
                 converted_later: list[tuple[str, Any, Any]] = []
                 for k, v in value.items():
@@ -197,6 +199,8 @@ def _default(value: Any) -> Any:
     # orjson raise, which sends the whole value through the slow path.
     if isinstance(value, bytes | bytearray | memoryview):
         return {"$base64": base64.b64encode(bytes(value)).decode("ascii")}
+    if isinstance(value, Mapping):  # os.environ, MappingProxyType, UserDict, ...: an object
+        return dict(value)
     raise TypeError
 
 
@@ -214,7 +218,8 @@ def _has_nonfinite(value: Any, depth: int = 0) -> bool:
         return False
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return True  # orjson serialised it natively; let the slow path look inside
-    return isinstance(value, float | dict | list | tuple)  # subclasses: slow path decides
+    # subclasses, and mappings _default turned into dicts: the slow path decides
+    return isinstance(value, float | dict | list | tuple | Mapping)
 
 
 _LINE_OPTS = _OPTS | orjson.OPT_APPEND_NEWLINE

@@ -361,3 +361,28 @@ def test_basic_is_masked_exactly_when_base64_of_bytes_with_a_colon() -> None:
         # Bearer is unchanged: any 6+ token characters
         assert credential_masked(f"Bearer {tok}") == (len(tok) >= 6), tok
     assert masked_any and kept_any
+
+
+@pytest.mark.parametrize("wait", ["written", "queued"])
+async def test_secrets_in_any_mapping_are_masked_by_key(
+        tmp_path: Path, wait: str) -> None:
+    import collections
+    import types
+
+    a = AuditLogger(tmp_path, wait=wait, otlp=False)  # type: ignore[arg-type]
+    env = {"AWS_SECRET_ACCESS_KEY": "wJalrXUtnFEMI", "HOME": "/root"}
+    await a.log_tool_call("t", arguments={
+        "cfg": types.MappingProxyType({"password": "hunter2"}),
+        "ud": collections.UserDict({"api_key": "sk-live-123"}),
+        "env": collections.ChainMap(env),
+    })
+    await a.log_tool_result("t", result=types.MappingProxyType({"token": "t0k3n", "ok": 1}))
+    a.shutdown()
+    recs = read_records(tmp_path)
+    assert recs[0]["arguments"] == {
+        "cfg": {"password": MASK}, "ud": {"api_key": MASK},
+        "env": {"AWS_SECRET_ACCESS_KEY": MASK, "HOME": "/root"}}
+    assert recs[1]["result"] == {"token": MASK, "ok": 1}
+    raw = b"".join(p.read_bytes() for p in tmp_path.glob("*.jsonl"))
+    for secret in (b"hunter2", b"sk-live-123", b"wJalrXUtnFEMI", b"t0k3n"):
+        assert secret not in raw

@@ -127,3 +127,23 @@ def test_nan_deeper_than_the_depth_limit_is_not_null() -> None:
         value = [value]
     text = dumps(value).decode()
     assert "null" not in text and "<max depth>" in text
+
+
+def test_any_mapping_is_an_object_not_its_repr() -> None:
+    """os.environ, MappingProxyType, UserDict...: objects, so that keys stay keys (the audit
+    trail masks secrets by key; a repr would hide them in free text)."""
+    import collections
+    import types
+
+    proxy = types.MappingProxyType({"password": "p", "n": float("nan")})
+    user = collections.UserDict({"api_key": "k", 1: "one"})
+    chained = collections.ChainMap({"a": 1}, {"b": {"c": proxy}})
+    value = {"proxy": proxy, "user": user, "chained": chained}
+    expected = {"proxy": {"password": "p", "n": "NaN"}, "user": {"api_key": "k", "1": "one"},
+                "chained": {"b": {"c": {"password": "p", "n": "NaN"}}, "a": 1}}
+    assert orjson.loads(dumps(value)) == expected
+    assert to_jsonable(value) == expected
+    assert orjson.loads(dumps(types.MappingProxyType({"x": 1}))) == {"x": 1}  # fast path
+    selfish: collections.UserDict[str, Any] = collections.UserDict()
+    selfish["me"] = selfish
+    assert orjson.loads(dumps(selfish)) == {"me": "<cycle>"}
