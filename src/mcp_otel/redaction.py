@@ -140,14 +140,17 @@ _AUTH_HINT_RE = re.compile(r"bearer|basic", re.IGNORECASE)
 def _maybe_secret_text(text: str) -> bool:
     """False only for text that :meth:`Redactor.mask_text` would return unchanged.
 
-    A URL password needs an ``@``, a key=value pair an ``=``, a credential its scheme
-    (``casefold`` matches what the case-insensitive pattern matches, ``ſ`` included).
-    Three C-level scans let the common string skip the regular expressions.
+    A URL password needs an ``@``, a key=value pair an ``=``, a credential its scheme.
+    For ASCII text (nearly all) three C-level scans decide; other text takes the
+    case-insensitive pattern itself, which also matches ``ı``, ``İ`` and ``ſ`` as
+    ASCII letters (``casefold`` does not).
     """
     if "=" in text or "@" in text:
         return True
-    folded = text.casefold()
-    return "bearer" in folded or "basic" in folded
+    if text.isascii():
+        lowered = text.lower()
+        return "bearer" in lowered or "basic" in lowered
+    return _AUTH_HINT_RE.search(text) is not None
 
 
 def key_parts(key: str) -> list[str]:

@@ -303,6 +303,8 @@ def test_the_cheap_pre_checks_never_skip_a_secret(extra: tuple[str, ...]) -> Non
         "x-api-key=abc&ok=1", "aws_secret_access_key=AKIA", "SESSION_TOKEN=t", "id=1 n=2",
         "clientref=v", "CLIENT_REF=v", "x_widget_id=9", "widget_id=9", "toKen=v",
         "auth=\u212a", "BEARER abcdef123", "bAsIc dXNlcjpwYXNz", "Ba\u017fic abcdefgh",
+        "Authorization: Bas\u0131c dXNlcjpwYXNz", "Authorization: BAS\u0130C dXNlcjpwYXNz",
+        "b\u0131sic dXNlcjpwYXNz", "Bearer\u00a0abcdefgh123", "B\u0130ASIC x",
         "https://u:p@ss@h/x", "postgres://app:pw@db/x", "mail me at a@b.c", "a=b@c",
         "https://example.com/path?q=1", "cookie=c; path=/", "signature=s", "no secrets here",
         "", "=", "@", "key", "key=", "=value",
