@@ -402,7 +402,7 @@ class AuditLogger:
                 arguments = params_bytes  # Osiris' own tests pass the arguments here
             params_bytes = None
         name = self._name(tool_name or tool)
-        if correlation_id is None:
+        if not correlation_id:  # None or "" (as before): a fresh id
             cid = self.make_correlation_id()
             clean_cid = cid  # ours: nothing to mask
         else:

@@ -457,3 +457,12 @@ def test_exit_flush_also_ends_a_session_opened_by_a_late_record(
     assert {r["session_id"] for r in ends} == sessions  # both sessions ended cleanly
     report = integrity.verify_paths([tmp_path / "audit"])
     assert report.ok and not report.warnings, report.to_dict()
+
+
+async def test_an_empty_correlation_id_gets_a_fresh_one(
+        make_audit: Callable[..., AuditLogger], tmp_path: Path) -> None:
+    a = make_audit()
+    cid = await a.log_tool_call("t", correlation_id="")
+    assert cid.startswith(f"mcp_{a.session_id}_")
+    (rec,) = read_records(tmp_path / "audit")
+    assert rec["correlation_id"] == cid and a.tool_call_counter == 1
