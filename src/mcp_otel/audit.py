@@ -255,8 +255,18 @@ class _Session:
         nxt = owner._current()
         if nxt is self:
             raise RuntimeError("no next session")
-        for record, waiter in items:
-            nxt.processor.put(record, waiter)
+        for i, (record, waiter) in enumerate(items):
+            try:
+                nxt.processor.put(record, waiter)
+            except Exception as exc:  # no room in time, or that session ended too
+                # Only the records not handed over are lost: they never got a seq, so
+                # the next session declares them by count (``unqueued``), like a call
+                # that found no room; raising would count the handed-over ones too.
+                rest = items[i:]
+                for _ in rest:
+                    nxt.lost_unqueued(owner, exc)
+                _ap._resolve(rest, False)
+                return
 
     def lost_unqueued(self, owner: AuditLogger, exc: BaseException) -> None:
         self.unqueued_lost += 1

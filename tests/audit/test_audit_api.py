@@ -466,3 +466,50 @@ async def test_an_empty_correlation_id_gets_a_fresh_one(
     assert cid.startswith(f"mcp_{a.session_id}_")
     (rec,) = read_records(tmp_path / "audit")
     assert rec["correlation_id"] == cid and a.tool_call_counter == 1
+
+
+def test_late_records_partly_handed_over_are_counted_once_and_declared(
+        make_audit: Callable[..., AuditLogger], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Records that raced a session's end go to the next session; if that fails part-way,
+    only the records not handed over are lost, declared in the next session's chain."""
+    import time
+
+    from opentelemetry._logs import SeverityNumber
+
+    from mcp_otel._audit_processor import QueueFullTimeout
+
+    a = make_audit(wait="queued")
+    asyncio.run(a.log_tool_call("s1-call"))
+    s1 = a._current()
+    a.shutdown()
+    s2 = a._current()
+    real_put = s2.processor.put
+    calls = []
+
+    def put(record: object, waiter: object = None, timeout: float | None = None) -> None:
+        calls.append(record)
+        if len(calls) == 2:
+            raise QueueFullTimeout("no room in the audit queue for 30s")
+        real_put(record, waiter, timeout)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(s2.processor, "put", put)
+
+    def late(tool: str) -> object:
+        attrs = {"event": "tool_call", "event_type": "tool_call_started", "tool": tool,
+                 "timestamp": "2026-11-27T00:00:00.000000+00:00", "session_id": s1.session_id}
+        return s1.record(time.time_ns(), SeverityNumber.INFO, attrs)
+
+    s1.processor._late([(late("late-1"), None), (late("late-2"), None), (late("late-3"), None)])
+    assert s1.lost == 0 and s1.processor.lost == 0
+    assert s2.unqueued_lost == 2
+    asyncio.run(a.log_tool_call("s2-call"))
+    a.shutdown()
+    recs = read_records(tmp_path / "audit")
+    tools = [r["tool"] for r in recs if r["event"] == "tool_call"]
+    assert tools == ["s1-call", "late-1", "s2-call"]
+    s2_recs = [r for r in recs if r["session_id"] == s2.session_id]
+    assert s2_recs[0]["tool"] == "late-1" and "audit_lost" not in s2_recs[0]
+    assert s2_recs[1]["audit_lost"]["unqueued"] == 2  # declared in the next record
+    report = integrity.verify_paths([tmp_path / "audit"])
+    assert report.ok, report.to_dict()
