@@ -718,14 +718,21 @@ def _shutdown_all(timeout: float = 10.0) -> None:
     # next session (see _Session._late), which puts the logger back in _LIVE; a single
     # pass over the list taken before would leave that session's queue to a daemon
     # thread the interpreter is about to kill. Bounded: a thread still logging at exit
-    # cannot keep us here.
-    for _ in range(_SHUTDOWN_PASSES):
+    # cannot keep us here, and the later passes only get what is left of ``timeout``
+    # (the first pass gives each logger ``timeout``, as a single pass did).
+    deadline = time.monotonic() + timeout
+    for attempt in range(_SHUTDOWN_PASSES):
         live = _live()
         if not live:
             return
+        budget = timeout if attempt == 0 else deadline - time.monotonic()
+        if budget <= 0:
+            _ap._stderr(f"mcp-otel audit: exit flush out of time; {len(live)} audit "
+                        "logger(s) started new sessions during it and were not flushed")
+            return
         for logger in live:
             try:
-                logger.shutdown(timeout)
+                logger.shutdown(budget)
             except Exception as exc:
                 _ap._stderr(f"mcp-otel audit: flush at exit failed: {exc!r}")
 
