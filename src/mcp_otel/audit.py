@@ -114,12 +114,15 @@ def _iso(ns: int) -> str:
 
 
 class _AuditRecord(_ap.AuditRecord):
-    """A record whose attributes are already plain JSON data (see :mod:`redaction`).
+    """A record whose attributes are already encoded (see :mod:`redaction`).
 
     The SDK wraps attributes in ``BoundedAttributes``, which re-cleans every nested value
     and may drop or truncate by ``OTEL_*_LIMIT``. An audit record is encoded before emit
     and sealed by value, so it skips that pass: nothing can change it after the
-    redactor, and the hash covers exactly what is written.
+    redactor, and the hash covers exactly what is written. In ``queued`` mode a payload
+    is still a :class:`redaction.Snapshot` (JSON bytes, unmasked) between emit and the
+    writer's seal, which masks it: only the audit processor sees the record in between
+    (the audit ``LoggerProvider`` is private to the session and has no other processor).
     """
 
     def __post_init__(self) -> None:

@@ -344,9 +344,10 @@ def _clash_line(out: bytearray, rec: Any, plain: dict[str, Any], attrs_b: bytes,
     Why: audit records carry their own ``timestamp``, so every audit line clashes, and
     the dict route cost more than the rest of the audit writer. Same bytes as
     :func:`merge` (attributes first, then the envelope, a displaced field renamed
-    ``otel.<field>``). A renamed field that clashes again, or an attribute named like an
-    envelope field this record does not have (no clash after all: envelope first), raises
-    :class:`_SlowPath`.
+    ``otel.<field>``). Taken only when ``timestamp`` or ``schema_version`` (always in the
+    envelope) is an attribute, so the record really clashes; any other envelope-named
+    attribute, or a renamed field that clashes again, raises :class:`_SlowPath` before a
+    byte is written and :func:`merge` decides.
     """
     if "timestamp" not in plain and "schema_version" not in plain:
         raise _SlowPath  # rare: let merge() decide whether anything really clashes
