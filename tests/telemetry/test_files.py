@@ -231,7 +231,7 @@ def test_odd_values_never_raise_and_every_line_parses(
     assert set(events) == {"server_start", "handshake", "tool_call", "server_stop"}
     assert events["handshake"]["mcp_otel.invalid_fields"] == ["duration_ms"]
     meta = events["tool_call"]["metadata"]
-    assert meta["k"] == {"$base64": "AP8="} and meta["nan"] == "nan"
+    assert meta["k"] == {"$base64": "AP8="} and meta["nan"] == "NaN"
     assert meta["deep"] == [[[{"a": [1, 2]}]]]
     assert events["tool_call"]["error"] == "bad"
     assert events["server_stop"]["metrics"]["tool_calls"] == 1
