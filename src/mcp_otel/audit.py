@@ -25,9 +25,11 @@ from types import FrameType
 from typing import Any, Literal
 
 from opentelemetry._logs import LogRecord, SeverityNumber
+from opentelemetry.context import get_current
 from opentelemetry.metrics import MeterProvider
 from opentelemetry.sdk._logs import LoggerProvider, LogRecordLimits, ReadWriteLogRecord
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
+from opentelemetry.trace import get_current_span
 
 from mcp_otel import _audit_processor as _ap
 from mcp_otel import integrity, redaction
@@ -111,6 +113,29 @@ def _iso(ns: int) -> str:
         prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
         _iso_cache = (sec, prefix)
     return f"{prefix}.{frac // 1000:06d}+00:00"
+
+
+class _AuditLogRecord(LogRecord):
+    """The API's ``LogRecord``, set up directly: its constructor's keyword handling cost a
+    sixth of a ``queued`` call. Same attributes, same values (a test compares them with the
+    API constructor's, so an SDK that adds one fails the test, not production)."""
+
+    def __init__(self, now: int, severity: SeverityNumber, event_name: str,
+                 attributes: dict[str, Any]) -> None:
+        context = get_current()
+        span_context = get_current_span(context).get_span_context()
+        self.timestamp = now
+        self.observed_timestamp = now
+        self.context = context
+        self.trace_id = span_context.trace_id
+        self.span_id = span_context.span_id
+        self.trace_flags = span_context.trace_flags
+        self.severity_text = _SEVERITY_TEXT[severity]
+        self.severity_number = severity
+        self.body = None
+        self.attributes = attributes
+        self.event_name = event_name
+        self.exception = None
 
 
 class _AuditRecord(_ap.AuditRecord):
@@ -207,11 +232,7 @@ class _Session:
         self.closed = False
 
     def record(self, now: int, severity: SeverityNumber, attrs: dict[str, Any]) -> _AuditRecord:
-        rec = LogRecord(
-            timestamp=now, observed_timestamp=now, severity_number=severity,
-            severity_text=_SEVERITY_TEXT[severity], event_name=EVENT_PREFIX + attrs["event"],
-            attributes=attrs,
-        )
+        rec = _AuditLogRecord(now, severity, EVENT_PREFIX + attrs["event"], attrs)
         return _AuditRecord(rec, self.resource, self.scope, _LIMITS)
 
     # Hooks run in the processor's writer thread.

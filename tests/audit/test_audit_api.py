@@ -513,3 +513,27 @@ def test_late_records_partly_handed_over_are_counted_once_and_declared(
     assert s2_recs[1]["audit_lost"]["unqueued"] == 2  # declared in the next record
     report = integrity.verify_paths([tmp_path / "audit"])
     assert report.ok, report.to_dict()
+
+
+@pytest.mark.parametrize("in_span", [False, True])
+def test_audit_log_records_match_the_api_constructor(in_span: bool) -> None:
+    """The audit path builds its LogRecord without the API's constructor (a sixth of a
+    queued call): it must hold exactly the attributes and values that constructor sets,
+    trace context included, or an SDK that reads a new attribute would break on it."""
+    import contextlib
+
+    from opentelemetry._logs import LogRecord, SeverityNumber
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from mcp_otel.audit import _AuditLogRecord
+
+    tracer = TracerProvider().get_tracer("t")
+    attrs = {"event": "tool_call"}
+    with tracer.start_as_current_span("s") if in_span else contextlib.nullcontext():
+        ours = _AuditLogRecord(123, SeverityNumber.WARN, "mcp.audit.tool_call", attrs)
+        api = LogRecord(timestamp=123, observed_timestamp=123,
+                        severity_number=SeverityNumber.WARN, severity_text="WARN",
+                        event_name="mcp.audit.tool_call", attributes=attrs)
+    assert isinstance(ours, LogRecord)
+    assert vars(ours) == vars(api)
+    assert bool(ours.trace_id) is in_span
