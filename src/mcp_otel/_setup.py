@@ -336,6 +336,13 @@ def _shared_exporters(signal: str, path: Path | None = None) -> list[Any]:
     return [e for e in exporters if e is not None]
 
 
+def _masking(exporter: Any) -> Any:
+    """Span exporters mcp-otel attaches mask secrets in exception texts first."""
+    from mcp_otel._span_masking import MaskingSpanExporter
+
+    return MaskingSpanExporter(exporter)
+
+
 def get_tracer_provider() -> trace.TracerProvider:
     """The application's SDK tracer provider if it set one, else mcp-otel's shared one.
 
@@ -358,7 +365,7 @@ def _augment_tracer_provider(provider: TracerProvider) -> None:
         _augmented.add(provider)
         exporter = jsonl_exporter("traces", _spans_path())
         if exporter is not None:
-            provider.add_span_processor(BatchSpanProcessor(fork_safe(exporter)))
+            provider.add_span_processor(BatchSpanProcessor(fork_safe(_masking(exporter))))
 
 
 def _shared_tracer_provider() -> TracerProvider:
@@ -369,7 +376,7 @@ def _shared_tracer_provider() -> TracerProvider:
             # sampler=None: the SDK reads OTEL_TRACES_SAMPLER / OTEL_TRACES_SAMPLER_ARG.
             provider = TracerProvider(resource=build_resource())
             for exporter in _shared_exporters("traces", _spans_path()):
-                provider.add_span_processor(BatchSpanProcessor(fork_safe(exporter)))
+                provider.add_span_processor(BatchSpanProcessor(fork_safe(_masking(exporter))))
             _ours.add(provider)
             _tracer_provider = provider
         return _tracer_provider

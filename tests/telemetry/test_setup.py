@@ -335,3 +335,73 @@ trace.get_tracer_provider().force_flush()
         for line in path.read_bytes().splitlines()
     )
     assert names == ["child-span", "parent-span"]
+
+
+MASKED_SPANS = r"""
+import json
+from opentelemetry import trace
+from opentelemetry.trace import Status, StatusCode
+from mcp_otel import _setup
+app = %s
+if app:
+    from opentelemetry.sdk.trace import TracerProvider
+    trace.set_tracer_provider(TracerProvider())
+tp = _setup.get_tracer_provider()
+with tp.get_tracer("t").start_as_current_span("tools/call") as span:
+    try:
+        raise RuntimeError("cannot connect to postgresql://bob:Hunter2Pw@db/x")
+    except RuntimeError as exc:
+        span.record_exception(exc)
+    span.set_status(Status(StatusCode.ERROR, "lookup failed, password=Hunter2Pw"))
+with tp.get_tracer("t").start_as_current_span("plain") as span:
+    span.set_attribute("cache.key", "k")
+_setup.force_flush()
+_setup.shutdown()
+tp.shutdown()
+print(json.dumps({}))
+"""
+
+
+@pytest.mark.parametrize("app", [False, True])
+def test_exception_texts_in_spans_are_masked_in_the_span_file(tmp_path: Path, app: bool) -> None:
+    """The SDK copies an exception's message into the span status and an exception event:
+    the span file (shared provider, or the file added to an application's provider) must
+    not hold the secrets those texts carry."""
+    _run(tmp_path, MASKED_SPANS % app)
+    raw = "".join(p.read_text() for p in (tmp_path / "data" / "traces").glob("*.jsonl"))
+    assert "Hunter2Pw" not in raw
+    spans = {s["name"]: s for s in read_lines(tmp_path / "data" / "traces", "mcp_spans_*.jsonl")}
+    assert spans["tools/call"]["status_message"] == "lookup failed, password=***MASKED***"
+    assert spans["plain"]["cache.key"] == "k"  # span attributes are left as they are
+
+
+def test_masking_span_exporter_passes_clean_spans_through_untouched() -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.trace import Status, StatusCode
+
+    from mcp_otel._span_masking import MaskingSpanExporter
+
+    sink = InMemorySpanExporter()
+    seen: list[object] = []
+    inner_export = sink.export
+
+    def export(spans: object) -> object:
+        seen.extend(spans)  # type: ignore[arg-type]
+        return inner_export(spans)  # type: ignore[arg-type]
+
+    sink.export = export  # type: ignore[method-assign]
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(MaskingSpanExporter(sink)))
+    tracer = provider.get_tracer("t")
+    with tracer.start_as_current_span("ok") as ok:
+        ok.set_status(Status(StatusCode.ERROR, "nothing secret here"))
+    with tracer.start_as_current_span("bad") as bad:
+        bad.add_event("exception", {"exception.message": "token=abcdef123", "n": 1})
+    clean, masked = sink.get_finished_spans()
+    assert clean.status.description == "nothing secret here"
+    assert dict(masked.events[0].attributes) == {"exception.message": "token=***MASKED***",
+                                                  "n": 1}
+    assert masked.context == bad.get_span_context() and masked.name == "bad"
+    provider.shutdown()
