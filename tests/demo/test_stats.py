@@ -6,6 +6,7 @@ import gzip
 import os
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -140,6 +141,38 @@ def test_bad_files_give_one_line_and_exit_2(tmp_path: Path, content: bytes,
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("mcp-otel stats: error: ") and message in lines[0]
+    assert result.stdout == ""
+
+
+def _corrupt_gzip() -> bytes:
+    """Header intact, deflate stream flipped: ``gzip`` raises ``zlib.error`` (no OSError)."""
+    blob = bytearray(gzip.compress((orjson.dumps(_tool_event("a", 1)) + b"\n") * 200,
+                                   mtime=0))
+    for i in range(20, 60):
+        blob[i] ^= 0xFF
+    with pytest.raises(zlib.error):
+        gzip.decompress(bytes(blob))
+    return bytes(blob)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        pytest.param(_corrupt_gzip(), id="corrupt-deflate"),
+        pytest.param(gzip.compress(b'{"a": 1}\n' * 50, mtime=0)[:-12], id="truncated"),
+        pytest.param(b"plain text, not gzip\n", id="not-gzip"),
+    ],
+)
+def test_bad_gzip_file_is_unreadable_not_a_traceback(tmp_path: Path, content: bytes) -> None:
+    """docs/usage.md: an unreadable file is one line and exit 2; a rotated ``.jsonl.gz``
+    whose bytes are damaged is one, whichever exception the decompressor raises."""
+    path = tmp_path / "mcp_telemetry_20261126.jsonl.gz"
+    path.write_bytes(content)
+    result = _run_cli(str(tmp_path))
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"mcp-otel stats: error: {path}: cannot read (")
     assert result.stdout == ""
 
 

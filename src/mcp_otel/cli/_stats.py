@@ -22,6 +22,7 @@ import gzip
 import math
 import os
 import sys
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,7 +93,12 @@ def read_jsonl(path: Path, warnings: list[str] | None = None,
         raise StatsInputError(f"{path}: cannot read (permission denied)") from None
     except IsADirectoryError:
         raise StatsInputError(f"{path}: is a directory") from None
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+    except (zlib.error, EOFError, gzip.BadGzipFile) as exc:
+        # A corrupt deflate stream raises zlib.error, a cut one EOFError: neither is an
+        # OSError, and both are an unreadable file to the user, not a crash.
+        raise StatsInputError(f"{path}: cannot read (corrupt or truncated gzip: {exc})"
+                              ) from None
+    except OSError as exc:
         reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
         raise StatsInputError(f"{path}: cannot read ({reason})") from None
     if 0 < offset <= len(data) and not path.name.endswith(".gz"):
