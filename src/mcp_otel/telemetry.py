@@ -285,6 +285,25 @@ class _Pipeline:
                 _log.warning("mcp-otel telemetry: shutdown failed: %s", exc)
 
 
+class _LockCell:
+    """Holds an emitter's current lock, for its periodic readers' collections.
+
+    The readers' threads keep their ``lock_of`` for as long as they run; a bound method of
+    the emitter there would keep the emitter alive forever (its finaliser, which stops those
+    threads and closes the files, would never run when the host drops it without
+    ``shutdown()``). The cell references only the lock, never the emitter; after fork the
+    emitter puts its fresh lock in it (:meth:`TelemetryEmitter._reset_locks`).
+    """
+
+    __slots__ = ("lock",)
+
+    def __init__(self, lock: threading.Lock) -> None:
+        self.lock = lock
+
+    def __call__(self) -> threading.Lock:
+        return self.lock
+
+
 def _shutdown_box(box: list[_Pipeline]) -> None:
     if box:
         box[0].shutdown()
@@ -330,6 +349,7 @@ class TelemetryEmitter:
         )
         self.session_id = self._new_session_id()
         self._lock = threading.Lock()
+        self._lock_cell = _LockCell(self._lock)
         self._build_lock = threading.Lock()
         self._closed = False
         self._event_file_processor: Any = None
@@ -550,7 +570,7 @@ class TelemetryEmitter:
 
     def _reset_locks(self) -> None:
         self._build_lock = threading.Lock()
-        self._lock = threading.Lock()
+        self._lock = self._lock_cell.lock = threading.Lock()
 
     def _forked(self) -> None:
         """In a forked child: fresh session, resource and zero counts."""
@@ -580,9 +600,7 @@ class TelemetryEmitter:
             otlp = _setup.otlp_exporter("metrics")
         reader: MetricReader
         if snapshots is not None:
-            reader = _ConsistentPeriodicReader(
-                _setup.fork_safe(snapshots), lock_of=self._current_lock
-            )
+            reader = _ConsistentPeriodicReader(_setup.fork_safe(snapshots), lock_of=self._lock_cell)
             pipeline.exporting_readers.append(reader)
         else:
             reader = InMemoryMetricReader(
@@ -593,7 +611,7 @@ class TelemetryEmitter:
             )
         if otlp is not None:
             pipeline.exporting_readers.append(
-                _ConsistentPeriodicReader(_setup.fork_safe(otlp), lock_of=self._current_lock)
+                _ConsistentPeriodicReader(_setup.fork_safe(otlp), lock_of=self._lock_cell)
             )
         provider = MeterProvider(
             metric_readers=[reader, *(r for r in pipeline.exporting_readers if r is not reader)],
@@ -606,9 +624,6 @@ class TelemetryEmitter:
         if exporting:
             pipeline.logger_provider, pipeline.logger = self._build_logger(resource)
         return pipeline
-
-    def _current_lock(self) -> threading.Lock:
-        return self._lock
 
     def _create_instruments(self, provider: MeterProvider, pipeline: _Pipeline) -> _Instruments:
         meter = provider.get_meter(_SCOPE, _version())

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import stat
 import threading
+import weakref
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from pathlib import Path
@@ -155,6 +157,39 @@ def test_counting_continues_after_shutdown(tmp_path: Path, make_emitter: Factory
     telemetry.force_flush()
     assert telemetry.metrics["tool_calls"] == 2
     assert len(read_lines(tmp_path, "mcp_telemetry_*.jsonl")) == lines_before == 1
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts open fds via /proc")
+def test_dropped_emitters_are_collected_and_stop_their_threads_and_files(
+    tmp_path: Path,
+) -> None:
+    # Osiris' API has no shutdown(): a host that drops its emitter relies on the finaliser.
+    # Each emitter's periodic reader thread used to hold it (through its lock getter), so it
+    # was never collected: its threads and file descriptors lived until exit.
+    n = 5
+    gc.collect()
+    threads_before = set(threading.enumerate())
+    fds_before = len(os.listdir("/proc/self/fd"))
+    emitters = [TelemetryEmitter(output_dir=tmp_path / f"t{i}") for i in range(n)]
+    for emitter in emitters:
+        emitter.emit_tool_call("t", "ok", 3, 10, 20)
+    started = [t for t in threading.enumerate() if t not in threads_before]
+    assert len(started) >= n  # at least one reader thread each: the test checks something
+    refs = [weakref.ref(emitter) for emitter in emitters]
+    del emitters, emitter
+    gc.collect()
+    assert [ref() for ref in refs] == [None] * n
+    for thread in started:
+        thread.join(timeout=10)  # the finaliser joins them already; this only bounds a bug
+    assert [t.name for t in started if t.is_alive()] == []
+    assert len(os.listdir("/proc/self/fd")) == fds_before
+    # The finaliser flushed what was counted and written before the drop.
+    for i in range(n):
+        events = read_lines(tmp_path / f"t{i}", "mcp_telemetry_*.jsonl")
+        assert [line["event"] for line in events] == ["tool_call"]
+        totals = last_snapshot_totals(read_lines(tmp_path / f"t{i}", "mcp_metrics_*.jsonl"))
+        assert totals[None] == {"tool_calls": 1, "total_bytes_in": 10, "total_bytes_out": 20,
+                                "total_duration_ms": 3, "errors": 0}  # fmt: skip
 
 
 def test_unwritable_directory_counts_lost_events_and_never_raises(
