@@ -479,17 +479,27 @@ def force_flush(timeout_millis: int = 10_000) -> bool:
 def shutdown() -> None:
     """Flush and stop mcp-otel's shared providers; the next ``get_*`` builds fresh ones.
 
-    The providers also shut down by themselves at interpreter exit (the SDK's atexit hook).
+    A shared provider that became the global OTel provider (``configure(set_global=True)``
+    or ``instrument()``) is flushed and kept instead: the API accepts a global provider
+    only once per process, so a stopped one could never be replaced and every later span
+    (the ``mcp`` SDK's included) would be dropped. The providers also shut down by
+    themselves at interpreter exit (the SDK's atexit hook).
     """
     global _tracer_provider, _meter_provider, _logger_provider
+    installed = {id(trace.get_tracer_provider()), id(metrics.get_meter_provider()),
+                 id(_logs.get_logger_provider())}
     with _lock:
         providers = (_tracer_provider, _meter_provider, _logger_provider)
-        _tracer_provider = _meter_provider = _logger_provider = None
-    for provider in providers:
+        kept = [p if p is not None and id(p) in installed else None for p in providers]
+        _tracer_provider, _meter_provider, _logger_provider = kept
+    for provider, keep in zip(providers, kept, strict=True):
         if provider is None:
             continue
         try:
-            provider.shutdown()
+            if keep is not None:
+                provider.force_flush()
+            else:
+                provider.shutdown()
         except Exception as exc:
             _log.warning("mcp-otel: shutdown failed: %s", exc)
 

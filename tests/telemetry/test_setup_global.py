@@ -1,0 +1,38 @@
+"""mcp_otel._setup.shutdown() with a shared provider installed as the OTel global."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from ._helpers import read_lines
+
+SCRIPT = r"""
+import json
+from opentelemetry import trace
+from mcp_otel import _setup
+_setup.configure(set_global=True)
+first = _setup.get_tracer_provider()
+trace.get_tracer("app").start_span("before").end()
+_setup.shutdown()
+trace.get_tracer("app").start_span("after").end()  # e.g. the mcp SDK's global tracer
+same = _setup.get_tracer_provider() is first is trace.get_tracer_provider()
+_setup.force_flush()
+print(json.dumps({"same": same}))
+"""
+
+
+def test_shutdown_keeps_a_provider_installed_as_the_global_one(tmp_path: Path) -> None:
+    """The API accepts a global provider once per process: stopping it would drop every
+    later span for good, so shutdown() flushes it and keeps it."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    env["MCP_OTEL_DIR"] = str(tmp_path / "data")
+    proc = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True,
+                          timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert json.loads(proc.stdout.decode().strip().splitlines()[-1]) == {"same": True}
+    names = [s["name"] for s in read_lines(tmp_path / "data" / "traces", "mcp_spans_*.jsonl")]
+    assert names == ["before", "after"]
