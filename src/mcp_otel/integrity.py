@@ -13,12 +13,15 @@ handed to the exporter, so the chain order *is* the file order of one session.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import hmac
 import json
 import os
 import re
+import stat
 import threading
+import zlib
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -269,7 +272,9 @@ class _Tail:
 
 
 def expand_paths(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
-    """Files to verify, in chain order: directories expand to their ``*.jsonl`` files.
+    """Files to verify, in chain order: directories expand to their ``*.jsonl`` and
+    ``*.jsonl.gz`` files (a compressed rotated file is part of the chain: skipping it
+    would leave its records unchecked).
 
     Files are sorted by name within a directory, which is date order for
     ``mcp_audit_{YYYYMMDD}.jsonl``. Raises ``FileNotFoundError`` for a missing path.
@@ -278,7 +283,8 @@ def expand_paths(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
     for p in paths:
         path = Path(p)
         if path.is_dir():
-            out.extend(sorted(q for q in path.glob("*.jsonl") if q.is_file()))
+            found = {*path.glob("*.jsonl"), *path.glob("*.jsonl.gz")}
+            out.extend(sorted(q for q in found if q.is_file()))
         elif path.exists():
             out.append(path)
         else:
@@ -294,11 +300,27 @@ def expand_paths(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
 
 
 def _iter_lines(path: Path) -> Iterator[tuple[int, bytes, bool]]:
-    """(line number, raw bytes, terminated) for every line; splits on ``\\n`` only."""
-    with open(path, "rb") as fh:
-        for n, raw in enumerate(fh, 1):
-            terminated = raw.endswith(b"\n")
-            yield n, raw.rstrip(b"\n").rstrip(b"\r") if terminated else raw, terminated
+    """(line number, raw bytes, terminated) for every line; splits on ``\\n`` only.
+
+    Only regular files are read: the file is opened non-blocking and checked with
+    ``fstat`` (no race with a rename), because opening a FIFO named ``*.jsonl`` would wait
+    for a writer forever. A ``.gz`` file is read through gzip, so the records inside are
+    verified rather than the compressed bytes (which would pass as one torn line). Both
+    refusals, and a damaged gzip stream, are ``OSError``: the file is reported unreadable.
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    with open(fd, "rb") as raw_fh:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise OSError(f"not a regular file ({stat.filemode(mode)})")
+        os.set_blocking(fd, True)
+        fh = gzip.GzipFile(fileobj=raw_fh, mode="rb") if path.name.endswith(".gz") else raw_fh
+        try:
+            for n, raw in enumerate(fh, 1):
+                terminated = raw.endswith(b"\n")
+                yield n, raw.rstrip(b"\n").rstrip(b"\r") if terminated else raw, terminated
+        except (zlib.error, EOFError) as exc:  # gzip's errors that are not OSError
+            raise OSError(f"corrupt or truncated gzip: {exc}") from exc
 
 
 _PARTIAL_LITERAL = re.compile(r"(?<![\w.])(t|tr|tru|f|fa|fal|fals|n|nu|nul)$")

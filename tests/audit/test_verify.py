@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
+import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -202,6 +206,56 @@ def test_chain_across_files_and_sessions_in_a_directory(
     # Given only the second day, the start of each chain is reported missing.
     partial = integrity.verify_paths([day / "mcp_audit_20261128.jsonl"])
     assert "chain_start" in _codes(partial)
+
+
+def test_gzipped_file_is_verified_through_gzip(chain_file: Path, tmp_path: Path) -> None:
+    """A rotated ``.jsonl.gz`` is the same chain: its records are checked, not its
+    compressed bytes (read as text they are one "torn line" and the verdict was OK)."""
+    rotated = tmp_path / "rotated"
+    rotated.mkdir()
+    gz = rotated / "mcp_audit_20261127.jsonl.gz"
+    gz.write_bytes(gzip.compress(chain_file.read_bytes(), mtime=0))
+    for given in (gz, rotated):  # named, and found in a directory
+        report = integrity.verify_paths([given])
+        assert report.ok and not report.warnings, report.to_dict()
+        assert report.files == [str(gz)] and report.lines == 17
+        (sess,) = report.sessions.values()
+        assert sess.ended and sess.records == 17
+
+    tampered = chain_file.read_bytes().replace(b'"tool_3"', b'"tool_X"', 1)
+    gz.write_bytes(gzip.compress(tampered, mtime=0))
+    report = integrity.verify_paths([gz])
+    assert _codes(report) == {"hash_mismatch"} and report.errors[0].path == str(gz)
+
+
+@pytest.mark.parametrize("damage", ["corrupt", "truncated", "not-gzip"])
+def test_damaged_gzip_is_an_unreadable_file(chain_file: Path, tmp_path: Path,
+                                            damage: str) -> None:
+    blob = bytearray(gzip.compress(chain_file.read_bytes() * 20, mtime=0))
+    if damage == "corrupt":
+        blob[30:60] = b"\xff" * 30
+    elif damage == "truncated":
+        del blob[-12:]
+    else:
+        blob = bytearray(chain_file.read_bytes())
+    gz = _write(tmp_path / "mcp_audit_20261127.jsonl.gz", [bytes(blob)])
+    report = integrity.verify_paths([gz])
+    assert not report.ok
+    unreadable = [f for f in report.errors if f.code == "unreadable"]
+    assert len(unreadable) == 1 and unreadable[0].path == str(gz), report.to_dict()
+    assert "gzip" in unreadable[0].message
+
+
+def test_a_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
+    """Opening a FIFO for reading waits for a writer: ``verify`` must refuse it instead.
+    A subprocess with a timeout, so that a regression fails instead of hanging the run."""
+    fifo = tmp_path / "mcp_audit_20261127.jsonl"
+    os.mkfifo(fifo)
+    result = subprocess.run([sys.executable, "-m", "mcp_otel", "verify", str(fifo)],
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 1, result.stderr
+    assert "ERROR   unreadable: cannot read file: not a regular file (p" in result.stdout
+    assert "Traceback" not in result.stderr
 
 
 async def test_hmac_chain_needs_the_key(make_audit: Callable[..., AuditLogger],

@@ -20,7 +20,8 @@ def register(subparsers: Any) -> None:
         "verify",
         help="verify audit files: every line parses, every hash chain is intact and gap-free",
         description=(
-            "Verify mcp-otel audit files (files or directories of *.jsonl). Torn lines and "
+            "Verify mcp-otel audit files (files or directories of *.jsonl, *.jsonl.gz). "
+            "Torn lines and "
             "sessions without an end record look the same after a crash as after a cut: "
             "they are warnings, or errors with --strict. Everything else is an error. "
             f"HMAC chains need the key in ${integrity.KEY_ENV} (or --key-env NAME)."
@@ -43,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     except FileNotFoundError as exc:
         raise CliError(f"no such file or directory: {exc.args[0]}") from None
     if not report.files:
-        raise CliError("no audit files found (*.jsonl) in the given paths")
+        raise CliError("no audit files found (*.jsonl, *.jsonl.gz) in the given paths")
     if args.json:
         sys.stdout.write(_json.dumps(report.to_dict()).decode("utf-8") + "\n")
     else:
