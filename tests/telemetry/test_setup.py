@@ -405,3 +405,55 @@ def test_masking_span_exporter_passes_clean_spans_through_untouched() -> None:
                                                   "n": 1}
     assert masked.context == bad.get_span_context() and masked.name == "bad"
     provider.shutdown()
+
+
+BAD_ENV_CTOR = """
+import json, os
+from mcp_otel.telemetry import TelemetryEmitter
+t = TelemetryEmitter()
+t.emit_tool_call("a", "ok", 1, 1, 1)
+pipeline = t._box[0]
+batch = [p._batch_processor._max_export_batch_size
+         for p in pipeline.logger_provider._multi_log_record_processor._log_record_processors
+         if hasattr(p, "_batch_processor")]
+print(json.dumps({"tool_calls": t.metrics["tool_calls"], "batch": batch,
+                  "interval": [r._export_interval_millis for r in pipeline.exporting_readers]}))
+os._exit(0)  # no shutdown: it would wait for the unreachable OTLP endpoint
+"""
+
+
+@pytest.mark.parametrize(
+    ("env", "warning", "effective"),
+    [
+        (
+            {"OTEL_EXPORTER_OTLP_LOGS_ENDPOINT": "http://127.0.0.1:9",
+             "OTEL_BLRP_MAX_EXPORT_BATCH_SIZE": "100000"},
+            "OTEL_BLRP_MAX_EXPORT_BATCH_SIZE='100000' is larger than the queue (65536); "
+            "using the default 512",
+            {"batch": [512], "interval": [60000]},
+        ),
+        (
+            {"OTEL_METRIC_EXPORT_INTERVAL": "-5"},
+            "OTEL_METRIC_EXPORT_INTERVAL='-5' is not above 0; using the default 60000",
+            {"batch": [], "interval": [60000]},
+        ),
+    ],
+)  # fmt: skip
+def test_bad_standard_environment_values_warn_and_use_the_default(
+    tmp_path: Path, env: dict[str, str], warning: str, effective: dict[str, list[int]]
+) -> None:
+    # The SDK raises ValueError for these from its constructors; TelemetryEmitter() must not
+    # pass that on to the host (Osiris' server builds it at start).
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    full_env.update({"MCP_OTEL_DIR": str(tmp_path / "data"), **env})
+    proc = subprocess.run(
+        [sys.executable, "-c", BAD_ENV_CTOR],
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == {"tool_calls": 1, **effective}
+    assert warning in proc.stderr
