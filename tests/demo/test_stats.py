@@ -176,6 +176,33 @@ def test_bad_gzip_file_is_unreadable_not_a_traceback(tmp_path: Path, content: by
     assert result.stdout == ""
 
 
+def test_otlp_format_lines_are_reported_not_silently_zero(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A deployment writing ``MCP_OTEL_JSONL_FORMAT=otlp`` gets a warning naming each such
+    file, not a table of zeros that looks like no traffic; flat files are still summed."""
+    from mcp_otel.telemetry import TelemetryEmitter
+
+    monkeypatch.setenv("MCP_OTEL_JSONL_FORMAT", "otlp")
+    emitter = TelemetryEmitter(output_dir=tmp_path / "otlp")
+    for duration in (1, 2, 3):
+        emitter.emit_tool_call("a", "ok", duration, 2, 3)
+    emitter.shutdown()
+    monkeypatch.delenv("MCP_OTEL_JSONL_FORMAT")
+    (events,) = (tmp_path / "otlp").glob("mcp_telemetry_*.jsonl")
+    assert b'"resourceLogs"' in events.read_bytes()
+    _write(tmp_path / "flat" / "mcp_telemetry_20261126.jsonl", [_tool_event("b", 4)])
+
+    result = _run_cli(str(tmp_path), "--json")
+    assert result.returncode == 0, result.stderr
+    report = orjson.loads(result.stdout)
+    assert report["tools"]["b"]["calls"] == 1 and "a" not in report["tools"]
+    notes = [w for w in report["warnings"] if str(events) in w]
+    assert len(notes) == 1 and "otlp format" in notes[0], report["warnings"]
+    assert f"mcp-otel stats: warning: {notes[0]}" in result.stderr.splitlines()
+    assert not any("flat" + os.sep in w for w in report["warnings"])
+
+
 def test_missing_path(tmp_path: Path) -> None:
     result = _run_cli(str(tmp_path / "nope.jsonl"))
     assert result.returncode == 2

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
+import pytest
 from mcp import Client
 from mcp.server.mcpserver import MCPServer
 from opentelemetry import trace
@@ -59,3 +61,18 @@ async def test_keep_leaves_the_files_and_audit_is_read_back(tmp_path: Path) -> N
     assert cap.telemetry_totals["tool_calls"] == 1
     # The server is left as it was found.
     assert all(type(m).__name__ != "_McpOtelMiddleware" for m in server.middleware)
+
+
+def test_capture_reads_back_whatever_the_deployment_line_format(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``MCP_OTEL_JSONL_FORMAT=otlp`` is for a deployment's files; the capture owns its
+    own and reads them back as flat lines (with otlp lines it raised ``KeyError``)."""
+    monkeypatch.setenv("MCP_OTEL_JSONL_FORMAT", "otlp")
+    with capture() as cap:
+        for duration in (1, 2, 3):
+            cap.telemetry.emit_tool_call("a", "ok", duration, 2, 3)
+    calls = [e for e in cap.telemetry_events if e.get("event") == "tool_call"]
+    assert [e["duration_ms"] for e in calls] == [1, 2, 3]
+    assert cap.metric_value("mcp_otel.tool.calls", {"gen_ai.tool.name": "a"}) == 3
+    assert os.environ["MCP_OTEL_JSONL_FORMAT"] == "otlp"  # put back after the build

@@ -41,6 +41,10 @@ _METRIC_ENVELOPE = frozenset({
 })
 
 
+#: Top-level keys of an ``otlp``-format line (an OTLP JSON export request).
+_OTLP_KEYS = ("resourceLogs", "resourceSpans", "resourceMetrics")
+
+
 class StatsInputError(Exception):
     """A path that cannot be read as JSON Lines; the message is one user-facing line."""
 
@@ -286,13 +290,30 @@ class Stats:
         }
 
 
+def is_otlp_line(rec: dict[str, Any]) -> bool:
+    """True for a line of the ``otlp`` format (``MCP_OTEL_JSONL_FORMAT=otlp``): one OTLP
+    JSON export request, its records nested under ``resourceLogs``/``Spans``/``Metrics``."""
+    return any(isinstance(rec.get(key), list) for key in _OTLP_KEYS)
+
+
 def compute(paths: Iterable[str | os.PathLike[str]]) -> Stats:
-    """Read ``paths`` and aggregate; raises :class:`StatsInputError` on bad input."""
+    """Read ``paths`` and aggregate; raises :class:`StatsInputError` on bad input.
+
+    Lines in the ``otlp`` format are counted as records but not summarised (the figures
+    come from the flat lines' top-level fields); each file holding some gets a warning,
+    so that a table of zeros is never the only answer for a deployment writing that format.
+    """
     stats = Stats()
     stats.files = collect_files(paths)
     for path in stats.files:
+        otlp_lines = 0
         for rec in read_jsonl(path, stats.warnings):
+            otlp_lines += is_otlp_line(rec)
             stats.add_record(rec)
+        if otlp_lines:
+            stats.warnings.append(
+                f"{path}: {otlp_lines} line(s) in the otlp format (MCP_OTEL_JSONL_FORMAT=otlp) "
+                "not counted: stats reads the flat format only")
     return stats
 
 
