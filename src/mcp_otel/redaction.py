@@ -21,8 +21,9 @@ Rules (documented in docs/audit.md):
   ``${NAME:-default}`` is masked (the default may be the secret).
 * In every string (keys not involved), passwords inside URLs/DSNs
   (``scheme://user:PASSWORD@host``, up to the last ``@`` before the host, so a password
-  may contain ``@`` and ``/``), ``secretkey=value`` pairs and ``Bearer``/``Basic``
-  credentials (any case) are masked the same way; ``${ENV}`` references are kept.
+  may contain ``@`` and ``/``), ``secretkey=value`` pairs, ``secretkey: value`` pairs
+  (the key optionally quoted: JSON, Python reprs) and ``Bearer``/``Basic`` credentials
+  (any case) are masked the same way; ``${ENV}`` references are kept.
 * Non-JSON values are encoded safely (bytes as ``{"$base64": ...}``, non-finite floats and
   integers beyond 64 bits as strings, other objects as ``repr``), lone surrogates are
   replaced, empty keys become ``"(empty)"``. Control characters stay in the data; JSON
@@ -118,6 +119,27 @@ _KV_RE = re.compile(
     r"(?P<key>[A-Za-z][A-Za-z0-9_.\-]*)(?P<sep>\s*=\s*)"
     r"(?P<val>\"[^\"]*\"|'[^']*'|[^\s&;,'\"]+)"
 )
+# key: value pairs in free text (log lines, HTTP headers, YAML) and the quoted forms of
+# JSON ("api_key": "...") and Python reprs ('password': '...', as in pydantic's
+# input_value={...}). Each quote around the key is optional on its own: a repr cut in
+# the middle ("'...api_key': 'x'") keeps only the closing one. The key starts a word ('.'
+# excepted: the cut mark "..." may precede it), and neither the key nor the value follows
+# a "//": "https://token:pw@h" is a URL (its password has its own rule), and "12:30" has
+# no key. After an auth scheme word ("Authorization: Bearer x") the credential is the
+# value, so the token cannot survive behind a masked scheme name. A quoted value honours
+# backslash escapes; a value whose closing quote was cut off runs like an unquoted one.
+# A flat {...}, [...] or (...) value is masked whole, as a dict or list under a secret key
+# is ("{SSHA}hash" is not one: the bracket must end the value).
+_COLON_RE = re.compile(
+    r"(?<![A-Za-z0-9_\-])(?<!//)(?P<kq>['\"]?)(?P<key>[A-Za-z][A-Za-z0-9_.\-]*)"
+    r"(?P<sep>['\"]?\s*:(?!//)\s*)"
+    r"(?P<scheme>(?i:bearer|basic|token|negotiate)\s+)?"
+    r"(?P<val>\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*'"
+    r"|(?:\{[^{}]*\}|\[[^\[\]]*\]|\([^()]*\))(?=[\s,;&}\])]|$)|[\"']?[^\s&;,'\"]+)"
+)
+# The colons _COLON_RE can act on: not "://" (excluded there), not ":***MASKED***" (a
+# value that starts with the mask is left as it is)
+_COLON_HINT_RE = re.compile(r":(?!//|" + re.escape(MASK) + ")")
 # An HTTP Basic credential is standard base64 of "user:password" (RFC 7617): after "Basic"
 # only a token that is valid base64 (correct padding, or none) ending where the base64
 # alphabet ends, and that decodes to bytes holding a ':' (0x3A), is masked, so that prose
@@ -140,12 +162,12 @@ _AUTH_HINT_RE = re.compile(r"bearer|basic", re.IGNORECASE)
 def _maybe_secret_text(text: str) -> bool:
     """False only for text that :meth:`Redactor.mask_text` would return unchanged.
 
-    A URL password needs an ``@``, a key=value pair an ``=``, a credential its scheme.
-    For ASCII text (nearly all) three C-level scans decide; other text takes the
-    case-insensitive pattern itself, which also matches ``ı``, ``İ`` and ``ſ`` as
-    ASCII letters (``casefold`` does not).
+    A URL password needs an ``@``, a key=value pair an ``=``, a key: value pair a ``:``,
+    a credential its scheme. For ASCII text (nearly all) four C-level scans decide; other
+    text takes the case-insensitive pattern itself, which also matches ``ı``, ``İ`` and
+    ``ſ`` as ASCII letters (``casefold`` does not).
     """
-    if "=" in text or "@" in text:
+    if "=" in text or "@" in text or ":" in text:
         return True
     if text.isascii():
         lowered = text.lower()
@@ -279,11 +301,22 @@ class Redactor:
     # -- values -----------------------------------------------------------------------
 
     def mask_text(self, text: str) -> str:
-        """Mask credentials inside free text (URLs/DSNs, key=value, Bearer tokens)."""
+        """Mask credentials inside free text (URLs/DSNs, key=value, key: value, Bearer).
+
+        The key=value and key: value passes only run on text holding one of the secret
+        words (``_kv_hint``): most text has none, and skipping is cheaper than scanning.
+        """
         if "://" in text and "@" in text:
             text = _URL_PASSWORD_RE.sub(self._url_sub, text)
-        if "=" in text and self._kv_hint.search(text.casefold()):
-            text = _KV_RE.sub(self._kv_sub, text)
+        has_eq = "=" in text
+        # a colon of "://" or one right before a mask (a URL password masked above) can
+        # change nothing: URLs with a password then skip the hint search, as before
+        has_colon = ":" in text and _COLON_HINT_RE.search(text) is not None
+        if (has_eq or has_colon) and self._kv_hint.search(text.casefold()):
+            if has_eq:
+                text = _KV_RE.sub(self._kv_sub, text)
+            if has_colon:
+                text = _COLON_RE.sub(self._colon_sub, text)
         if _AUTH_HINT_RE.search(text):
             text = _BEARER_RE.sub(lambda m: m.group("pre") + MASK, text)
         return text
@@ -303,6 +336,19 @@ class Redactor:
         if bare == MASK or _ENV_REF_RE.match(bare):
             return match.group(0)
         return match.group("key") + match.group("sep") + MASK
+
+    def _colon_sub(self, match: re.Match[str]) -> str:
+        """``_kv_sub`` for ``key: value``; a quoted value keeps its quotes (and an auth
+        scheme word stays), so a masked JSON object or repr still reads as one."""
+        if not self.is_secret_key(match.group("key")):
+            return match.group(0)
+        val = match.group("val")
+        bare = val.strip("'\"")
+        if bare.startswith(MASK) or _ENV_REF_RE.match(bare):
+            return match.group(0)  # masked already ("https://token:***MASKED***@host")
+        quote = val[0] if val[0] in "'\"" else ""
+        head = match.group(0)[: match.start("val") - match.start()]
+        return f"{head}{quote}{MASK}{quote}"
 
     def _mask_secret(self, value: Any) -> Any:
         if isinstance(value, str) and _ENV_REF_RE.match(value.strip()):

@@ -131,6 +131,34 @@ def test_nested_dicts_and_lists_are_masked_at_any_depth(r: Redactor) -> None:
         ("Authorization: Basic YWxhZGRpbjpvcGVuc2VzYW1l", f"Authorization: Basic {MASK}"),
         ("Basic aGVsbG8=", "Basic aGVsbG8="),  # "hello": no ':'
         ("plain text without secrets", "plain text without secrets"),
+        # key: value, JSON and Python repr forms (error texts, pydantic input_value=...)
+        ("api_key: S3cr3t", f"api_key: {MASK}"),
+        ("password:hunter2 (rejected)", f"password:{MASK} (rejected)"),
+        ('bad args {"api_key": "sk-live-1"}', f'bad args {{"api_key": "{MASK}"}}'),
+        ('{"password":"a\\"b", "user": "bob"}', f'{{"password":"{MASK}", "user": "bob"}}'),
+        ("bad args {'api_key': 'S1', 'n': 2}", f"bad args {{'api_key': '{MASK}', 'n': 2}}"),
+        # a repr cut in its middle keeps only the key's closing quote, or loses the value's
+        (
+            "input_value={'password': 'hunter2'...api_key': 'sk-live-KEY'}",
+            f"input_value={{'password': '{MASK}'...api_key': '{MASK}'}}",
+        ),
+        ("{'password': 'hunter2", f"{{'password': '{MASK}'"),
+        # a flat container under a secret key is masked whole, as in a dict
+        ("{'credentials': {'user': 'u', 'pw': 'p'}, 'n': 1}", f"{{'credentials': {MASK}, 'n': 1}}"),
+        ("{'token': ['a', 'b']}", f"{{'token': {MASK}}}"),
+        ("password: {SSHA}abc", f"password: {MASK}"),
+        ("token: ${API_TOKEN}", "token: ${API_TOKEN}"),
+        ('{"token": "${API_TOKEN}"}', '{"token": "${API_TOKEN}"}'),
+        ("token: ${API_TOKEN:-t0k3n}", f"token: {MASK}"),
+        # an auth scheme word stays and the credential after it is masked, however short
+        ("Authorization: Bearer x", f"Authorization: Bearer {MASK}"),
+        ("authorization: token abc123", f"authorization: token {MASK}"),
+        # kept: no secret key, times, URLs (their password has its own rule), allow list
+        ("error: something failed at 12:30", "error: something failed at 12:30"),
+        ("https://token:pw@h/x", f"https://token:{MASK}@h/x"),
+        ("http://auth:8080/x", "http://auth:8080/x"),
+        ("max_tokens: 100, primary_key: id", "max_tokens: 100, primary_key: id"),
+        ("2026-11-27T09:40:00 key missing", "2026-11-27T09:40:00 key missing"),
     ],
 )
 def test_free_text_credentials(r: Redactor, text: str, expected: str) -> None:
@@ -284,11 +312,12 @@ def test_header_pairs_with_a_secret_name_are_masked(r: Redactor) -> None:
 
 
 def _mask_text_without_shortcuts(r: Redactor, text: str) -> str:
-    """mask_text's three substitutions, run unconditionally (no pre-checks)."""
+    """mask_text's four substitutions, run unconditionally (no pre-checks)."""
     from mcp_otel import redaction as rd
 
     text = rd._URL_PASSWORD_RE.sub(r._url_sub, text)
     text = rd._KV_RE.sub(r._kv_sub, text)
+    text = rd._COLON_RE.sub(r._colon_sub, text)
     return rd._BEARER_RE.sub(lambda m: m.group("pre") + MASK, text)
 
 
@@ -308,6 +337,13 @@ def test_the_cheap_pre_checks_never_skip_a_secret(extra: tuple[str, ...]) -> Non
         "https://u:p@ss@h/x", "postgres://app:pw@db/x", "mail me at a@b.c", "a=b@c",
         "https://example.com/path?q=1", "cookie=c; path=/", "signature=s", "no secrets here",
         "", "=", "@", "key", "key=", "=value",
+        # key: value, JSON and repr forms (the colon pass and its pre-checks)
+        "password: x", "PassWord:x", "x-api-key : abc", '{"api_key": "sk-1"}', '{"Token":"t"}',
+        "{'password': 'p'}", "input_value={'a': 1...api_key': 'k'}", "clientRef: v",
+        "x_widget_id: 9", "ToKen:\u212a", "auth:\nv", "error: something", "at 12:30",
+        "https://token:pw@h/x", "https://u:p@h:5432/x token", "token:***MASKED***@h",
+        "Authorization: Bearer x", "AUTHORIZATION: token abc", "secret: {'a': 1}",
+        "key:", ":", ":value", "key:://x", "password://x", "'key': ${K}", "key: $K x",
     ]
     for text in texts:
         assert r.mask_text(text) == _mask_text_without_shortcuts(r, text), text
