@@ -39,6 +39,7 @@ from opentelemetry.trace import Span, SpanKind, StatusCode, TracerProvider
 from mcp_otel import _json, _setup
 from mcp_otel.telemetry import _OTHER as OTHER_TOOL_NAME
 from mcp_otel.telemetry import MAX_TOOL_NAMES, MCP_DURATION_BUCKETS
+from mcp_otel.telemetry import _label as _cap_label
 
 __all__ = ["Instrumentation", "instrument"]
 
@@ -349,7 +350,17 @@ def _error_text(result: Mapping[str, Any]) -> str:
             if isinstance(item, Mapping) and isinstance(item.get("text"), str):
                 parts.append(item["text"])
     text = "\n".join(parts) or "tool returned isError"
-    return text[:_MAX_ERROR_TEXT]
+    return _cut_error_text(text)
+
+
+def _cut_error_text(text: str) -> str:
+    """``text`` masked, then cut at ``_MAX_ERROR_TEXT`` characters, in that order.
+
+    The sinks mask again, but only what they get: a cut that falls inside a credential can
+    hide what its rule needs (a DSN cut before its ``@`` is no URL password any more), and
+    the rest of the secret would be written in the clear.
+    """
+    return _mask_text(text)[:_MAX_ERROR_TEXT]
 
 
 def _audit_result(result: Mapping[str, Any]) -> Any:
@@ -375,7 +386,8 @@ _REDACTOR: Any = None
 
 
 def _mask_text(text: str) -> str:
-    """Credentials inside a client-supplied URI (``db://u:pw@host``) never reach a span."""
+    """Credentials inside a client-supplied URI (``db://u:pw@host``) never reach a span,
+    nor those inside an error text reach its cut (:func:`_cut_error_text`)."""
     global _REDACTOR
     if _REDACTOR is None:
         from mcp_otel.redaction import Redactor
@@ -489,13 +501,15 @@ class _McpOtelMiddleware:
         return result
 
     def _tool_label(self, tool: str) -> str:
-        """Tool names come from clients: cap the metric label's cardinality."""
-        if tool in self._tool_labels:
-            return tool
+        """Tool names come from clients: cap the metric label's length and cardinality
+        as the telemetry emitter does (its ``_label`` cut, then its overflow label)."""
+        label = _cap_label(tool)
+        if label in self._tool_labels:
+            return label
         if len(self._tool_labels) >= MAX_TOOL_NAMES:
             return OTHER_TOOL_NAME  # the telemetry emitter's overflow label, too
-        self._tool_labels.add(tool)
-        return tool
+        self._tool_labels.add(label)
+        return label
 
     def _record_duration(self, start_ns: int, attributes: dict[str, Any]) -> None:
         seconds = (time.perf_counter_ns() - start_ns) / 1e9
@@ -540,7 +554,7 @@ class _McpOtelMiddleware:
             end = time.perf_counter_ns()
             cancelled = not isinstance(exc, Exception)
             error_type = "cancelled" if cancelled else _error_type(exc)
-            text = "cancelled" if cancelled else (str(exc)[:_MAX_ERROR_TEXT] or error_type)
+            text = "cancelled" if cancelled else (_cut_error_text(str(exc)) or error_type)
             # Shielded: a cancelled call still gets its closing audit record.
             with anyio.CancelScope(shield=True):
                 await self._tool_failed(tool, correlation_id, start, end, bytes_in, 0,

@@ -413,3 +413,52 @@ async def test_a_cancelled_call_still_gets_its_closing_record(mode: str) -> None
     assert handle.counts().tool_errors == 1
     (span,) = _tool_spans(cap.spans, "hang")
     assert span.attributes["error.type"] == "cancelled"
+
+
+@pytest.mark.parametrize("path", ["result", "exception"])
+async def test_an_error_text_is_masked_before_it_is_cut(path: str) -> None:
+    """Error texts are cut at 2048 characters; the cut must come after masking: a DSN
+    whose password spans the cut would otherwise reach the sinks without its '@', which
+    the URL rule needs, and its password would be written in the clear. Both ways a tool
+    fails: an isError result (MCPServer's ToolError) and an exception (MCPError)."""
+    password = "S3cr3tPW" + "y" * 200  # spans offset 2048 whatever the SDK's prefix
+    message = "x" * 1900 + f" postgresql://bob:{password}@db.internal/prod failed"
+    if path == "result":
+        server: Any = MCPServer("t-cut", log_level="ERROR")
+
+        @server.tool()
+        def connect() -> str:
+            raise ToolError(message)
+    else:
+        async def call_tool(ctx: Any, params: types.CallToolRequestParams) -> Any:
+            raise MCPError(code=-32001, message=message)
+
+        server = Server("t-cut", on_call_tool=call_tool)
+    with capture() as cap:
+        cap.instrument(server)
+        async with Client(server, mode="auto") as client:
+            if path == "result":
+                assert (await client.call_tool("connect", {})).is_error
+            else:
+                with pytest.raises(MCPError):
+                    await client.call_tool("connect", {})
+    (error,) = cap.audit_events("tool_error")
+    (event,) = [e for e in cap.telemetry_events if e.get("event") == "tool_call"]
+    for text in (error["error"], event["error"]):
+        assert "postgresql://bob:***MASKED***" in text and len(text) <= 2048
+        assert "S3cr3tPW" not in text
+
+
+async def test_the_middleware_tool_label_is_cut_like_the_emitters() -> None:
+    """Without mcp-otel's emitter the middleware labels the duration metric itself; a
+    client-invented tool name is cut at 128 characters there too, as documented."""
+    server = _fastmcp()
+    with capture() as cap:
+        cap.instrument(server, telemetry=False)
+        async with Client(server, mode="auto") as client:
+            await client.call_tool("x" * 1000, {})
+            await client.call_tool("x" * 999, {})  # the same label: one series
+    points = cap.metric_points("mcp.server.operation.duration",
+                               {"mcp.method.name": "tools/call"})
+    assert [p.attributes["gen_ai.tool.name"] for p in points] == ["x" * 128]
+    assert sum(p.count or 0 for p in points) == 2
