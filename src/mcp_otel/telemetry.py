@@ -197,6 +197,7 @@ class _ConsistentPeriodicReader(PeriodicExportingMetricReader):
     ) -> None:
         self._lock_of = lock_of
         self._capture = threading.local()
+        self._owner_pid = os.getpid()
         super().__init__(exporter, export_interval_millis=export_interval_millis)
 
     def _set_collect_callback(self, func: Any) -> None:  # type: ignore[override]
@@ -204,8 +205,14 @@ class _ConsistentPeriodicReader(PeriodicExportingMetricReader):
             super()._set_collect_callback(func)
             return
         lock_of = self._lock_of
+        owner_pid = self._owner_pid
 
         def locked(reader: Any, *args: Any, **kwargs: Any) -> Any:
+            if os.getpid() != owner_pid:
+                # An inherited copy in a forked child (the SDK restarts its thread there):
+                # its exporter is inert, and collecting would take the child's lock and SDK
+                # locks a parent thread may have held at fork time. Nothing to collect.
+                return None
             with lock_of():
                 return func(reader, *args, **kwargs)
 
@@ -282,7 +289,15 @@ class _Pipeline:
 
     def shutdown(self) -> None:
         if self.pid != os.getpid():
-            return  # an inherited copy: its exporters are inert, its threads idle
+            # An inherited copy: its exporters are inert, but the SDK restarted its periodic
+            # readers' threads in this child; stop them (their collections are no-ops here).
+            readers, self.exporting_readers = self.exporting_readers, []
+            for reader in readers:
+                try:
+                    reader.shutdown()
+                except Exception as exc:
+                    _log.warning("mcp-otel telemetry: shutdown failed: %s", exc)
+            return
         sinks: list[Any] = [self.logger_provider, *self.exporting_readers]
         self.logger = self.logger_provider = None
         self.exporting_readers = []
@@ -588,9 +603,11 @@ class TelemetryEmitter:
             if self._box[0].pid == os.getpid():
                 return
             self.session_id = self._new_session_id()
+            inherited = self._box[0]
             self._box[0] = self._build_pipeline()
             self._finalizer.detach()
             self._finalizer = weakref.finalize(self, _shutdown_box, self._box)
+        inherited.shutdown()  # out of the box now: only here can its reader threads be stopped
 
     def _build_pipeline(self) -> _Pipeline:
         self._event_file_processor = None

@@ -113,3 +113,60 @@ def test_fork_child_starts_at_zero_with_own_identity(tmp_path: Path, make_emitte
     for e in events:
         by_session[e["session_id"]] = by_session.get(e["session_id"], 0) + 1
     assert by_session == {telemetry.session_id: 130, child["session_id"]: 100}
+
+
+@pytest.mark.parametrize("used_in_child", [True, False])
+def test_child_shutdown_stops_the_inherited_reader_threads(
+    tmp_path: Path, make_emitter: Factory, used_in_child: bool
+) -> None:
+    # The SDK restarts every periodic reader's thread in a forked child, the parent's
+    # pipeline's too; the child's shutdown() must stop those as well as its own.
+    telemetry = make_emitter(enabled=True, output_dir=tmp_path)
+    telemetry.emit_tool_call("p", "ok", 1, 1, 1)
+    inherited = list(telemetry._box[0].exporting_readers)
+    assert inherited  # the snapshot file's reader: the test checks something
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        status = 1
+        try:
+            os.close(read_fd)
+            if used_in_child:
+                telemetry.emit_tool_call("c", "ok", 1, 1, 1)
+            telemetry.shutdown()  # joins what it stops: nothing to wait for afterwards
+            alive = [r._daemon_thread.name for r in inherited if r._daemon_thread.is_alive()]
+            os.write(write_fd, json.dumps(alive).encode())
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(write_fd)
+    raw, code = _collect_child(pid, read_fd, deadline_s=60)
+    assert code == 0, raw
+    assert json.loads(raw) == []
+
+
+def test_inherited_reader_never_collects_in_the_child(
+    tmp_path: Path, make_emitter: Factory
+) -> None:
+    # A collection by the inherited reader in the child would take the child's emitter lock
+    # and then SDK locks that a parent thread may have held at fork time (a child stuck in
+    # emit_tool_call, found in review). Here the child holds its lock while the inherited
+    # reader collects: that only returns if the collection does not take the lock.
+    telemetry = make_emitter(enabled=True, output_dir=tmp_path)
+    telemetry.emit_tool_call("p", "ok", 1, 1, 1)
+    inherited = telemetry._box[0].exporting_readers[0]
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        status = 1
+        try:
+            os.close(read_fd)
+            with telemetry._lock_cell.lock:
+                inherited.collect()
+            os.write(write_fd, b"collected")
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(write_fd)
+    raw, code = _collect_child(pid, read_fd, deadline_s=15)
+    assert (raw, code) == (b"collected", 0)
