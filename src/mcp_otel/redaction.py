@@ -133,10 +133,15 @@ _KV_RE = re.compile(
 _COLON_RE = re.compile(
     r"(?<![A-Za-z0-9_\-])(?<!//)(?P<kq>['\"]?)(?P<key>[A-Za-z][A-Za-z0-9_.\-]*)"
     r"(?P<sep>['\"]?\s*:(?!//)\s*)"
-    r"(?P<scheme>(?i:bearer|basic|token|negotiate)\s+)?"
+    # the value is looked at, not consumed: in "error: password: x" the scan must still
+    # find "password" after the non-secret "error" (see Redactor._colon_pass)
+    r"(?=(?P<scheme>(?i:bearer|basic|token|negotiate)\s+)?"
     r"(?P<val>\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*'"
-    r"|(?:\{[^{}]*\}|\[[^\[\]]*\]|\([^()]*\))(?=[\s,;&}\])]|$)|[\"']?[^\s&;,'\"]+)"
+    r"|(?:\{[^{}]*\}|\[[^\[\]]*\]|\([^()]*\))(?=[\s,;&}\])]|$)|[\"']?[^\s&;,'\"]+))"
 )
+# An exception class name before ": message" (KeyError, TokenExpiredError): the text after
+# it is the message, whose first word is no secret value (other rules still mask inside).
+_EXCEPTION_NAME_RE = re.compile(r"(?:Error|Exception|Warning)$")
 # The colons _COLON_RE can act on: not "://" (excluded there), not ":***MASKED***" (a
 # value that starts with the mask is left as it is)
 _COLON_HINT_RE = re.compile(r":(?!//|" + re.escape(MASK) + ")")
@@ -316,7 +321,7 @@ class Redactor:
             if has_eq:
                 text = _KV_RE.sub(self._kv_sub, text)
             if has_colon:
-                text = _COLON_RE.sub(self._colon_sub, text)
+                text = self._colon_pass(text)
         if _AUTH_HINT_RE.search(text):
             text = _BEARER_RE.sub(lambda m: m.group("pre") + MASK, text)
         return text
@@ -337,18 +342,42 @@ class Redactor:
             return match.group(0)
         return match.group("key") + match.group("sep") + MASK
 
-    def _colon_sub(self, match: re.Match[str]) -> str:
-        """``_kv_sub`` for ``key: value``; a quoted value keeps its quotes (and an auth
-        scheme word stays), so a masked JSON object or repr still reads as one."""
-        if not self.is_secret_key(match.group("key")):
-            return match.group(0)
+    def _colon_pass(self, text: str) -> str:
+        """Mask the value of every secret ``key: value`` in ``text``.
+
+        A loop rather than ``re.sub``: the pattern only looks ahead at a value, so a key
+        hidden in a non-secret pair's value is still found; a value masked here is not
+        searched for keys again.
+        """
+        out: list[str] = []
+        pos = 0
+        for match in _COLON_RE.finditer(text):
+            if match.start() < pos:
+                continue  # inside a value masked just now
+            masked = self._colon_value(match)
+            if masked is None:
+                continue
+            out.append(text[pos:match.start("val")])
+            out.append(masked)
+            pos = match.end("val")
+        if not out:
+            return text
+        out.append(text[pos:])
+        return "".join(out)
+
+    def _colon_value(self, match: re.Match[str]) -> str | None:
+        """The masked value of a ``key: value`` match, or None to keep it. A quoted value
+        keeps its quotes (and an auth scheme word stays, outside the value), so a masked
+        JSON object or repr still reads as one."""
+        key = match.group("key")
+        if _EXCEPTION_NAME_RE.search(key) or not self.is_secret_key(key):
+            return None  # "KeyError: 'user_id'" is a message, not a secret key
         val = match.group("val")
         bare = val.strip("'\"")
         if bare.startswith(MASK) or _ENV_REF_RE.match(bare):
-            return match.group(0)  # masked already ("https://token:***MASKED***@host")
+            return None  # masked already ("https://token:***MASKED***@host")
         quote = val[0] if val[0] in "'\"" else ""
-        head = match.group(0)[: match.start("val") - match.start()]
-        return f"{head}{quote}{MASK}{quote}"
+        return f"{quote}{MASK}{quote}"
 
     def _mask_secret(self, value: Any) -> Any:
         if isinstance(value, str) and _ENV_REF_RE.match(value.strip()):

@@ -108,6 +108,12 @@ def test_nested_dicts_and_lists_are_masked_at_any_depth(r: Redactor) -> None:
         ("token = 'abc def'", f"token = {MASK}"),
         ("password=${PGPASSWORD}", "password=${PGPASSWORD}"),
         ("Authorization: Bearer eyJhbGciOi.x.y", f"Authorization: Bearer {MASK}"),
+        # an exception name before its message is no secret key
+        ("KeyError: 'user_id'", "KeyError: 'user_id'"),
+        ("TokenExpiredError: session ended at 12:30", "TokenExpiredError: session ended at 12:30"),
+        ("TokenExpiredError: password: hunter2", f"TokenExpiredError: password: {MASK}"),
+        ("auth failed: token: abc123", f"auth failed: token: {MASK}"),
+        ("error: password: hunter2", f"error: password: {MASK}"),
         ("max_tokens=100 primary_key=id", "max_tokens=100 primary_key=id"),
         # an env reference with a default reveals the default: only ${NAME}/$NAME is kept
         ("postgres://u:${DB_PASSWORD:-hunter2}@h/db", f"postgres://u:{MASK}@h/db"),
@@ -317,7 +323,7 @@ def _mask_text_without_shortcuts(r: Redactor, text: str) -> str:
 
     text = rd._URL_PASSWORD_RE.sub(r._url_sub, text)
     text = rd._KV_RE.sub(r._kv_sub, text)
-    text = rd._COLON_RE.sub(r._colon_sub, text)
+    text = r._colon_pass(text)
     return rd._BEARER_RE.sub(lambda m: m.group("pre") + MASK, text)
 
 
@@ -343,6 +349,7 @@ def test_the_cheap_pre_checks_never_skip_a_secret(extra: tuple[str, ...]) -> Non
         "x_widget_id: 9", "ToKen:\u212a", "auth:\nv", "error: something", "at 12:30",
         "https://token:pw@h/x", "https://u:p@h:5432/x token", "token:***MASKED***@h",
         "Authorization: Bearer x", "AUTHORIZATION: token abc", "secret: {'a': 1}",
+        "KeyError: 'user_id'", "AuthError: token: abc", "SecretWarning: x",
         "key:", ":", ":value", "key:://x", "password://x", "'key': ${K}", "key: $K x",
     ]
     for text in texts:
