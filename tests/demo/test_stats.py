@@ -240,3 +240,11 @@ def test_metric_envelope_mirrors_the_exporters() -> None:
     from mcp_otel.exporters import FLAT_METRIC_ENVELOPE
 
     assert _METRIC_ENVELOPE == FLAT_METRIC_ENVELOPE
+
+
+def test_a_fifo_named_on_the_command_line_is_refused_without_blocking(tmp_path: Path) -> None:
+    fifo = tmp_path / "mcp_telemetry_20261127.jsonl"
+    os.mkfifo(fifo)
+    result = _run_cli(str(fifo))  # hung until the 60 s timeout before
+    assert result.returncode == 2
+    assert "not a regular file" in result.stderr and "Traceback" not in result.stderr

@@ -21,6 +21,7 @@ import argparse
 import gzip
 import math
 import os
+import stat
 import sys
 import zlib
 from collections.abc import Iterable, Iterator
@@ -69,8 +70,10 @@ def collect_files(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
                 if p.is_file() and (p.name.endswith(".jsonl") or p.name.endswith(".jsonl.gz"))
             )
             files.extend(found)
-        elif st.st_size >= 0:
+        elif stat.S_ISREG(st.st_mode):
             files.append(path)
+        else:  # a FIFO or device would block the read (or never end): refuse, as verify does
+            raise StatsInputError(f"{path}: not a regular file")
     seen: set[Path] = set()
     unique = []
     for f in files:
