@@ -129,7 +129,13 @@ def _as_count(value: Any) -> tuple[int, bool]:
         try:
             number = int(value.strip())
         except ValueError:
-            return 0, True
+            try:  # "12.7": a numeric string is parsed as a number, then rounded like one
+                parsed = float(value.strip())
+            except ValueError:
+                return 0, True
+            if parsed != parsed or parsed in (float("inf"), float("-inf")):
+                return 0, True
+            number = round(parsed)
     else:
         return 0, True
     return min(max(number, 0), MAX_VALUE), True

@@ -270,3 +270,12 @@ def test_odd_values_never_raise_and_every_line_parses(
     assert meta["deep"] == [[[{"a": [1, 2]}]]]
     assert events["tool_call"]["error"] == "bad"
     assert events["server_stop"]["metrics"]["tool_calls"] == 1
+
+
+def test_numeric_strings_are_parsed_like_numbers(tmp_path: Path, make_emitter: Factory) -> None:
+    """"12.7" counts like 12.7 (rounded), not as an invalid 0."""
+    telemetry = make_emitter(output_dir=tmp_path)
+    telemetry.emit_tool_call("t", "ok", "12.7", " 3 ", "1e3")
+    telemetry.emit_tool_call("t", "ok", "nan", "x", "-4.2")
+    m = telemetry.metrics
+    assert (m["total_duration_ms"], m["total_bytes_in"], m["total_bytes_out"]) == (13, 3, 1000)
