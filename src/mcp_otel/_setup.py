@@ -285,7 +285,45 @@ def metric_readers(
     """Periodic readers (interval from ``OTEL_METRIC_EXPORT_INTERVAL``) around fork-safe
     exporters; ``reader_class`` lets a caller add behaviour (e.g. a lock around collect)."""
     cls = reader_class or PeriodicExportingMetricReader
-    return [cls(fork_safe(e), **reader_kwargs) for e in exporters if e is not None]
+    return [
+        _guarded(cls, fork_safe(e), reader_kwargs, _READER_DEFAULTS)
+        for e in exporters if e is not None
+    ]
+
+
+# The OpenTelemetry defaults, passed explicitly (which overrides the environment) when an
+# OTEL_BSP_* / OTEL_BLRP_* / OTEL_METRIC_EXPORT_* value makes the SDK's constructor raise.
+_BATCH_DEFAULTS: dict[str, Any] = {
+    "max_queue_size": 2048, "max_export_batch_size": 512, "export_timeout_millis": 30_000,
+}
+_SPAN_BATCH_DEFAULTS = {**_BATCH_DEFAULTS, "schedule_delay_millis": 5_000}
+_LOG_BATCH_DEFAULTS = {**_BATCH_DEFAULTS, "schedule_delay_millis": 1_000}
+_READER_DEFAULTS: dict[str, Any] = {
+    "export_interval_millis": 60_000, "export_timeout_millis": 30_000,
+}
+
+
+def _guarded(cls: Any, exporter: Any, kwargs: dict[str, Any], defaults: dict[str, Any]) -> Any:
+    """``cls(exporter, **kwargs)``, or with the OTel defaults when the environment holds a
+    value the SDK rejects: the SDK raises ``ValueError`` from these constructors (a batch
+    larger than its queue, an interval of 0), which would reach the host through
+    ``instrument()``, ``AuditLogger()`` or the first span. A warning names the problem."""
+    try:
+        return cls(exporter, **kwargs)
+    except ValueError as exc:
+        _log.warning("mcp-otel: %s (from the OTEL_* environment); using the OpenTelemetry "
+                     "defaults for this %s", exc, cls.__name__)
+        return cls(exporter, **{**defaults, **kwargs})
+
+
+def batch_span_processor(exporter: Any) -> BatchSpanProcessor:
+    """The SDK's ``BatchSpanProcessor``, never raising over a bad ``OTEL_BSP_*`` value."""
+    return _guarded(BatchSpanProcessor, exporter, {}, _SPAN_BATCH_DEFAULTS)  # type: ignore[no-any-return]
+
+
+def batch_log_processor(exporter: Any, **kwargs: Any) -> BatchLogRecordProcessor:
+    """The SDK's ``BatchLogRecordProcessor``, never raising over a bad ``OTEL_BLRP_*`` value."""
+    return _guarded(BatchLogRecordProcessor, exporter, kwargs, _LOG_BATCH_DEFAULTS)  # type: ignore[no-any-return]
 
 
 # --------------------------------------------------------------------------- shared providers
@@ -365,7 +403,7 @@ def _augment_tracer_provider(provider: TracerProvider) -> None:
         _augmented.add(provider)
         exporter = jsonl_exporter("traces", _spans_path())
         if exporter is not None:
-            provider.add_span_processor(BatchSpanProcessor(fork_safe(_masking(exporter))))
+            provider.add_span_processor(batch_span_processor(fork_safe(_masking(exporter))))
 
 
 def _shared_tracer_provider() -> TracerProvider:
@@ -376,7 +414,7 @@ def _shared_tracer_provider() -> TracerProvider:
             # sampler=None: the SDK reads OTEL_TRACES_SAMPLER / OTEL_TRACES_SAMPLER_ARG.
             provider = TracerProvider(resource=build_resource())
             for exporter in _shared_exporters("traces", _spans_path()):
-                provider.add_span_processor(BatchSpanProcessor(fork_safe(_masking(exporter))))
+                provider.add_span_processor(batch_span_processor(fork_safe(_masking(exporter))))
             _ours.add(provider)
             _tracer_provider = provider
         return _tracer_provider
@@ -420,7 +458,7 @@ def get_logger_provider() -> _logs.LoggerProvider:
                 _augmented.add(current)
                 exporter = jsonl_exporter("logs") if local_export_enabled() else None
                 if exporter is not None:
-                    current.add_log_record_processor(BatchLogRecordProcessor(fork_safe(exporter)))
+                    current.add_log_record_processor(batch_log_processor(fork_safe(exporter)))
         return current
     return _shared_logger_provider()
 
@@ -432,7 +470,7 @@ def _shared_logger_provider() -> LoggerProvider:
         if _logger_provider is None:
             provider = LoggerProvider(resource=build_resource())
             for exporter in _shared_exporters("logs"):
-                provider.add_log_record_processor(BatchLogRecordProcessor(fork_safe(exporter)))
+                provider.add_log_record_processor(batch_log_processor(fork_safe(exporter)))
             _ours.add(provider)
             _logger_provider = provider
         return _logger_provider

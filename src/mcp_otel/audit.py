@@ -203,7 +203,7 @@ class _Session:
         if owner._otlp:
             otlp_exporter = _setup.otlp_exporter("logs")
             if otlp_exporter is not None:
-                self.otlp = BatchLogRecordProcessor(_setup.fork_safe(otlp_exporter))
+                self.otlp = _setup.batch_log_processor(_setup.fork_safe(otlp_exporter))
         self.processor = _ap.AuditLogRecordProcessor(
             exporter,
             max_queue_size=owner._queue_size,

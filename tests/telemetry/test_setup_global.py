@@ -36,3 +36,37 @@ def test_shutdown_keeps_a_provider_installed_as_the_global_one(tmp_path: Path) -
     assert json.loads(proc.stdout.decode().strip().splitlines()[-1]) == {"same": True}
     names = [s["name"] for s in read_lines(tmp_path / "data" / "traces", "mcp_spans_*.jsonl")]
     assert names == ["before", "after"]
+
+
+BAD_ENV = r"""
+import json
+from mcp_otel import _setup
+tp = _setup.get_tracer_provider()
+tp.get_tracer("t").start_span("span").end()
+mp = _setup.get_meter_provider()
+mp.get_meter("t").create_counter("mcp_otel.test.things").add(2)
+lp = _setup.get_logger_provider()
+_setup.force_flush()
+_setup.shutdown()
+print(json.dumps({"ok": True}))
+"""
+
+
+def test_env_values_the_sdk_rejects_warn_and_use_the_defaults(tmp_path: Path) -> None:
+    """The SDK raises ValueError from its processors and readers for these; through
+    instrument() or AuditLogger() that would crash the host at start-up."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    env.update({
+        "MCP_OTEL_DIR": str(tmp_path / "data"),
+        "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "100000",
+        "OTEL_BLRP_MAX_EXPORT_BATCH_SIZE": "100000",
+        "OTEL_METRIC_EXPORT_INTERVAL": "-5",
+    })
+    proc = subprocess.run([sys.executable, "-c", BAD_ENV], env=env, capture_output=True,
+                          timeout=60, check=False)
+    err = proc.stderr.decode()
+    assert proc.returncode == 0, err
+    assert err.count("using the OpenTelemetry defaults") == 3, err
+    assert [s["name"] for s in read_lines(tmp_path / "data" / "traces", "*.jsonl")] == ["span"]
+    points = read_lines(tmp_path / "data" / "metrics", "*.jsonl")
+    assert [p["value"] for p in points if p["metric"] == "mcp_otel.test.things"][-1] == 2
