@@ -84,10 +84,6 @@ _OTHER = "_other"
 EVENT_QUEUE_SIZE = 65_536
 #: How long an event waits for room in a full file queue before it is given up (logged).
 EVENT_QUEUE_TIMEOUT_S = 2.0
-#: The OTel defaults (spec and SDK) used when the environment holds an unusable value.
-METRIC_EXPORT_INTERVAL_MS = 60_000
-BLRP_SCHEDULE_DELAY_MS = 1_000
-BLRP_MAX_EXPORT_BATCH_SIZE = 512
 
 METRIC_KEYS = ("tool_calls", "total_bytes_in", "total_bytes_out", "total_duration_ms", "errors")
 _READBACK = {
@@ -194,17 +190,11 @@ class _ConsistentPeriodicReader(PeriodicExportingMetricReader):
     costs every ``add`` another storage update.
     """
 
-    def __init__(
-        self,
-        exporter: Any,
-        *,
-        lock_of: Callable[[], Any],
-        export_interval_millis: float | None = None,
-    ) -> None:
+    def __init__(self, exporter: Any, *, lock_of: Callable[[], Any], **reader_kwargs: Any) -> None:
         self._lock_of = lock_of
         self._capture = threading.local()
         self._owner_pid = os.getpid()
-        super().__init__(exporter, export_interval_millis=export_interval_millis)
+        super().__init__(exporter, **reader_kwargs)
 
     def _set_collect_callback(self, func: Any) -> None:  # type: ignore[override]
         if func is None:
@@ -632,12 +622,11 @@ class TelemetryEmitter:
             )
             otlp = _setup.otlp_exporter("metrics")
         reader: MetricReader
-        interval = _metric_export_interval() if snapshots is not None or otlp is not None else None
+        # _setup.metric_readers: fork-safe exporters, and the OTel default interval (with a
+        # warning) when OTEL_METRIC_EXPORT_INTERVAL holds a value the SDK rejects.
         if snapshots is not None:
-            reader = _ConsistentPeriodicReader(
-                _setup.fork_safe(snapshots),
-                lock_of=self._lock_cell,
-                export_interval_millis=interval,
+            (reader,) = _setup.metric_readers(
+                [snapshots], _ConsistentPeriodicReader, lock_of=self._lock_cell
             )
             pipeline.exporting_readers.append(reader)
         else:
@@ -648,12 +637,8 @@ class TelemetryEmitter:
                 }
             )
         if otlp is not None:
-            pipeline.exporting_readers.append(
-                _ConsistentPeriodicReader(
-                    _setup.fork_safe(otlp),
-                    lock_of=self._lock_cell,
-                    export_interval_millis=interval,
-                )
+            pipeline.exporting_readers.extend(
+                _setup.metric_readers([otlp], _ConsistentPeriodicReader, lock_of=self._lock_cell)
             )
         provider = MeterProvider(
             metric_readers=[reader, *(r for r in pipeline.exporting_readers if r is not reader)],
@@ -753,18 +738,9 @@ class TelemetryEmitter:
             provider.add_log_record_processor(self._event_file_processor)
         if otlp is not None:
             queue_size = max(EVENT_QUEUE_SIZE, _env_int("OTEL_BLRP_MAX_QUEUE_SIZE"))
+            # never raising over an OTEL_BLRP_* value the SDK rejects (see _setup)
             provider.add_log_record_processor(
-                BatchLogRecordProcessor(
-                    _setup.fork_safe(otlp),
-                    max_queue_size=queue_size,
-                    # Checked here: the SDK raises ValueError for these into the constructor.
-                    schedule_delay_millis=_env_positive(
-                        "OTEL_BLRP_SCHEDULE_DELAY", BLRP_SCHEDULE_DELAY_MS
-                    ),
-                    max_export_batch_size=_env_positive(
-                        "OTEL_BLRP_MAX_EXPORT_BATCH_SIZE", BLRP_MAX_EXPORT_BATCH_SIZE, queue_size
-                    ),
-                )
+                _setup.batch_log_processor(_setup.fork_safe(otlp), max_queue_size=queue_size)
             )
         return provider, provider.get_logger(_SCOPE, _version())
 
@@ -889,54 +865,6 @@ def _env_int(name: str) -> int:
         return int(os.environ.get(name, "0"))
     except ValueError:
         return 0
-
-
-def _bad_env(name: str, raw: str, default: float, why: str) -> None:
-    _log.warning("mcp-otel telemetry: %s=%r is %s; using the default %s", name, raw, why, default)
-
-
-def _env_positive(name: str, default: int, maximum: int | None = None) -> int:
-    """A standard ``OTEL_*`` integer setting, or ``default`` with a warning when it is not a
-    positive integer (at most ``maximum``).
-
-    The SDK takes such values as they are and raises ``ValueError`` from the processor's
-    constructor for some (a batch larger than the queue, a delay of 0), which would reach the
-    host through ``TelemetryEmitter()``: telemetry must never crash it.
-    """
-    raw = os.environ.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        _bad_env(name, raw, default, "not an integer")
-        return default
-    if value <= 0:
-        _bad_env(name, raw, default, "not positive")
-        return default
-    if maximum is not None and value > maximum:
-        _bad_env(name, raw, default, f"larger than the queue ({maximum})")
-        return default
-    return value
-
-
-def _metric_export_interval() -> float:
-    """``OTEL_METRIC_EXPORT_INTERVAL`` in ms, or the default (60 s) with a warning when it is
-    not a number above 0: the SDK's periodic reader raises ``ValueError`` for 0 or a
-    negative value, which would reach the host through ``TelemetryEmitter()``."""
-    name = "OTEL_METRIC_EXPORT_INTERVAL"
-    raw = os.environ.get(name)
-    if raw is None or raw.strip() == "":
-        return METRIC_EXPORT_INTERVAL_MS
-    try:
-        value = float(raw)
-    except ValueError:
-        _bad_env(name, raw, METRIC_EXPORT_INTERVAL_MS, "not a number")
-        return METRIC_EXPORT_INTERVAL_MS
-    if value <= 0:
-        _bad_env(name, raw, METRIC_EXPORT_INTERVAL_MS, "not above 0")
-        return METRIC_EXPORT_INTERVAL_MS
-    return value
 
 
 def _version() -> str:

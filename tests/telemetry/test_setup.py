@@ -428,13 +428,12 @@ os._exit(0)  # no shutdown: it would wait for the unreachable OTLP endpoint
         (
             {"OTEL_EXPORTER_OTLP_LOGS_ENDPOINT": "http://127.0.0.1:9",
              "OTEL_BLRP_MAX_EXPORT_BATCH_SIZE": "100000"},
-            "OTEL_BLRP_MAX_EXPORT_BATCH_SIZE='100000' is larger than the queue (65536); "
-            "using the default 512",
+            "using the OpenTelemetry defaults for this BatchLogRecordProcessor",
             {"batch": [512], "interval": [60000]},
         ),
         (
             {"OTEL_METRIC_EXPORT_INTERVAL": "-5"},
-            "OTEL_METRIC_EXPORT_INTERVAL='-5' is not above 0; using the default 60000",
+            "using the OpenTelemetry defaults for this _ConsistentPeriodicReader",
             {"batch": [], "interval": [60000]},
         ),
     ],
