@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
@@ -48,3 +51,15 @@ def last_snapshot_totals(
         if name and line["timestamp"] == latest[group]:
             totals[group][name] += line["value"]
     return dict(totals)
+
+
+def run_script(tmp_path: Path, script: str, **env: str) -> tuple[dict[str, Any], str]:
+    """Run ``script`` in a fresh interpreter (global OTel state can be set once per process)
+    with no ``OTEL_*`` variables but ``env`` and ``MCP_OTEL_DIR`` under ``tmp_path``: its
+    last stdout line, parsed, and its stderr."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    full_env.update({"MCP_OTEL_DIR": str(tmp_path / "data"), **env})
+    proc = subprocess.run([sys.executable, "-c", script], env=full_env, capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1]), proc.stderr

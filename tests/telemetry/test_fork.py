@@ -75,6 +75,22 @@ def _collect_child(pid: int, read_fd: int, deadline_s: float) -> tuple[bytes, in
     return b"".join(chunks), os.waitstatus_to_exitcode(status)
 
 
+def _in_child(body: Callable[[], bytes], deadline_s: float) -> tuple[bytes, int]:
+    """Run ``body`` in a forked child; its returned bytes and the child's exit code."""
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        status = 1
+        try:
+            os.close(read_fd)
+            os.write(write_fd, body())
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(write_fd)
+    return _collect_child(pid, read_fd, deadline_s)
+
+
 def test_fork_child_starts_at_zero_with_own_identity(tmp_path: Path, make_emitter: Factory) -> None:
     telemetry = make_emitter(enabled=True, output_dir=tmp_path)
     for _ in range(100):
@@ -125,22 +141,14 @@ def test_child_shutdown_stops_the_inherited_reader_threads(
     telemetry.emit_tool_call("p", "ok", 1, 1, 1)
     inherited = list(telemetry._box[0].exporting_readers)
     assert inherited  # the snapshot file's reader: the test checks something
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - child
-        status = 1
-        try:
-            os.close(read_fd)
-            if used_in_child:
-                telemetry.emit_tool_call("c", "ok", 1, 1, 1)
-            telemetry.shutdown()  # joins what it stops: nothing to wait for afterwards
-            alive = [r._daemon_thread.name for r in inherited if r._daemon_thread.is_alive()]
-            os.write(write_fd, json.dumps(alive).encode())
-            status = 0
-        finally:
-            os._exit(status)
-    os.close(write_fd)
-    raw, code = _collect_child(pid, read_fd, deadline_s=60)
+    def child() -> bytes:
+        if used_in_child:
+            telemetry.emit_tool_call("c", "ok", 1, 1, 1)
+        telemetry.shutdown()  # joins what it stops: nothing to wait for afterwards
+        alive = [r._daemon_thread.name for r in inherited if r._daemon_thread.is_alive()]
+        return json.dumps(alive).encode()
+
+    raw, code = _in_child(child, deadline_s=60)
     assert code == 0, raw
     assert json.loads(raw) == []
 
@@ -155,18 +163,9 @@ def test_inherited_reader_never_collects_in_the_child(
     telemetry = make_emitter(enabled=True, output_dir=tmp_path)
     telemetry.emit_tool_call("p", "ok", 1, 1, 1)
     inherited = telemetry._box[0].exporting_readers[0]
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - child
-        status = 1
-        try:
-            os.close(read_fd)
-            with telemetry._lock_cell.lock:
-                inherited.collect()
-            os.write(write_fd, b"collected")
-            status = 0
-        finally:
-            os._exit(status)
-    os.close(write_fd)
-    raw, code = _collect_child(pid, read_fd, deadline_s=15)
-    assert (raw, code) == (b"collected", 0)
+    def child() -> bytes:
+        with telemetry._lock_cell.lock:
+            inherited.collect()
+        return b"collected"
+
+    assert _in_child(child, deadline_s=15) == (b"collected", 0)

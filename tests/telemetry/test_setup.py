@@ -16,21 +16,11 @@ import pytest
 from mcp_otel import _setup, telemetry
 from mcp_otel.telemetry import TelemetryEmitter
 
-from ._helpers import last_snapshot_totals, read_lines
+from ._helpers import last_snapshot_totals, read_lines, run_script
 
 
 def _run(tmp_path: Path, script: str, **env: str) -> dict[str, object]:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-    full_env.update({"MCP_OTEL_DIR": str(tmp_path / "data"), **env})
-    proc = subprocess.run(
-        [sys.executable, "-c", script],
-        env=full_env,
-        capture_output=True,
-        timeout=60,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr.decode()
-    return json.loads(proc.stdout.decode().strip().splitlines()[-1])
+    return run_script(tmp_path, script, **env)[0]
 
 
 def test_resource_service_name_default_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -443,16 +433,6 @@ def test_bad_standard_environment_values_warn_and_use_the_default(
 ) -> None:
     # The SDK raises ValueError for these from its constructors; TelemetryEmitter() must not
     # pass that on to the host (Osiris' server builds it at start).
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-    full_env.update({"MCP_OTEL_DIR": str(tmp_path / "data"), **env})
-    proc = subprocess.run(
-        [sys.executable, "-c", BAD_ENV_CTOR],
-        env=full_env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout) == {"tool_calls": 1, **effective}
-    assert warning in proc.stderr
+    out, err = run_script(tmp_path, BAD_ENV_CTOR, **env)
+    assert out == {"tool_calls": 1, **effective}
+    assert warning in err

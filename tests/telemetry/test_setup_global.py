@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-from ._helpers import read_lines
+from ._helpers import read_lines, run_script
 
 SCRIPT = r"""
 import json
@@ -28,12 +24,7 @@ print(json.dumps({"same": same}))
 def test_shutdown_keeps_a_provider_installed_as_the_global_one(tmp_path: Path) -> None:
     """The API accepts a global provider once per process: stopping it would drop every
     later span for good, so shutdown() flushes it and keeps it."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-    env["MCP_OTEL_DIR"] = str(tmp_path / "data")
-    proc = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True,
-                          timeout=60, check=False)
-    assert proc.returncode == 0, proc.stderr.decode()
-    assert json.loads(proc.stdout.decode().strip().splitlines()[-1]) == {"same": True}
+    assert run_script(tmp_path, SCRIPT)[0] == {"same": True}
     names = [s["name"] for s in read_lines(tmp_path / "data" / "traces", "mcp_spans_*.jsonl")]
     assert names == ["before", "after"]
 
@@ -55,17 +46,9 @@ print(json.dumps({"ok": True}))
 def test_env_values_the_sdk_rejects_warn_and_use_the_defaults(tmp_path: Path) -> None:
     """The SDK raises ValueError from its processors and readers for these; through
     instrument() or AuditLogger() that would crash the host at start-up."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-    env.update({
-        "MCP_OTEL_DIR": str(tmp_path / "data"),
-        "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "100000",
-        "OTEL_BLRP_MAX_EXPORT_BATCH_SIZE": "100000",
-        "OTEL_METRIC_EXPORT_INTERVAL": "-5",
-    })
-    proc = subprocess.run([sys.executable, "-c", BAD_ENV], env=env, capture_output=True,
-                          timeout=60, check=False)
-    err = proc.stderr.decode()
-    assert proc.returncode == 0, err
+    _, err = run_script(tmp_path, BAD_ENV, OTEL_BSP_MAX_EXPORT_BATCH_SIZE="100000",
+                        OTEL_BLRP_MAX_EXPORT_BATCH_SIZE="100000",
+                        OTEL_METRIC_EXPORT_INTERVAL="-5")
     assert err.count("using the OpenTelemetry defaults") == 3, err
     assert [s["name"] for s in read_lines(tmp_path / "data" / "traces", "*.jsonl")] == ["span"]
     points = read_lines(tmp_path / "data" / "metrics", "*.jsonl")
