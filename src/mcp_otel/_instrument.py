@@ -37,9 +37,7 @@ from opentelemetry.metrics import Histogram, MeterProvider
 from opentelemetry.trace import Span, SpanKind, StatusCode, TracerProvider
 
 from mcp_otel import _json, _setup
-from mcp_otel.telemetry import _OTHER as OTHER_TOOL_NAME
-from mcp_otel.telemetry import MAX_TOOL_NAMES, MCP_DURATION_BUCKETS
-from mcp_otel.telemetry import _label as _cap_label
+from mcp_otel.telemetry import MAX_TOOL_NAMES, MCP_DURATION_BUCKETS, _bounded_label
 
 __all__ = ["Instrumentation", "instrument"]
 
@@ -502,14 +500,8 @@ class _McpOtelMiddleware:
 
     def _tool_label(self, tool: str) -> str:
         """Tool names come from clients: cap the metric label's length and cardinality
-        as the telemetry emitter does (its ``_label`` cut, then its overflow label)."""
-        label = _cap_label(tool)
-        if label in self._tool_labels:
-            return label
-        if len(self._tool_labels) >= MAX_TOOL_NAMES:
-            return OTHER_TOOL_NAME  # the telemetry emitter's overflow label, too
-        self._tool_labels.add(label)
-        return label
+        as the telemetry emitter does (the same helper, the same overflow label)."""
+        return _bounded_label(tool, self._tool_labels, MAX_TOOL_NAMES)
 
     def _record_duration(self, start_ns: int, attributes: dict[str, Any]) -> None:
         seconds = (time.perf_counter_ns() - start_ns) / 1e9

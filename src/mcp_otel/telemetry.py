@@ -144,6 +144,17 @@ def _label(value: Any) -> str:
     return text
 
 
+def _bounded_label(value: Any, seen: set[str], limit: int) -> str:
+    """``_label(value)``, or ``_OTHER`` once ``seen`` (the caller's set) holds ``limit``
+    other labels: names come from clients, and metric series must stay bounded."""
+    label = _label(value)
+    if label not in seen:
+        if len(seen) >= limit:
+            return _OTHER
+        seen.add(label)
+    return label
+
+
 def _iso(ns: int) -> str:
     """Osiris' ``datetime.now(UTC).isoformat()`` form, from the record's own timestamp."""
     seconds, rest = divmod(ns, 1_000_000_000)
@@ -750,18 +761,9 @@ class TelemetryEmitter:
         """Attribute dicts per (tool, outcome), cached: built once, bounded in number."""
         key = (tool, is_error, error_type)
         with self._build_lock:
-            name = _label(tool)
-            if name not in pipeline.tool_names:
-                if len(pipeline.tool_names) >= MAX_TOOL_NAMES:
-                    name = _OTHER
-                else:
-                    pipeline.tool_names.add(name)
-            etype = _label(error_type) if error_type else "tool_error"
-            if etype not in pipeline.error_types:
-                if len(pipeline.error_types) >= MAX_ERROR_TYPES:
-                    etype = _OTHER
-                else:
-                    pipeline.error_types.add(etype)
+            name = _bounded_label(tool, pipeline.tool_names, MAX_TOOL_NAMES)
+            etype = _bounded_label(error_type or "tool_error", pipeline.error_types,
+                                   MAX_ERROR_TYPES)
             status = "error" if is_error else "ok"
             a_tool = {"gen_ai.tool.name": name}
             a_calls = {"gen_ai.tool.name": name, "mcp_otel.status": status}
