@@ -67,30 +67,17 @@ class MaskingSpanExporter(SpanExporter):
                     changed = True
             if not changed:
                 return span
-            return ReadableSpan(
-                name=span.name,
-                context=span.context,
-                parent=span.parent,
-                resource=span.resource,
-                attributes=span.attributes,
-                events=events,
-                links=span.links,
-                kind=span.kind,
-                status=Status(status.status_code, new_description),
-                start_time=span.start_time,
-                end_time=span.end_time,
-                instrumentation_scope=span.instrumentation_scope,
-            )
+            return _with_texts(span, events, Status(status.status_code, new_description))
         except Exception:  # never lose a span over masking; never write it unmasked either
-            return _without_texts(span)
+            return _with_texts(span, [Event(e.name, {}, e.timestamp) for e in span.events],
+                               Status(span.status.status_code))
 
 
-def _without_texts(span: ReadableSpan) -> ReadableSpan:
-    """The span with its status description and event attributes dropped."""
+def _with_texts(span: ReadableSpan, events: Sequence[Event], status: Status) -> ReadableSpan:
+    """A copy of ``span`` with other events and status, the rest as it is."""
     return ReadableSpan(
         name=span.name, context=span.context, parent=span.parent, resource=span.resource,
-        attributes=span.attributes, events=[Event(e.name, {}, e.timestamp) for e in span.events],
-        links=span.links, kind=span.kind, status=Status(span.status.status_code),
-        start_time=span.start_time, end_time=span.end_time,
+        attributes=span.attributes, events=events, links=span.links, kind=span.kind,
+        status=status, start_time=span.start_time, end_time=span.end_time,
         instrumentation_scope=span.instrumentation_scope,
     )
