@@ -237,9 +237,9 @@ class Capture:
     # ---- lifecycle ---------------------------------------------------------------------
 
     def _start(self) -> None:
-        from mcp_otel._instrument import _ensure_global_tracer_provider
+        from mcp_otel._instrument._core import ensure_global_tracer_provider
 
-        provider = _ensure_global_tracer_provider()
+        provider = ensure_global_tracer_provider()
         if isinstance(provider, SdkTracerProvider):
             self._fanout = _fanout_for(provider)
             self._fanout.add(self._live_spans)

@@ -18,7 +18,7 @@ from mcp.shared.exceptions import MCPError
 from opentelemetry.trace import SpanKind
 
 import mcp_otel
-from mcp_otel._instrument import _McpOtelMiddleware
+from mcp_otel._instrument.mcp2 import Middleware as _McpOtelMiddleware
 from mcp_otel.testing import capture
 
 MODES = ["legacy", "auto"]
@@ -333,9 +333,15 @@ async def test_uninstrument_shuts_down_the_audit_logger_it_created(
     assert [r["event"] for r in records] == ["tool_call", "tool_result", "session_end"]
 
 
-def test_instrument_rejects_what_is_not_an_mcp_server() -> None:
-    with pytest.raises(TypeError, match="MCPServer"):
-        mcp_otel.instrument(object(), audit=False, telemetry=False)
+def test_instrument_rejects_what_is_not_an_mcp_server(tmp_path: Path) -> None:
+    """Strict detection: the error names every supported framework and what is installed,
+    and nothing was created for the rejected object (no sink, no file)."""
+    with pytest.raises(TypeError) as info:
+        mcp_otel.instrument(object(), audit=None, telemetry=False)
+    message = str(info.value)
+    for expected in ("builtins.object", "MCPServer", "mcp 1.x", "fastmcp 2.x, 3.x, 4.x",
+                     "Installed: mcp 2."):
+        assert expected in message
 
 
 def test_threads_each_with_their_own_event_loop_exact_counts() -> None:
