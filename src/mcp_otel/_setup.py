@@ -202,6 +202,11 @@ def fork_safe(exporter: Any) -> Any:
     raise TypeError(f"not an OpenTelemetry SDK exporter: {type(exporter).__name__}")
 
 
+#: Every OTLP exporter built by :func:`otlp_exporter`, so that a signal-triggered exit can
+#: stop their retries (:func:`abandon_otlp`).
+_otlp_built: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
 def otlp_exporter(signal: str) -> Any | None:
     """The SDK's OTLP exporter for ``signal`` when one is configured, else ``None``.
 
@@ -213,6 +218,27 @@ def otlp_exporter(signal: str) -> Any | None:
         raise ValueError(f"unknown signal {signal!r}, expected one of {SIGNALS}")
     if sdk_disabled() or not otlp_configured(signal):
         return None
+    exporter = _build_otlp_exporter(signal)
+    if exporter is not None:
+        _otlp_built.add(exporter)
+    return exporter
+
+
+def abandon_otlp() -> None:
+    """Shut down every OTLP exporter built here, ending their retry loops at once.
+
+    For an exit that cannot wait (:mod:`mcp_otel._lifecycle`, after its deadline): what
+    they still hold was meant for a collector that did not answer in time; the local
+    JSONL files never went through them.
+    """
+    for exporter in list(_otlp_built):
+        try:
+            exporter.shutdown()
+        except Exception as exc:
+            _log.warning("mcp-otel: OTLP exporter shutdown failed: %s", exc)
+
+
+def _build_otlp_exporter(signal: str) -> Any | None:
     try:
         if otlp_protocol(signal) == "grpc":
             if signal == "traces":

@@ -14,14 +14,11 @@ import asyncio
 import atexit
 import os
 import secrets
-import signal
-import sys
 import threading
 import time
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from types import FrameType
 from typing import Any, Literal
 
 from opentelemetry._logs import LogRecord, SeverityNumber
@@ -32,7 +29,7 @@ from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 from opentelemetry.trace import get_current_span
 
 from mcp_otel import _audit_processor as _ap
-from mcp_otel import integrity, redaction
+from mcp_otel import _lifecycle, integrity, redaction
 from mcp_otel.exporters._file import make_private_dirs
 
 __all__ = ["AuditLogger", "install_sigterm_handler"]
@@ -325,8 +322,10 @@ class AuditLogger:
     write with concurrent callers; ``"queued"`` returns once it is queued.
     ``key``: HMAC key for the chain (else ``MCP_OTEL_AUDIT_KEY``; else plain SHA-256).
     ``fsync``: ``"none" | "interval" | "batch"`` (else ``MCP_OTEL_AUDIT_FSYNC``, else the
-    exporter's ``MCP_OTEL_FSYNC`` default). ``handle_sigterm``: flush on SIGTERM, chaining
-    to the handler already installed. The rest tunes the queue, retries and redaction.
+    exporter's ``MCP_OTEL_FSYNC`` default). ``handle_sigterm``: flush on SIGTERM and SIGINT,
+    chaining to the handler already installed (default: on unless
+    ``MCP_OTEL_HANDLE_SIGNALS=false``; see :mod:`mcp_otel._lifecycle`). The rest tunes
+    the queue, retries and redaction.
     """
 
     def __init__(
@@ -344,7 +343,7 @@ class AuditLogger:
         allow_keys: Iterable[str] = (),
         preview_bytes: int | None = None,
         otlp: bool | None = None,
-        handle_sigterm: bool = False,
+        handle_sigterm: bool | None = None,
         meter_provider: MeterProvider | None = None,
         exporter_factory: Any = None,
     ) -> None:
@@ -399,8 +398,8 @@ class AuditLogger:
         with _LIVE_LOCK:
             _LIVE.add(self)
         _install_process_hooks()
-        if handle_sigterm:
-            install_sigterm_handler()
+        if _lifecycle.signals_enabled() if handle_sigterm is None else handle_sigterm:
+            _lifecycle.install_signal_handlers()
 
     # -- Osiris surface ----------------------------------------------------------------
 
@@ -768,42 +767,9 @@ def _after_fork_child() -> None:
         logger._lock = threading.Lock()
 
 
-_previous_sigterm: Any = None
-_sigterm_installed = False
-
-
-def install_sigterm_handler(timeout: float = 5.0) -> bool:
-    """Flush every audit logger on SIGTERM, then run the handler that was there before.
-
-    Opt-in (``AuditLogger(handle_sigterm=True)`` calls it). A previous Python handler is
-    called; the default action is re-raised (the process still terminates with SIGTERM);
-    an ignored signal stays ignored. Main thread only; returns False elsewhere.
-    """
-    global _previous_sigterm, _sigterm_installed
-    if _sigterm_installed:
-        return True
-    if threading.current_thread() is not threading.main_thread():
-        _ap._stderr("mcp-otel audit: SIGTERM handler can only be installed from the main thread")
-        return False
-    _previous_sigterm = signal.getsignal(signal.SIGTERM)
-    signal.signal(signal.SIGTERM, _on_sigterm)
-    _sigterm_installed = True
-    return True
-
-
-def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    # Flush in a helper thread with a deadline: the signal may have interrupted this very
-    # thread inside a lock the flush needs.
-    t = threading.Thread(target=_shutdown_all, args=(3.0,), name="mcp-otel-audit-sigterm",
-                         daemon=True)
-    t.start()
-    t.join(5.0)
-    prev = _previous_sigterm
-    if callable(prev):
-        prev(signum, frame)
-    elif prev == signal.SIG_IGN:
-        return
-    else:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        os.kill(os.getpid(), signal.SIGTERM)
-        sys.exit(128 + signum)  # pragma: no cover - the default action ends us first
+def install_sigterm_handler(timeout: float | None = None) -> bool:
+    """Flush everything mcp-otel holds on SIGTERM and SIGINT, then chain to the handler
+    that was there before (:mod:`mcp_otel._lifecycle`). Kept for compatibility: the
+    ``timeout`` now comes from ``MCP_OTEL_SHUTDOWN_TIMEOUT``."""
+    del timeout
+    return _lifecycle.install_signal_handlers()

@@ -74,6 +74,7 @@ def instrument(
     tracer_provider: TracerProvider | None = None,
     meter_provider: MeterProvider | None = None,
     record_results: bool = True,
+    handle_signals: bool | None = None,
 ) -> Any:
     """Audit, measure and trace every tool call, resource read and session of ``server``.
 
@@ -84,7 +85,9 @@ def instrument(
     default one under ``MCP_OTEL_DIR`` (``init_telemetry()`` for telemetry, so the whole
     process shares one emitter); ``False`` turns that sink off. ``cache`` is only carried
     on the handle for the tools to use. ``record_results=False`` keeps tool results out of
-    the audit trail (only their sizes are recorded).
+    the audit trail (only their sizes are recorded). ``handle_signals``: flush everything
+    on SIGTERM/SIGINT and chain to the handler already there (default on, unless
+    ``MCP_OTEL_HANDLE_SIGNALS=false``; see :mod:`mcp_otel._lifecycle`).
 
     Calling it twice on the same server raises ``ValueError``: two observers would
     double every count.
@@ -125,4 +128,8 @@ def instrument(
         # Nothing half-instrumented: take out whatever the adapter placed already.
         handle.uninstrument()
         raise
+    from mcp_otel import _lifecycle
+
+    if _lifecycle.signals_enabled() if handle_signals is None else handle_signals:
+        _lifecycle.install_signal_handlers()
     return handle

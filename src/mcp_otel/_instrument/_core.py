@@ -29,7 +29,7 @@ from opentelemetry import propagate, trace
 from opentelemetry.metrics import Histogram, MeterProvider
 from opentelemetry.trace import Span, SpanKind, StatusCode, TracerProvider
 
-from mcp_otel import _json, _setup
+from mcp_otel import _json, _lifecycle, _setup
 from mcp_otel.telemetry import MAX_TOOL_NAMES, MCP_DURATION_BUCKETS, _bounded_label
 
 _log = logging.getLogger("mcp_otel.instrument")
@@ -702,7 +702,17 @@ class Observer:
                   version, protocol_version)
 
     def server_stopped(self, reason: str = "shutdown") -> None:
-        telemetry = self._handle.telemetry
-        if telemetry is not None and self._handle.active:
-            guard(self._handle, "telemetry.emit_server_stop", telemetry.emit_server_stop,
-                  reason)
+        """The server's lifespan ended: record it and flush, within the shutdown deadline
+        (an unreachable collector must not hold the exit up; see :mod:`._lifecycle`)."""
+        handle = self._handle
+        if not handle.active:
+            return
+        telemetry = handle.telemetry
+
+        def stop_and_flush() -> bool:
+            if telemetry is not None:
+                guard(handle, "telemetry.emit_server_stop", telemetry.emit_server_stop,
+                      reason)
+            return _setup.force_flush(int(_lifecycle.shutdown_timeout() * 1000))
+
+        _lifecycle.bounded(stop_and_flush)

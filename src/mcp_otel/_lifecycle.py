@@ -1,0 +1,155 @@
+"""Process lifecycle: a SIGTERM or SIGINT leaves a complete trail, in bounded time.
+
+Why here and not in each component: ``docker stop``, systemd and Kubernetes send SIGTERM,
+whose default action ends the process without running Python's exit hooks, so the audit
+session never gets its end record and the span and metric batches still in memory are
+gone. One handler per signal, installed once per process by ``instrument()`` and by
+``AuditLogger()``, flushes everything mcp-otel holds and then does what the process would
+have done without us:
+
+* a Python handler that was there before (uvicorn's, the application's, the default
+  SIGINT handler raising ``KeyboardInterrupt``) is called next;
+* the default action is re-raised, so the process still ends *by the signal* (exit status
+  143 for SIGTERM), as it would uninstrumented;
+* an ignored signal stays ignored: the trail is flushed (sessions end, as at exit) and
+  the process goes on; what it logs next starts a new session.
+
+The flush runs in a helper thread joined with a deadline (``MCP_OTEL_SHUTDOWN_TIMEOUT``,
+5 s by default): the signal may have interrupted this very thread inside a lock the flush
+needs. When the deadline passes (an unreachable collector keeps the OTLP exporters in
+their retry loop), the OTLP exporters mcp-otel built are shut down, so that nothing at
+interpreter exit waits on them either; the local JSONL files do not depend on them.
+
+Opt out with ``MCP_OTEL_HANDLE_SIGNALS=false`` (or ``instrument(..., handle_signals=False)``
+/ ``AuditLogger(handle_sigterm=False)``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from types import FrameType
+from typing import Any
+
+from mcp_otel import _setup
+
+__all__ = ["DEFAULT_SHUTDOWN_TIMEOUT", "install_signal_handlers", "shutdown_timeout",
+           "signals_enabled"]
+
+ENV_HANDLE_SIGNALS = "MCP_OTEL_HANDLE_SIGNALS"
+ENV_SHUTDOWN_TIMEOUT = "MCP_OTEL_SHUTDOWN_TIMEOUT"
+#: Seconds a signal-triggered flush may take before the OTLP exporters are abandoned.
+DEFAULT_SHUTDOWN_TIMEOUT = 5.0
+_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+_log = logging.getLogger("mcp_otel")
+_lock = threading.Lock()
+_previous: dict[int, Any] = {}
+
+
+def signals_enabled() -> bool:
+    """``MCP_OTEL_HANDLE_SIGNALS`` (default on)."""
+    return _setup.env_flag(ENV_HANDLE_SIGNALS, True)
+
+
+def shutdown_timeout() -> float:
+    """``MCP_OTEL_SHUTDOWN_TIMEOUT`` in seconds; a value that is not a positive number
+    keeps the default, with a warning."""
+    raw = os.environ.get(ENV_SHUTDOWN_TIMEOUT, "").strip()
+    if not raw:
+        return DEFAULT_SHUTDOWN_TIMEOUT
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value > 0 or value == float("inf"):
+        _log.warning("mcp-otel: %s=%r is not a positive number of seconds; using %s",
+                     ENV_SHUTDOWN_TIMEOUT, raw, DEFAULT_SHUTDOWN_TIMEOUT)
+        return DEFAULT_SHUTDOWN_TIMEOUT
+    return value
+
+
+def install_signal_handlers(signals: tuple[int, ...] = _SIGNALS) -> bool:
+    """Install the flushing handler for ``signals``, once per process (main thread only).
+
+    Returns True when every requested signal is handled by us afterwards; False from a
+    thread other than the main one, where Python cannot set signal handlers.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    with _lock:
+        for signum in signals:
+            current = signal.getsignal(signum)
+            if current is _on_signal:
+                continue
+            _previous[signum] = current
+            signal.signal(signum, _on_signal)
+    return True
+
+
+def flush_all(timeout: float) -> bool:
+    """End every audit session (session-end records) and flush telemetry and the shared
+    providers, within ``timeout`` seconds in total; True when everything was flushed."""
+    deadline = time.monotonic() + timeout
+    from mcp_otel import audit, telemetry
+
+    audit._shutdown_all(max(0.1, deadline - time.monotonic()))
+    ok = True
+    emitter = telemetry.get_telemetry()
+    if emitter is not None:
+        try:
+            ok = bool(emitter.force_flush(_millis(deadline))) and ok
+        except Exception as exc:
+            _log.warning("mcp-otel: telemetry flush failed: %s", exc)
+            ok = False
+    return _setup.force_flush(_millis(deadline)) and ok
+
+
+def _millis(deadline: float) -> int:
+    return max(1, int((deadline - time.monotonic()) * 1000))
+
+
+def bounded(work: Any, timeout: float | None = None) -> bool:
+    """Run ``work()`` (a flush) for at most ``timeout`` seconds (``MCP_OTEL_SHUTDOWN_TIMEOUT``).
+
+    It runs in a helper thread: the caller may be a signal handler that interrupted this
+    very thread inside a lock the flush needs. When it does not finish in time, or
+    reports failure (most likely an unreachable collector holding the OTLP exporters in
+    their retry loop), the OTLP exporters are shut down, so that neither this flush nor
+    any later one (the SDK's own at interpreter exit) waits on them again; the local
+    files never go through them. True when the work finished and succeeded.
+    """
+    limit = shutdown_timeout() if timeout is None else timeout
+    result: list[Any] = []
+
+    def run() -> None:
+        try:
+            result.append(work())
+        except Exception as exc:
+            _log.warning("mcp-otel: flush failed: %s", exc)
+            result.append(False)
+
+    worker = threading.Thread(target=run, name="mcp-otel-bounded-flush", daemon=True)
+    worker.start()
+    worker.join(limit)
+    ok = bool(result) and result[0] is not False
+    if not ok:
+        _setup.abandon_otlp()
+    return ok
+
+
+def _on_signal(signum: int, frame: FrameType | None) -> None:
+    timeout = shutdown_timeout()
+    bounded(lambda: flush_all(timeout), timeout + 0.5)
+    previous = _previous.get(signum, signal.SIG_DFL)
+    if callable(previous):
+        previous(signum, frame)
+        return
+    if previous == signal.SIG_IGN:
+        return
+    # The default action: end by the signal itself, as the process would have without us.
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
