@@ -17,7 +17,21 @@ import mcp_otel
 from mcp_otel.cache import DiscoveryCache
 
 
+def _field(text: str) -> bytes:
+    raw = text.encode("utf-8", "surrogatepass")
+    return len(raw).to_bytes(8, "big") + raw
+
+
 def _ids(conn: str, comp: str, samples: int, idem: str | None) -> tuple[str, str]:
+    """The documented derivation (docs/cache.md), written out independently."""
+    head = _field(conn) + _field(comp) + _field(format(samples, "x"))
+    disc = "disc_" + hashlib.sha256(head).hexdigest()[:16]
+    key = "cache_" + hashlib.sha256(head + _field(idem or "")).hexdigest()[:16]
+    return disc, key
+
+
+def _osiris_ids(conn: str, comp: str, samples: int, idem: str | None) -> tuple[str, str]:
+    """Osiris' own derivation: the fields joined with ``|``."""
     base = f"{conn}|{comp}|{samples}"
     disc = "disc_" + hashlib.sha256(base.encode()).hexdigest()[:16]
     key = "cache_" + hashlib.sha256(f"{base}|{idem or ''}".encode()).hexdigest()[:16]
