@@ -10,8 +10,8 @@ Design
 Disk is the truth; memory is a cache of disk.
 
 * **Files.** One entry per ``<cache_dir>/<discovery_id>.json`` (``discovery_id`` is
-  ``"disc_" + sha256("conn|comp|samples")[:16]``), so no connection or component name ever
-  reaches a path. Writes are atomic: a ``0600`` temporary file in the same directory,
+  ``"disc_"`` + 16 hex of a SHA-256 over the length-prefixed connection, component and
+  samples, see :func:`_digests`), so no connection or component name ever reaches a path. Writes are atomic: a ``0600`` temporary file in the same directory,
   ``fsync``, ``os.replace``, then ``fsync`` of the directory. A reader therefore sees the old
   entry or the new one, never a partial one, even if the writer is killed mid-write.
 * **Locks.** Every change of a disk entry (write, invalidation, removal of an expired or
@@ -33,6 +33,11 @@ Disk is the truth; memory is a cache of disk.
 * **Expiry.** Every hit, from either tier, checks ``expires_at`` against the clock. An
   expired entry is dropped from memory and its file removed under the lock (after checking
   again that the file still holds an expired entry), so expiry removes it from both tiers.
+* **Identity.** Osiris joined the key fields with ``|`` (``("a|b", "c")`` and
+  ``("a", "b|c")`` were one entry); here each field is length-prefixed before hashing, and
+  ``get`` serves an entry (memory or disk) only when its stored connection, component,
+  samples and idempotency key are the request's: anything else is a miss and an
+  ``identity_mismatch`` event, never another request's data.
 * **Corruption.** A file that cannot be parsed, is not an entry, names another
   ``discovery_id``, is a symlink or cannot be read is removed under the lock (after reading
   it again there), counted and shown on the span; the caller just gets a miss.
@@ -59,7 +64,7 @@ Telemetry
 Spans ``cache.get``, ``cache.set``, ``cache.invalidate``, ``cache.clear_expired``,
 ``cache.clear_all``; coherency actions are span events (``cache.expired``,
 ``cache.memory_evicted``, ``cache.disk_evicted``, ``cache.stale_dropped``,
-``cache.corrupt_removed``). Only hashed ids reach spans. When the tracer provider cannot
+``cache.corrupt_removed``, ``cache.identity_mismatch``). Only hashed ids reach spans. When the tracer provider cannot
 record (no-op provider, SDK disabled, ``ALWAYS_OFF`` sampler) no tracer call is made at all.
 The counters ``mcp_otel.cache.requests`` and ``mcp_otel.cache.coherency_events`` are
 observable counters over process-wide integers: a synchronous SDK ``Counter.add`` costs
