@@ -11,8 +11,9 @@ Disk is the truth; memory is a cache of disk.
 
 * **Files.** One entry per ``<cache_dir>/<discovery_id>.json`` (``discovery_id`` is
   ``"disc_"`` + 16 hex of a SHA-256 over the length-prefixed connection, component and
-  samples, see :func:`_digests`), so no connection or component name ever reaches a path. Writes are atomic: a ``0600`` temporary file in the same directory,
-  ``fsync``, ``os.replace``, then ``fsync`` of the directory. A reader therefore sees the old
+  samples, see :func:`_digests`), so no connection or component name ever reaches a path.
+  Writes are atomic: a ``0600`` temporary file in the same directory, ``fsync``,
+  ``os.replace``, then ``fsync`` of the directory. A reader therefore sees the old
   entry or the new one, never a partial one, even if the writer is killed mid-write.
 * **Locks.** Every change of a disk entry (write, invalidation, removal of an expired or
   corrupt entry, clean-up of an abandoned temporary file) happens under an exclusive
@@ -64,8 +65,9 @@ Telemetry
 Spans ``cache.get``, ``cache.set``, ``cache.invalidate``, ``cache.clear_expired``,
 ``cache.clear_all``; coherency actions are span events (``cache.expired``,
 ``cache.memory_evicted``, ``cache.disk_evicted``, ``cache.stale_dropped``,
-``cache.corrupt_removed``, ``cache.identity_mismatch``). Only hashed ids reach spans. When the tracer provider cannot
-record (no-op provider, SDK disabled, ``ALWAYS_OFF`` sampler) no tracer call is made at all.
+``cache.corrupt_removed``, ``cache.identity_mismatch``). Only hashed ids reach spans. When
+the tracer provider cannot record (no-op provider, SDK disabled, ``ALWAYS_OFF`` sampler) no
+tracer call is made at all.
 The counters ``mcp_otel.cache.requests`` and ``mcp_otel.cache.coherency_events`` are
 observable counters over process-wide integers: a synchronous SDK ``Counter.add`` costs
 several microseconds, more than a whole memory hit.
@@ -247,10 +249,10 @@ def _version() -> str:
 # --------------------------------------------------------------------------- tracing
 
 
-def _tracer_for(provider: trace.TracerProvider | None) -> trace.Tracer | None:
+def _tracer_for(provider: trace.TracerProvider | None, cache_dir: Path) -> trace.Tracer | None:
     """A tracer, or None when this provider can never record (then no tracer work at all)."""
     if provider is None:
-        provider = _setup.get_tracer_provider()
+        provider = _setup.component_tracer_provider(cache_dir)
     if isinstance(provider, trace.NoOpTracerProvider):
         return None
     tracer = provider.get_tracer(_SCOPE, _version())
@@ -429,8 +431,9 @@ class DiscoveryCache:
         self._max_memory = _max_memory_entries()
         self._fsync = _setup.env_flag(_ENV_FSYNC, True)
         self._keys: dict[tuple[str, str, int, str | None], _Key] = {}
-        self._tracer = _tracer_for(tracer_provider)
-        self._meter_provider = meter_provider or _setup.get_meter_provider()
+        # Files only under cache_dir: see _setup (component providers).
+        self._tracer = _tracer_for(tracer_provider, self.cache_dir)
+        self._meter_provider = meter_provider or _setup.component_meter_provider(self.cache_dir)
         self._auto_meter = meter_provider is None
         self._counts = _counts_for(self._meter_provider)
         self._forked = False
@@ -450,7 +453,7 @@ class DiscoveryCache:
             self._forked = False
             if self._auto_meter:
                 # mcp-otel's shared provider is rebuilt in a child; count into the new one.
-                provider = _setup.get_meter_provider()
+                provider = _setup.component_meter_provider(self.cache_dir)
                 if provider is not self._meter_provider:
                     counts = _counts_for(provider)
                     if counts is not self._counts:
