@@ -222,3 +222,30 @@ def test_switches_that_write_no_file_keep_cwd_empty(tmp_path: Path, disabled: st
     _run(tmp_path, AUDIT, str(tmp_path / "given" / "audit"), **{disabled: value})
     assert _tree(tmp_path / "cwd") == []
     _audit_tree(tmp_path / "given" / "audit")
+
+
+FORK = """
+import json, os, sys
+from opentelemetry.metrics import NoOpMeterProvider
+from mcp_otel import _setup
+
+given = sys.argv[1]
+before = _setup.component_meter_provider(given)  # nothing started, nothing allowed
+_setup.get_meter_provider()  # the application starts the shared pipeline (instrument())
+r, w = os.pipe()
+pid = os.fork()
+if pid == 0:
+    # The child keeps the parent's choice: the shared pipeline (rebuilt for this process).
+    child = _setup.component_meter_provider(given)
+    os.write(w, json.dumps({"shared": child is _setup.get_meter_provider(),
+                            "noop": isinstance(child, NoOpMeterProvider)}).encode())
+    os._exit(0)
+os.waitpid(pid, 0)
+print(json.dumps({"before_noop": isinstance(before, NoOpMeterProvider),
+                  "child": json.loads(os.read(r, 1000))}))
+"""
+
+
+def test_a_forked_child_keeps_the_parents_choice(tmp_path: Path) -> None:
+    out = json.loads(_run(tmp_path, FORK, str(tmp_path / "given")).strip().splitlines()[-1])
+    assert out == {"before_noop": True, "child": {"shared": True, "noop": False}}

@@ -352,8 +352,14 @@ _ours: weakref.WeakSet[Any] = weakref.WeakSet()
 
 def _after_fork_in_child() -> None:
     global _lock, _tracer_provider, _meter_provider, _logger_provider, _state_pid, _augmented
-    global _otlp_only
+    global _otlp_only, _started_in_parent
     _lock = threading.RLock()
+    # A component's choice (see component_meter_provider) made in the parent holds here.
+    _started_in_parent = {
+        signal
+        for signal, provider in (("traces", _tracer_provider), ("metrics", _meter_provider))
+        if provider is not None
+    } | _started_in_parent
     _tracer_provider = _meter_provider = _logger_provider = None
     _otlp_only = {}
     # The JSONL exporters added to an application's providers are inert in the child
@@ -562,6 +568,8 @@ def shutdown() -> None:
 #: Providers exporting over OTLP only (no local file), for components that may not start
 #: the shared pipeline (see :func:`component_meter_provider`); one per signal.
 _otlp_only: dict[str, Any] = {}
+#: Signals whose shared provider an ancestor process had started (rebuilt here on demand).
+_started_in_parent: set[str] = set()
 
 
 def may_write_data_dir(own_dir: str | os.PathLike[str]) -> bool:
@@ -590,7 +598,11 @@ def component_tracer_provider(own_dir: str | os.PathLike[str]) -> trace.TracerPr
     current = trace.get_tracer_provider()
     app = isinstance(current, TracerProvider) and current not in _ours
     with _lock:
-        started = current in _augmented if app else _tracer_provider is not None
+        started = (
+            current in _augmented
+            if app
+            else _tracer_provider is not None or "traces" in _started_in_parent
+        )
     if started or may_write_data_dir(own_dir):
         return get_tracer_provider()
     if app:
@@ -613,7 +625,7 @@ def component_meter_provider(own_dir: str | os.PathLike[str]) -> metrics.MeterPr
     if isinstance(current, MeterProvider) and current not in _ours:
         return current
     with _lock:
-        started = _meter_provider is not None
+        started = _meter_provider is not None or "metrics" in _started_in_parent
     if started or may_write_data_dir(own_dir):
         return _shared_meter_provider()
     return _otlp_only_provider("metrics") or metrics.NoOpMeterProvider()  # type: ignore[no-any-return]
