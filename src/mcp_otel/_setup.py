@@ -572,7 +572,7 @@ _otlp_only: dict[str, Any] = {}
 _started_in_parent: set[str] = set()
 
 
-def may_write_data_dir(own_dir: str | os.PathLike[str]) -> bool:
+def _may_write_data_dir(own_dir: str | os.PathLike[str]) -> bool:
     """Whether a component living in ``own_dir`` may start the shared pipeline, i.e. create
     files in the data directory: when the user chose that directory (``MCP_OTEL_DIR`` set),
     when ``own_dir`` is inside it (the component's files go there anyway), or when the
@@ -587,7 +587,7 @@ def may_write_data_dir(own_dir: str | os.PathLike[str]) -> bool:
 def component_tracer_provider(own_dir: str | os.PathLike[str]) -> trace.TracerProvider:
     """The tracer provider of a component whose files go to ``own_dir``.
 
-    Like :func:`get_tracer_provider` when :func:`may_write_data_dir` allows it or mcp-otel
+    Like :func:`get_tracer_provider` when :func:`_may_write_data_dir` allows it or mcp-otel
     already writes spans to the data directory; otherwise the application's SDK provider
     as it is (no span file of mcp-otel's added), else an OTLP-only provider when an endpoint
     is set, else the no-op provider.
@@ -603,7 +603,7 @@ def component_tracer_provider(own_dir: str | os.PathLike[str]) -> trace.TracerPr
             if app
             else _tracer_provider is not None or "traces" in _started_in_parent
         )
-    if started or may_write_data_dir(own_dir):
+    if started or _may_write_data_dir(own_dir):
         return get_tracer_provider()
     if app:
         return current
@@ -614,7 +614,7 @@ def component_meter_provider(own_dir: str | os.PathLike[str]) -> metrics.MeterPr
     """The meter provider of a component whose files go to ``own_dir``.
 
     The application's SDK provider when it installed one; mcp-otel's shared provider when
-    it is already running or :func:`may_write_data_dir` allows starting it; else an
+    it is already running or :func:`_may_write_data_dir` allows starting it; else an
     OTLP-only provider when an endpoint is set, else the no-op provider. So
     ``AuditLogger("./logs/audit")`` alone creates nothing outside ``./logs/audit``.
     """
@@ -626,7 +626,7 @@ def component_meter_provider(own_dir: str | os.PathLike[str]) -> metrics.MeterPr
         return current
     with _lock:
         started = _meter_provider is not None or "metrics" in _started_in_parent
-    if started or may_write_data_dir(own_dir):
+    if started or _may_write_data_dir(own_dir):
         return _shared_meter_provider()
     return _otlp_only_provider("metrics") or metrics.NoOpMeterProvider()  # type: ignore[no-any-return]
 

@@ -169,7 +169,7 @@ async def test_data_is_stored_as_json_not_by_reference(make_cache) -> None:
 
 
 async def test_osiris_written_entry_is_read(make_cache, cache_dir: Path) -> None:
-    """A file in Osiris' own format (indent=2, no cache_key clash) is a valid disk entry."""
+    """A file in Osiris' file format (indent=2) under the current ids is a valid entry."""
     disc, key = _ids("c", "k", 0, None)
     now = datetime.now(UTC)
     entry = {
