@@ -4,6 +4,16 @@ Every mcp-otel component (telemetry, cache, instrumentation; the audit trail kee
 pipeline) gets its providers and exporters here, so that the resource, the local JSONL
 files, OTLP and sampling are decided once and the same way for all of them.
 
+* **A component writes files only where it was told to.** The shared providers write their
+  local files under the data directory (``MCP_OTEL_DIR``, default ``./mcp-otel-data``). A
+  component given a directory of its own (``AuditLogger(log_dir)``,
+  ``DiscoveryCache(cache_dir)``) gets its providers from :func:`component_tracer_provider`
+  / :func:`component_meter_provider`, which start that shared pipeline only when the data
+  directory is the user's choice (``MCP_OTEL_DIR`` set, or the component's directory
+  inside it) or it writes no file (``MCP_OTEL_LOCAL_EXPORT=false``); otherwise they use
+  what is already running (the application's SDK providers, shared ones started by
+  ``instrument()``/``configure()``), else OTLP alone when an endpoint is set, else nothing.
+
 Rules this module keeps:
 
 * **An application's own SDK providers win.** When the host application already installed
@@ -368,8 +378,16 @@ _ours: weakref.WeakSet[Any] = weakref.WeakSet()
 
 def _after_fork_in_child() -> None:
     global _lock, _tracer_provider, _meter_provider, _logger_provider, _state_pid, _augmented
+    global _otlp_only, _started_in_parent
     _lock = threading.RLock()
+    # A component's choice (see component_meter_provider) made in the parent holds here.
+    _started_in_parent = {
+        signal
+        for signal, provider in (("traces", _tracer_provider), ("metrics", _meter_provider))
+        if provider is not None
+    } | _started_in_parent
     _tracer_provider = _meter_provider = _logger_provider = None
+    _otlp_only = {}
     # The JSONL exporters added to an application's providers are inert in the child
     # (fork-safe wrappers): forget them so that the child adds its own.
     _augmented = weakref.WeakSet()
@@ -529,7 +547,7 @@ def configure(*, set_global: bool = False) -> None:
 def force_flush(timeout_millis: int = 10_000) -> bool:
     """Flush mcp-otel's shared providers (not an application's own)."""
     ok = True
-    for provider in (_tracer_provider, _meter_provider, _logger_provider):
+    for provider in (_tracer_provider, _meter_provider, _logger_provider, *_otlp_only.values()):
         if provider is None:
             continue
         try:
@@ -549,13 +567,16 @@ def shutdown() -> None:
     (the ``mcp`` SDK's included) would be dropped. The providers also shut down by
     themselves at interpreter exit (the SDK's atexit hook).
     """
-    global _tracer_provider, _meter_provider, _logger_provider
+    global _tracer_provider, _meter_provider, _logger_provider, _otlp_only
     installed = {id(trace.get_tracer_provider()), id(metrics.get_meter_provider()),
                  id(_logs.get_logger_provider())}
     with _lock:
         providers = (_tracer_provider, _meter_provider, _logger_provider)
         kept = [p if p is not None and id(p) in installed else None for p in providers]
         _tracer_provider, _meter_provider, _logger_provider = kept
+        providers += tuple(_otlp_only.values())  # never global: always shut down
+        kept += [None] * len(_otlp_only)
+        _otlp_only = {}
     for provider, keep in zip(providers, kept, strict=True):
         if provider is None:
             continue
@@ -566,6 +587,95 @@ def shutdown() -> None:
                 provider.shutdown()
         except Exception as exc:
             _log.warning("mcp-otel: shutdown failed: %s", exc)
+
+
+# --------------------------------------------------------------------------- components
+
+#: Providers exporting over OTLP only (no local file), for components that may not start
+#: the shared pipeline (see :func:`component_meter_provider`); one per signal.
+_otlp_only: dict[str, Any] = {}
+#: Signals whose shared provider an ancestor process had started (rebuilt here on demand).
+_started_in_parent: set[str] = set()
+
+
+def _may_write_data_dir(own_dir: str | os.PathLike[str]) -> bool:
+    """Whether a component living in ``own_dir`` may start the shared pipeline, i.e. create
+    files in the data directory: when the user chose that directory (``MCP_OTEL_DIR`` set),
+    when ``own_dir`` is inside it (the component's files go there anyway), or when the
+    shared pipeline writes no file at all (``MCP_OTEL_LOCAL_EXPORT=false``)."""
+    if os.environ.get("MCP_OTEL_DIR", "").strip() or not local_export_enabled():
+        return True
+    own = Path(os.path.abspath(own_dir))
+    root = Path(os.path.abspath(data_dir()))
+    return own == root or root in own.parents
+
+
+def component_tracer_provider(own_dir: str | os.PathLike[str]) -> trace.TracerProvider:
+    """The tracer provider of a component whose files go to ``own_dir``.
+
+    Like :func:`get_tracer_provider` when :func:`_may_write_data_dir` allows it or mcp-otel
+    already writes spans to the data directory; otherwise the application's SDK provider
+    as it is (no span file of mcp-otel's added), else an OTLP-only provider when an endpoint
+    is set, else the no-op provider.
+    """
+    if sdk_disabled():
+        return trace.NoOpTracerProvider()
+    _check_pid()
+    current = trace.get_tracer_provider()
+    app = isinstance(current, TracerProvider) and current not in _ours
+    with _lock:
+        started = (
+            current in _augmented
+            if app
+            else _tracer_provider is not None or "traces" in _started_in_parent
+        )
+    if started or _may_write_data_dir(own_dir):
+        return get_tracer_provider()
+    if app:
+        return current
+    return _otlp_only_provider("traces") or trace.NoOpTracerProvider()  # type: ignore[no-any-return]
+
+
+def component_meter_provider(own_dir: str | os.PathLike[str]) -> metrics.MeterProvider:
+    """The meter provider of a component whose files go to ``own_dir``.
+
+    The application's SDK provider when it installed one; mcp-otel's shared provider when
+    it is already running or :func:`_may_write_data_dir` allows starting it; else an
+    OTLP-only provider when an endpoint is set, else the no-op provider. So
+    ``AuditLogger("./logs/audit")`` alone creates nothing outside ``./logs/audit``.
+    """
+    if sdk_disabled():
+        return metrics.NoOpMeterProvider()
+    _check_pid()
+    current = metrics.get_meter_provider()
+    if isinstance(current, MeterProvider) and current not in _ours:
+        return current
+    with _lock:
+        started = _meter_provider is not None or "metrics" in _started_in_parent
+    if started or _may_write_data_dir(own_dir):
+        return _shared_meter_provider()
+    return _otlp_only_provider("metrics") or metrics.NoOpMeterProvider()  # type: ignore[no-any-return]
+
+
+def _otlp_only_provider(signal: str) -> Any | None:
+    """A provider exporting ``signal`` over OTLP only, or None without an endpoint."""
+    with _lock:
+        provider = _otlp_only.get(signal)
+        if provider is not None:
+            return provider
+        exporter = otlp_exporter(signal)
+        if exporter is None:
+            return None
+        if signal == "traces":
+            provider = TracerProvider(resource=build_resource())
+            provider.add_span_processor(batch_span_processor(fork_safe(_masking(exporter))))
+        else:
+            provider = MeterProvider(
+                metric_readers=metric_readers([exporter]), resource=build_resource()
+            )
+        _ours.add(provider)
+        _otlp_only[signal] = provider
+        return provider
 
 
 def env_flag(name: str, default: bool) -> bool:

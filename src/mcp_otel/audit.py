@@ -29,7 +29,7 @@ from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 from opentelemetry.trace import get_current_span
 
 from mcp_otel import _audit_processor as _ap
-from mcp_otel import _lifecycle, integrity, redaction
+from mcp_otel import _lifecycle, _setup, integrity, redaction
 from mcp_otel.exporters._file import make_private_dirs
 
 __all__ = ["AuditLogger", "install_sigterm_handler"]
@@ -85,17 +85,6 @@ def _env_float(name: str, default: float) -> float:
         pass
     _ap._stderr(f"mcp-otel audit: ignoring {name}={raw!r} (not a positive number)")
     return default
-
-
-def _meter_provider() -> MeterProvider:
-    from mcp_otel import _setup
-
-    getter = getattr(_setup, "get_meter_provider", None)
-    if getter is not None:
-        return getter()
-    from opentelemetry import metrics
-
-    return metrics.get_meter_provider()
 
 
 _iso_cache: tuple[int, str] = (-1, "")
@@ -377,7 +366,9 @@ class AuditLogger:
         self._otlp = otlp
         self._exporter_factory = exporter_factory
         self._path_template = str(self.log_dir / AUDIT_FILE_TEMPLATE)
-        self._meter_provider = meter_provider or _meter_provider()
+        # Counters never make the audit logger create files outside log_dir: no shared
+        # metrics pipeline under MCP_OTEL_DIR unless the user chose one (see _setup).
+        self._meter_provider = meter_provider or _setup.component_meter_provider(self.log_dir)
         meter = self._meter_provider.get_meter(_SCOPE)
         self._m_records = meter.create_counter(
             "mcp_otel.audit.records", unit="{record}", description="Audit records written"

@@ -10,9 +10,10 @@ Design
 Disk is the truth; memory is a cache of disk.
 
 * **Files.** One entry per ``<cache_dir>/<discovery_id>.json`` (``discovery_id`` is
-  ``"disc_" + sha256("conn|comp|samples")[:16]``), so no connection or component name ever
-  reaches a path. Writes are atomic: a ``0600`` temporary file in the same directory,
-  ``fsync``, ``os.replace``, then ``fsync`` of the directory. A reader therefore sees the old
+  ``"disc_"`` + 16 hex of a SHA-256 over the length-prefixed connection, component and
+  samples, see :func:`_digests`), so no connection or component name ever reaches a path.
+  Writes are atomic: a ``0600`` temporary file in the same directory, ``fsync``,
+  ``os.replace``, then ``fsync`` of the directory. A reader therefore sees the old
   entry or the new one, never a partial one, even if the writer is killed mid-write.
 * **Locks.** Every change of a disk entry (write, invalidation, removal of an expired or
   corrupt entry, clean-up of an abandoned temporary file) happens under an exclusive
@@ -33,6 +34,11 @@ Disk is the truth; memory is a cache of disk.
 * **Expiry.** Every hit, from either tier, checks ``expires_at`` against the clock. An
   expired entry is dropped from memory and its file removed under the lock (after checking
   again that the file still holds an expired entry), so expiry removes it from both tiers.
+* **Identity.** Osiris joined the key fields with ``|`` (``("a|b", "c")`` and
+  ``("a", "b|c")`` were one entry); here each field is length-prefixed before hashing, and
+  ``get`` serves an entry (memory or disk) only when its stored connection, component,
+  samples and idempotency key are the request's: anything else is a miss and an
+  ``identity_mismatch`` event, never another request's data.
 * **Corruption.** A file that cannot be parsed, is not an entry, names another
   ``discovery_id``, is a symlink or cannot be read is removed under the lock (after reading
   it again there), counted and shown on the span; the caller just gets a miss.
@@ -59,8 +65,9 @@ Telemetry
 Spans ``cache.get``, ``cache.set``, ``cache.invalidate``, ``cache.clear_expired``,
 ``cache.clear_all``; coherency actions are span events (``cache.expired``,
 ``cache.memory_evicted``, ``cache.disk_evicted``, ``cache.stale_dropped``,
-``cache.corrupt_removed``). Only hashed ids reach spans. When the tracer provider cannot
-record (no-op provider, SDK disabled, ``ALWAYS_OFF`` sampler) no tracer call is made at all.
+``cache.corrupt_removed``, ``cache.identity_mismatch``). Only hashed ids reach spans. When
+the tracer provider cannot record (no-op provider, SDK disabled, ``ALWAYS_OFF`` sampler) no
+tracer call is made at all.
 The counters ``mcp_otel.cache.requests`` and ``mcp_otel.cache.coherency_events`` are
 observable counters over process-wide integers: a synchronous SDK ``Counter.add`` costs
 several microseconds, more than a whole memory hit.
@@ -130,7 +137,14 @@ A_REMOVED = "mcp_otel.cache.removed"
 A_CONN = "mcp_otel.cache.connection_hash"
 A_EVENT = "mcp_otel.cache.event"
 A_RESULT = "mcp_otel.cache.result"
-EVENTS = ("expired", "memory_evicted", "disk_evicted", "stale_dropped", "corrupt_removed")
+EVENTS = (
+    "expired",
+    "memory_evicted",
+    "disk_evicted",
+    "stale_dropped",
+    "corrupt_removed",
+    "identity_mismatch",
+)
 
 
 # --------------------------------------------------------------------------- metrics
@@ -235,10 +249,10 @@ def _version() -> str:
 # --------------------------------------------------------------------------- tracing
 
 
-def _tracer_for(provider: trace.TracerProvider | None) -> trace.Tracer | None:
+def _tracer_for(provider: trace.TracerProvider | None, cache_dir: Path) -> trace.Tracer | None:
     """A tracer, or None when this provider can never record (then no tracer work at all)."""
     if provider is None:
-        provider = _setup.get_tracer_provider()
+        provider = _setup.component_tracer_provider(cache_dir)
     if isinstance(provider, trace.NoOpTracerProvider):
         return None
     tracer = provider.get_tracer(_SCOPE, _version())
@@ -261,13 +275,23 @@ def _event(span: Span | None, name: str, discovery_id: str, **attrs: Any) -> Non
 # --------------------------------------------------------------------------- value objects
 
 
+#: ``(connection, component, samples, idempotency_key or None)`` of a request, as given.
+_Identity = tuple[str, str, int, "str | None"]
+
+
 @dataclass(frozen=True, slots=True)
 class _Key:
-    """Hashed identity of one request; the only thing that reaches files and spans."""
+    """Hashed identity of one request; the hashes are the only thing that reaches files and
+    spans. ``identity`` is the request itself and ``stored`` the form its fields take in an
+    entry (``mcp_otel._json``'s): ``get`` serves only an entry whose fields equal
+    ``stored``, and a memory record only to the ``identity`` it was stored for. Both are
+    ``None`` for a key rebuilt from a file name (maintenance knows only the hash)."""
 
     cache_key: str
     discovery_id: str
     slot: int
+    identity: _Identity | None = None
+    stored: tuple[Any, Any, Any, Any] | None = None
 
     @property
     def stripe(self) -> int:
@@ -284,7 +308,7 @@ class _Record:
     slot: int
     size: int
     discovery_id: str
-    connection_id: str
+    identity: _Identity  # the request it answers; invalidation compares its connection
     hit_attributes: dict[str, Any] | None = None  # built on the first traced hit
 
     def span_attributes(self, tier: str) -> dict[str, Any]:
@@ -407,8 +431,9 @@ class DiscoveryCache:
         self._max_memory = _max_memory_entries()
         self._fsync = _setup.env_flag(_ENV_FSYNC, True)
         self._keys: dict[tuple[str, str, int, str | None], _Key] = {}
-        self._tracer = _tracer_for(tracer_provider)
-        self._meter_provider = meter_provider or _setup.get_meter_provider()
+        # Files only under cache_dir: see _setup (component providers).
+        self._tracer = _tracer_for(tracer_provider, self.cache_dir)
+        self._meter_provider = meter_provider or _setup.component_meter_provider(self.cache_dir)
         self._auto_meter = meter_provider is None
         self._counts = _counts_for(self._meter_provider)
         self._forked = False
@@ -428,7 +453,7 @@ class DiscoveryCache:
             self._forked = False
             if self._auto_meter:
                 # mcp-otel's shared provider is rebuilt in a child; count into the new one.
-                provider = _setup.get_meter_provider()
+                provider = _setup.component_meter_provider(self.cache_dir)
                 if provider is not self._meter_provider:
                     counts = _counts_for(provider)
                     if counts is not self._counts:
@@ -450,10 +475,16 @@ class DiscoveryCache:
             raise TypeError("connection and component must be str")
         if idempotency_key is not None and not isinstance(idempotency_key, str):
             raise TypeError("idempotency_key must be str or None")
-        base = f"{connection}|{component}|{samples}"
-        disc = hashlib.sha256(_utf8(base)).hexdigest()[:16]
-        full = hashlib.sha256(_utf8(f"{base}|{idempotency_key or ''}")).hexdigest()[:16]
-        key = _Key(f"cache_{full}", f"disc_{disc}", int(disc[:8], 16) % _SLOTS)
+        idem = idempotency_key or None  # Osiris: no key and an empty key are the same
+        disc, full = _digests(connection, component, samples, idem)
+        stored = _stored_identity(connection, component, samples, idem)
+        key = _Key(
+            f"cache_{full}",
+            f"disc_{disc}",
+            int(disc[:8], 16) % _SLOTS,
+            (connection, component, samples, idem),
+            stored,
+        )
         if len(self._keys) >= _KEY_MEMO_MAX:
             self._keys.clear()
         self._keys[memo] = key
@@ -477,6 +508,7 @@ class DiscoveryCache:
                 now < rec.expires
                 and rec.generation == self._gens.view[rec.slot]
                 and now < self._gens.recheck_at
+                and rec.identity == key.identity
             ):
                 counts = self._counts
                 with counts.lock:
@@ -529,6 +561,12 @@ class DiscoveryCache:
         if time.time() >= self._gens.recheck_at:
             self._maintain(span)
         rec = self._memory.get(key.cache_key)
+        if rec is not None and rec.identity != key.identity:
+            # Another request's record under the same 64-bit cache_key: never served; it
+            # stays (it is valid for its own request) unless the disk entry replaces it.
+            self._counts.event("identity_mismatch")
+            _event(span, "identity_mismatch", key.discovery_id, **{A_TIER: "memory"})
+            rec = None
         if rec is not None:
             if time.time() >= rec.expires:
                 if not blocking:
@@ -567,8 +605,14 @@ class DiscoveryCache:
             if self._reap(key, span) == _KEPT_FRESH and again:
                 return self._lookup(key, span, blocking, again=False)
             return self._answer(span, None, "none")
-        if parsed.entry.get("cache_key") != key.cache_key:
-            return self._answer(span, None, "none")  # same id, other idempotency key
+        verdict = _check_identity(parsed.entry, key)
+        if verdict is not _SAME:
+            if verdict is _MISMATCH:
+                # Not this request's entry (another name hashing alike, an edited file):
+                # a miss, never another request's data. The file is left to its owner.
+                self._counts.event("identity_mismatch")
+                _event(span, "identity_mismatch", key.discovery_id, **{A_TIER: "disk"})
+            return self._answer(span, None, "none")  # or: same id, other idempotency key
         rec = _Record(
             parsed.entry,
             parsed.expires,
@@ -576,7 +620,7 @@ class DiscoveryCache:
             key.slot,
             len(raw),
             key.discovery_id,
-            str(parsed.entry.get("connection_id")),
+            key.identity,  # type: ignore[arg-type]  # always set by _key()
         )
         self._remember(key.cache_key, rec, span)
         return self._answer(span, rec, "disk")
@@ -652,8 +696,9 @@ class DiscoveryCache:
         finally:
             os.close(fd)
 
-    def _reap(self, key: _Key, span: Span | None) -> int:
-        """Under the lock, remove the entry file if it is (still) expired or corrupt.
+    def _reap(self, key: _Key, span: Span | None, unreachable: bool = False) -> int:
+        """Under the lock, remove the entry file if it is (still) expired or corrupt, or,
+        with ``unreachable``, if no request can ever read it (see :func:`_reachable`).
 
         Returns the removed file's size, or -1 when nothing was removed (``_KEPT_FRESH``
         when the file now holds an entry that has not expired: another ``set`` replaced it).
@@ -663,7 +708,10 @@ class DiscoveryCache:
             try:
                 raw = _read_entry_file(path, blocking=True)
                 assert raw is not None
-                why = "expired" if time.time() >= _parse(raw, key.discovery_id).expires else ""
+                parsed = _parse(raw, key.discovery_id)
+                why = "expired" if time.time() >= parsed.expires else ""
+                if not why and unreachable and not _reachable(parsed.entry, key.discovery_id):
+                    why = "identity_mismatch"
             except FileNotFoundError:
                 return -1
             except (OSError, _Corrupt) as exc:
@@ -727,7 +775,7 @@ class DiscoveryCache:
             key.slot,
             len(payload),
             key.discovery_id,
-            str(stored["connection_id"]),
+            key.identity,  # type: ignore[arg-type]  # always set by _key()
         )
         span = self._start("cache.set")
         try:
@@ -796,11 +844,13 @@ class DiscoveryCache:
         if not isinstance(connection, str):
             raise TypeError("connection must be str")
         return await self._maintenance(
-            "cache.invalidate", self._invalidate, _json.to_jsonable(connection), conn=connection
+            "cache.invalidate", self._invalidate, connection, conn=connection
         )
 
     def _invalidate(self, connection: str, span: Span | None) -> tuple[int, int]:
+        """Exactly ``connection``'s entries: equal names, never a prefix or a substring."""
         self._maintain(span)  # writers always check (a stat): they must bump the live file
+        stored_form = _json.to_jsonable(connection)
         ids: set[str] = set()
         size = 0
         for disc, path in self._entry_files():
@@ -812,7 +862,7 @@ class DiscoveryCache:
                     entry = _parse(raw, disc).entry
                 except (OSError, _Corrupt):
                     continue  # gone meanwhile, or left for get/clear_expired to reap
-                if entry.get("connection_id") != connection or not _unlink(path):
+                if not _belongs_to(entry, disc, connection, stored_form) or not _unlink(path):
                     continue
                 self._gens.bump(key.slot)
             ids.add(disc)
@@ -820,14 +870,16 @@ class DiscoveryCache:
             self._counts.event("disk_evicted")
             _event(span, "disk_evicted", disc, reason="invalidated")
         for cache_key, rec in list(self._memory.items()):
-            if rec.connection_id != connection:
+            if rec.identity[0] != connection:
                 continue
             if self._forget(cache_key, rec, span, "invalidated"):
                 ids.add(rec.discovery_id)
         return len(ids), size
 
     async def clear_expired(self) -> int:
-        """Remove expired and corrupt entries and abandoned temporary files; returns entries."""
+        """Remove expired, corrupt and unreachable entries (whose stored identity does not
+        hash to their file: older key formats, edited files) and abandoned temporary
+        files; returns entries."""
         return await self._maintenance("cache.clear_expired", self._clear_expired)
 
     def _clear_expired(self, span: Span | None) -> tuple[int, int]:
@@ -841,13 +893,14 @@ class DiscoveryCache:
             try:
                 raw = _read_entry_file(path, blocking=True)
                 assert raw is not None
-                if time.time() < _parse(raw, disc).expires:
+                parsed = _parse(raw, disc)
+                if time.time() < parsed.expires and _reachable(parsed.entry, disc):
                     continue
             except FileNotFoundError:
                 continue
             except (OSError, _Corrupt):
                 pass
-            gone = self._reap(_key_of(disc), span)
+            gone = self._reap(_key_of(disc), span, unreachable=True)
             if gone >= 0:
                 removed += 1
                 size += gone
@@ -948,6 +1001,150 @@ def _utf8(text: str) -> bytes:
 def _key_of(discovery_id: str) -> _Key:
     """The slot/stripe of a discovery id found on disk (its cache_key is unknown)."""
     return _Key("", discovery_id, int(discovery_id[5:13], 16) % _SLOTS)
+
+
+# --------------------------------------------------------------------------- identity
+
+
+def _field(data: bytes) -> bytes:
+    return len(data).to_bytes(8, "big") + data
+
+
+def _digests(
+    connection: str, component: str, samples: int, idempotency_key: str | None
+) -> tuple[str, str]:
+    """The 16-hex digests of ``discovery_id`` and ``cache_key``.
+
+    Each field is length-prefixed (8-byte big-endian byte count, then its UTF-8 bytes;
+    ``samples`` as lowercase hexadecimal text, which never fails or takes quadratic time
+    however large): no two different requests share an input, whatever characters their
+    names hold. Osiris joined the fields with ``|``, so ``("a|b", "c")`` and
+    ``("a", "b|c")`` were one entry.
+    """
+    head = _field(_utf8(connection)) + _field(_utf8(component)) + _field(_utf8(f"{samples:x}"))
+    disc = hashlib.sha256(head).hexdigest()[:16]
+    full = hashlib.sha256(head + _field(_utf8(idempotency_key or ""))).hexdigest()[:16]
+    return disc, full
+
+
+def _stored_identity(
+    connection: str, component: str, samples: int, idempotency_key: str | None
+) -> tuple[Any, Any, Any, Any]:
+    """The identity fields as an entry holds them (``mcp_otel._json``'s forms)."""
+    return (
+        _json.to_jsonable(connection),
+        _json.to_jsonable(component),
+        _json.to_jsonable(samples),
+        _json.to_jsonable(idempotency_key) if idempotency_key else None,
+    )
+
+
+def _entry_identity(entry: dict[str, Any]) -> tuple[Any, Any, Any, Any]:
+    return (
+        entry.get("connection_id"),
+        entry.get("component_id"),
+        entry.get("samples"),
+        entry.get("idempotency_key") or None,
+    )
+
+
+_SAME = object()
+_OTHER_IDEMPOTENCY_KEY = object()
+_MISMATCH = object()
+
+
+def _check_identity(entry: dict[str, Any], key: _Key) -> object:
+    """Whether a disk entry read for ``key`` is that request's entry.
+
+    ``_OTHER_IDEMPOTENCY_KEY``: the same discovery with another idempotency key (a ``set``
+    with another key replaced it; a plain miss). ``_MISMATCH``: anything else that is not
+    the request's own entry.
+    """
+    stored = _entry_identity(entry)
+    if stored[:3] != key.stored[:3]:  # type: ignore[index]
+        return _MISMATCH
+    if stored[3] != key.stored[3]:  # type: ignore[index]
+        return _OTHER_IDEMPOTENCY_KEY
+    return _SAME if entry.get("cache_key") == key.cache_key else _MISMATCH
+
+
+# mcp_otel._json writes a lone surrogate as the six characters \udXXX (backslashreplace).
+_ESCAPED_SURROGATE = re.compile(r"\\u(d[89a-f][0-9a-f]{2})")
+
+
+def _names_stored_as(stored: Any) -> list[str]:
+    """The names whose stored form is ``stored``: itself and, when it holds escaped lone
+    surrogates, the name with them restored (a name mixing both is not recovered)."""
+    if not isinstance(stored, str):
+        return []
+    if "\\u" not in stored:
+        return [stored]
+    restored = _ESCAPED_SURROGATE.sub(lambda m: chr(int(m.group(1), 16)), stored)
+    return [stored] if restored == stored else [stored, restored]
+
+
+def _samples_stored_as(stored: Any) -> list[int]:
+    if stored.__class__ is int:
+        return [stored]
+    if isinstance(stored, str):  # beyond 64 bits mcp_otel._json writes decimal text
+        try:
+            return [int(stored)]
+        except ValueError:  # not a number, or over Python's digit limit
+            return []
+    return []
+
+
+def _hashes_to(
+    entry: dict[str, Any], discovery_id: str, connections: list[str], check_cache_key: bool
+) -> bool:
+    """Whether one of ``connections`` with the entry's other stored fields hashes to the
+    entry's ``discovery_id`` (and, with ``check_cache_key``, to its ``cache_key``)."""
+    components = _names_stored_as(entry.get("component_id"))
+    idem = entry.get("idempotency_key")
+    keys = _names_stored_as(idem) if idem else [""]
+    for samples in _samples_stored_as(entry.get("samples")):
+        for connection in connections:
+            for component in components:
+                for idempotency_key in keys if check_cache_key else [""]:
+                    disc, full = _digests(connection, component, samples, idempotency_key)
+                    if f"disc_{disc}" != discovery_id:
+                        break  # the discovery id does not depend on the idempotency key
+                    if not check_cache_key or f"cache_{full}" == entry.get("cache_key"):
+                        return True
+    return False
+
+
+def _reachable(entry: dict[str, Any], discovery_id: str) -> bool:
+    """Whether some request can read this entry: its stored identity hashes to its file
+    name and ``cache_key``. Entries written under another key format (Osiris' ``|``
+    joined one) or edited by hand cannot be read by any ``get``. When the stored names
+    hold escaped surrogates that cannot be restored unambiguously, the entry is kept."""
+    connections = _names_stored_as(entry.get("connection_id"))
+    if _hashes_to(entry, discovery_id, connections, check_cache_key=True):
+        return True
+    fields = (entry.get("connection_id"), entry.get("component_id"), entry.get("idempotency_key"))
+    return any(isinstance(f, str) and _ESCAPED_SURROGATE.search(f) for f in fields)
+
+
+def _belongs_to(
+    entry: dict[str, Any], discovery_id: str, connection: str, stored_form: Any
+) -> bool:
+    """Whether a disk entry is ``connection``'s: equal stored names, never a prefix.
+
+    Only a name holding a lone surrogate and the literal text of its escaped form share a
+    stored form; then the hash decides. An entry that cannot be attributed to either
+    (another key format) goes with the name it shows: removing is a later miss, never a
+    wrong answer.
+    """
+    stored = entry.get("connection_id")
+    if stored != stored_form:
+        return False
+    if not isinstance(stored, str) or "\\u" not in stored:
+        return True  # the stored form is the name itself: no other name has it
+    if _hashes_to(entry, discovery_id, [connection], check_cache_key=False):
+        return True
+    others = [name for name in _names_stored_as(stored) if name != connection]
+    return not _hashes_to(entry, discovery_id, others, check_cache_key=False)
 
 
 def _max_memory_entries() -> int:

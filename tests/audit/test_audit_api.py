@@ -25,9 +25,9 @@ from .conftest import counter_value, read_records
 def private_meter(monkeypatch: pytest.MonkeyPatch,
                   metric_reader: InMemoryMetricReader) -> InMemoryMetricReader:
     """Default-constructed loggers report to a test meter, not the process-wide one."""
-    import mcp_otel.audit as audit_module
+    from mcp_otel import _setup
 
-    monkeypatch.setattr(audit_module, "_meter_provider", lambda: metric_reader.provider)
+    monkeypatch.setattr(_setup, "component_meter_provider", lambda _dir: metric_reader.provider)
     return metric_reader
 
 

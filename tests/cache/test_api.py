@@ -17,7 +17,21 @@ import mcp_otel
 from mcp_otel.cache import DiscoveryCache
 
 
+def _field(text: str) -> bytes:
+    raw = text.encode("utf-8", "surrogatepass")
+    return len(raw).to_bytes(8, "big") + raw
+
+
 def _ids(conn: str, comp: str, samples: int, idem: str | None) -> tuple[str, str]:
+    """The documented derivation (docs/cache.md), written out independently."""
+    head = _field(conn) + _field(comp) + _field(format(samples, "x"))
+    disc = "disc_" + hashlib.sha256(head).hexdigest()[:16]
+    key = "cache_" + hashlib.sha256(head + _field(idem or "")).hexdigest()[:16]
+    return disc, key
+
+
+def _osiris_ids(conn: str, comp: str, samples: int, idem: str | None) -> tuple[str, str]:
+    """Osiris' own derivation: the fields joined with ``|``."""
     base = f"{conn}|{comp}|{samples}"
     disc = "disc_" + hashlib.sha256(base.encode()).hexdigest()[:16]
     key = "cache_" + hashlib.sha256(f"{base}|{idem or ''}".encode()).hexdigest()[:16]
@@ -155,7 +169,7 @@ async def test_data_is_stored_as_json_not_by_reference(make_cache) -> None:
 
 
 async def test_osiris_written_entry_is_read(make_cache, cache_dir: Path) -> None:
-    """A file in Osiris' own format (indent=2, no cache_key clash) is a valid disk entry."""
+    """A file in Osiris' file format (indent=2) under the current ids is a valid entry."""
     disc, key = _ids("c", "k", 0, None)
     now = datetime.now(UTC)
     entry = {
