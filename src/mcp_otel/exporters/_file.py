@@ -588,7 +588,7 @@ class LockedJsonlFile:
                 lo, end, hi = lo + kept, end + kept, total
                 continue
             # Refused outright: try the first half of the lines, down to a single line.
-            first = data.find(b"\n", lo) + 1
+            first = data.find(b"\n", lo) + 1 or total  # (an unterminated tail: one line)
             if hi <= first:
                 break  # the next line alone does not fit
             mid = data.rfind(b"\n", lo, lo + (hi - lo) // 2) + 1
