@@ -21,8 +21,11 @@ is queued. An audit trail needs the opposite trade-offs:
   paying the whole per-batch cost). A record with a waiter, a flush and a shutdown
   always wake it at once.
 * **Retries.** A failed export (exception or ``FAILURE``) is retried with exponential
-  backoff; a batch that still fails is reported through ``on_lost`` (counted, stderr,
-  metric, and declared in the next record of the chain by the audit logger).
+  backoff; what still fails is reported through ``on_lost`` (counted, stderr, metric,
+  and declared in the next record of the chain by the audit logger), once per record.
+* **Every record that fits.** On a full disk the exporter writes the leading records of
+  a batch that fit (``export_prefix``); they are committed and their callers released,
+  and only the rest is retried and, failing that, declared lost.
 * **Sealing in write order.** An optional ``seal`` hook runs in the writer thread on each
   record right before export, so the hash chain follows the file order exactly.
 
@@ -128,6 +131,7 @@ class AuditLogRecordProcessor(LogRecordProcessor):
         self._on_lost = on_lost
         self._on_late = on_late
         self._name = name
+        self._export_prefix = _prefix_writer(exporter)
         self._init_state()
 
     def _init_state(self) -> None:
@@ -311,40 +315,64 @@ class AuditLogRecordProcessor(LogRecordProcessor):
             self._late(late)
 
     def _export(self, items: list[_Item]) -> None:
+        """Seal, then write the batch: every record that fits before any loss is declared.
+
+        An exporter with ``export_prefix`` (the JSONL exporter) says how many leading
+        records reached the file; those are committed and their callers released at
+        once, and only the rest is retried (the chain stays valid: they were sealed in
+        file order behind the committed ones). Any other exporter is all-or-nothing.
+        What is still not written after the last attempt is declared lost once, however
+        many attempts it took (``on_lost``, ``lost``), and only then counted as failed
+        by the exporter.
+        """
         records = [r for r, _ in items]
         self._processed += len(records)
-        error: BaseException | None = None
-        ok = False
         if self._seal is not None:
             for r in records:
                 try:
                     self._seal(r)
                 except Exception as exc:  # never lose the batch over one odd record
                     _stderr(f"mcp-otel audit: cannot seal a record: {exc!r}")
+        prefix = self._export_prefix
+        error: BaseException | None = None
+        done = 0
         for delay in [*self._retry.delays(), None]:
+            rest = records[done:]
             try:
-                ok = self._exporter.export(records) is LogRecordExportResult.SUCCESS
+                if prefix is not None:
+                    n = prefix(rest, count_failed=delay is None)
+                    n = n if type(n) is int and 0 <= n <= len(rest) else 0
+                else:
+                    ok = self._exporter.export(rest) is LogRecordExportResult.SUCCESS
+                    n = len(rest) if ok else 0
                 error = None
             except Exception as exc:
-                ok, error = False, exc
-            if ok or delay is None:
+                n, error = 0, exc
+            if n:
+                self._commit(items[done:done + n])
+                done += n
+            if done == len(records) or delay is None:
                 break
             time.sleep(delay)  # backoff in the writer thread; callers keep waiting
-        if ok:
-            self.written += len(records)
-            if self._on_committed is not None:
-                try:
-                    self._on_committed(records)
-                except Exception as exc:
-                    _stderr(f"mcp-otel audit: on_committed hook failed: {exc!r}")
-        else:
-            self.lost += len(records)
+        if done < len(records):
+            self.lost += len(records) - done
             if self._on_lost is not None:
                 try:
-                    self._on_lost(records, error)
+                    self._on_lost(records[done:], error)
                 except Exception as exc:
                     _stderr(f"mcp-otel audit: on_lost hook failed: {exc!r}")
-        _resolve(items, ok)
+            _resolve(items[done:], False)
+
+    def _commit(self, items: list[_Item]) -> None:
+        """``items`` are in the file: count them, run the hook, release their callers."""
+        records = [r for r, _ in items]
+        self.written += len(records)
+        if self._on_committed is not None:
+            try:
+                self._on_committed(records)
+            except Exception as exc:
+                _stderr(f"mcp-otel audit: on_committed hook failed: {exc!r}")
+        _resolve(items, True)
 
     def _late(self, items: list[_Item]) -> None:
         """Items queued behind the final record: records go to ``on_late`` (the next
@@ -430,6 +458,22 @@ class AuditLogRecordProcessor(LogRecordProcessor):
         if self._pid != _getpid():
             # In a forked child: the parent's queue belongs to the parent, which writes it.
             self._init_state()
+
+
+def _prefix_writer(exporter: LogRecordExporter) -> Callable[..., int] | None:
+    """The exporter's ``export_prefix``, unless a subclass overrides ``export`` alone.
+
+    Why: a subclass that wraps ``export`` (to gate, filter or count it) would be gone
+    around if its inherited ``export_prefix`` were called instead; it is called through
+    its ``export``, all or nothing.
+    """
+    fn = getattr(exporter, "export_prefix", None)
+    if not callable(fn):
+        return None
+    for cls in type(exporter).__mro__:
+        if "export" in cls.__dict__:
+            return fn if "export_prefix" in cls.__dict__ else None
+    return fn
 
 
 _FLUSH: Any = object()  # marker record: force_flush waits for it to come out

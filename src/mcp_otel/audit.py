@@ -227,10 +227,26 @@ class _Session:
         for name, value in attrs.items():  # type: ignore[union-attr]
             if type(value) is redaction.Snapshot:  # masked here, before any sink
                 attrs[name] = _redact(self.redactor, value).value  # type: ignore[index]
+        if attrs.get("event") == integrity.END_EVENT:  # type: ignore[union-attr]
+            # The losses as of now, in the writer: the figure taken at shutdown() missed
+            # the records still queued then, which can be lost by the final flush.
+            attrs["lost"] = self.lost + self.unqueued_lost  # type: ignore[index]
         self.chain.seal(attrs)  # type: ignore[arg-type]
 
     def _committed(self, records: Sequence[ReadWriteLogRecord]) -> None:
-        self.chain.committed()
+        """``records``, a leading part of the batch being written or all of it, are in the
+        file. On a full disk the rest of the batch may still be lost, so the chain's
+        written head is the last of *these* records, not the last record sealed; and a
+        pending loss counts as declared only if the record that carries the declaration
+        is among them."""
+        attrs = [r.log_record.attributes or {} for r in records]
+        if any(integrity.F_LOST in a for a in attrs):
+            self.chain.committed()
+        head = attrs[-1].get(integrity.F_HASH) if attrs else None
+        if isinstance(head, str):
+            self.chain.written_head = head
+        else:  # a record that could not be sealed: as before, the head of the chain
+            self.chain.committed()
         self.written += len(records)
         owner = self._owner()
         if owner is not None:
@@ -382,7 +398,7 @@ class AuditLogger:
         self._lock = threading.Lock()
         self._names: dict[str, Any] = {}
         self._session: _Session | None = None
-        self._ended_lost = 0
+        self._ended_session: _Session | None = None
         self.tool_call_counter = 0
         make_private_dirs(self.log_dir)
         self._session = _Session(self)
@@ -515,7 +531,14 @@ class AuditLogger:
         await self._log(attrs, SeverityNumber.INFO if success else SeverityNumber.WARN, now)
 
     def get_session_summary(self) -> dict[str, Any]:
-        sess = self._current()
+        """The current session; after :meth:`shutdown`, the session that just ended (its
+        id, counts and losses, ``ended: True``) until a new one starts."""
+        sess = self._session
+        ended = self._ended_session
+        if (sess is None or sess.pid != _PID) and ended is not None and ended.pid == _PID:
+            sess = ended
+        else:
+            sess = self._current()
         return {
             "session_id": sess.session_id,
             "tool_calls": self.tool_call_counter,
@@ -524,6 +547,7 @@ class AuditLogger:
             "records_written": sess.written,
             "records_lost": sess.lost + sess.unqueued_lost,
             "records_queued": sess.processor.queued(),
+            "ended": sess.closed,
         }
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -550,6 +574,7 @@ class AuditLogger:
             _LIVE.discard(self)
         if sess is None or sess.pid != os.getpid() or sess.closed:
             return
+        self._ended_session = sess  # get_session_summary() describes it from now on
         end = {
             "event": integrity.END_EVENT,
             "event_type": "session_ended",

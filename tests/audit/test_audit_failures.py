@@ -43,7 +43,9 @@ async def test_failed_write_is_retried_until_it_succeeds(
                                               max_delay=0.02))
     exporter = a._session.exporter  # type: ignore[union-attr]
     task = asyncio.create_task(a.log_tool_call("t", {"i": 1}))
-    await asyncio.to_thread(_wait_for, lambda: exporter.failed_records >= 2)
+    # Each failed attempt is a failed write of the file; the records are counted as
+    # failed by the exporter only once, when the processor gives up on them.
+    await asyncio.to_thread(_wait_for, lambda: exporter.file.failed_writes >= 2)
     assert not task.done()  # the caller is still waiting: written means written
     blocker.rmdir()
     await task

@@ -53,8 +53,16 @@ def _batch(exporter: JsonlLogExporter, start: int, n: int) -> list[ReadableLogRe
 
 
 def fsize(limit: int) -> None:
-    """Export under RLIMIT_FSIZE until a batch fails, then lift the limit and export again."""
+    """Export under RLIMIT_FSIZE until batches fail, then lift the limit and export again.
+
+    A real, kernel-enforced limit (``write`` stops at ``limit`` bytes, then fails with
+    ``EFBIG``; SIGXFSZ is ignored): the same short write a full disk gives.
+    """
+    import os
+    import signal
+
     path = sys.argv[3]
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     _, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
     resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
     exporter = JsonlLogExporter(path, fsync="batch")
@@ -66,10 +74,16 @@ def fsize(limit: int) -> None:
         seq += 50
         if ok == "FAILURE" and results.count("FAILURE") >= 3:
             break
+    size_at_limit = os.path.getsize(path)
+    written_at_limit = exporter.written_records
     resource.setrlimit(resource.RLIMIT_FSIZE, (hard, hard))
     after = exporter.export(_batch(exporter, seq, 50)).name
     exporter.shutdown()
-    print(json.dumps({"results": results, "after": after, "failed": exporter.failed_records}))
+    print(json.dumps({
+        "results": results, "after": after, "failed": exporter.failed_records,
+        "written": exporter.written_records, "size_at_limit": size_at_limit,
+        "written_at_limit": written_at_limit, "after_seq": seq,
+    }))
 
 
 def readonly() -> None:

@@ -112,19 +112,31 @@ def test_refuses_non_regular_file(tmp_path: Path) -> None:
     exporter.shutdown()
 
 
-def test_full_disk_rlimit_fsize_rolls_back_and_recovers(tmp_path: Path) -> None:
+def test_full_disk_rlimit_fsize_keeps_what_fits_and_recovers(tmp_path: Path) -> None:
+    """Under a real file-size limit, every record that fits is written, no torn line is
+    left, the rest is counted once, and writing resumes once there is room again."""
     path = tmp_path / "full.jsonl"
     limit = 64 * 1024
     status, err = finish(run_writer("fsize", str(limit), str(path)))
     results = status["results"]
     assert "SUCCESS" in results and results[-1] == "FAILURE"
-    assert status["failed"] == 50 * results.count("FAILURE")
     assert status["after"] == "SUCCESS"
     assert err.count("cannot write") == 1, err
+    raw = path.read_bytes()
     lines = read_lines([path])  # no torn line left behind
-    ok_batches = results.count("SUCCESS") + 1
-    assert len(lines) == 50 * ok_batches
-    assert len({r["seq"] for r in lines}) == len(lines)
+    k = status["written_at_limit"]
+    # Exactly the records the bytes allow: a prefix within the limit, and the next
+    # record (as long as the last one kept, or longer: its seq has as many digits or
+    # more) would not have fit.
+    assert status["size_at_limit"] <= limit
+    last_kept = raw.split(b"\n")[k - 1]
+    assert limit - status["size_at_limit"] < len(last_kept) + 1
+    assert k % 50 != 0  # the failing batch was split, not dropped whole
+    assert [r["seq"] for r in lines] == [*range(k), *range(status["after_seq"],
+                                                         status["after_seq"] + 50)]
+    total = 50 * (len(results) + 1)
+    assert status["written"] == len(lines) == k + 50
+    assert status["failed"] == total - status["written"]  # once per record
 
 
 @pytest.fixture

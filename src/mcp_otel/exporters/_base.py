@@ -110,12 +110,25 @@ class _JsonlExporterBase:
 
     # ---------------------------------------------------------------- helpers
     def _write(
-        self, encode: Callable[[], tuple[bytes | bytearray, int]], fallback_count: int
-    ) -> bool:
-        """Encode then write; count; ``True`` on success. Never raises."""
+        self,
+        encode: Callable[[], tuple[bytes | bytearray, int]],
+        fallback_count: int,
+        *,
+        count_failed: bool = True,
+    ) -> tuple[int, int]:
+        """Encode, then write every leading record that fits; count; never raise.
+
+        Returns (records written, records in the batch). On a full disk the records that
+        fit are written and counted as written, only the rest as failed: in the ``flat``
+        format a record is a line, so the file's whole-line prefix is a record prefix; an
+        ``otlp`` batch is one line, written whole or not at all. ``count_failed=False``
+        leaves the failures uncounted, for a caller that retries and counts a record
+        once, when it gives up on it (the audit processor).
+        """
         if self._shutdown:
-            self._count(False, fallback_count)
-            return False
+            if count_failed:
+                self._count(False, fallback_count)
+            return 0, fallback_count
         if self.config.disabled:
             if not self._disabled_reported:
                 self._disabled_reported = True
@@ -124,18 +137,23 @@ class _JsonlExporterBase:
                     f"records for {self.config.path} (construct with disabled=False to write "
                     "anyway)\n"
                 )
-            return True
+            return fallback_count, fallback_count
         try:
             payload, count = encode()
         except Exception as exc:  # a bug or an odd SDK object must not reach the host
-            self._count(False, fallback_count)
+            if count_failed:
+                self._count(False, fallback_count)
             self._file._report(f"encode:{type(exc).__name__}", str(exc), 0)
-            return False
+            return 0, fallback_count
         if not payload:
-            return True
-        ok = self._file.write(payload)
-        self._count(ok, count)
-        return ok
+            return count, count
+        done = self._file.write_prefix(payload)
+        written = count if done == len(payload) else payload.count(b"\n", 0, done)
+        with self._counts_lock:
+            self._written += written
+            if count_failed:
+                self._failed += count - written
+        return written, count
 
     def _count(self, ok: bool, n: int) -> None:
         with self._counts_lock:

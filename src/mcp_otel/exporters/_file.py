@@ -9,14 +9,20 @@ race-conditions report). The rules implemented here:
   description, so threads and processes take turns;
 * the caller hands over a whole batch, already serialised, and it goes to the kernel in
   one ``os.write`` on an ``O_APPEND`` descriptor; a short write (disk full, file-size
-  limit) is rolled back with ``ftruncate`` to the length before the batch while the lock
-  is still held, so readers never see a torn line;
+  limit) is cut back with ``ftruncate`` while the lock is still held, so readers never
+  see a torn line: to the length before the batch (``write``), or to the last whole line
+  that fit (``write_prefix``, which also splits a refused batch until every line that
+  fits is in);
 * after taking the lock the path is checked to still name the locked inode: if logrotate
   (or another process rotating) renamed or removed it, the file is reopened;
 * ``{date}`` in the path is the UTC date at write time (``YYYYMMDD``);
-* files are created with ``file_mode`` (0600) and directories with ``dir_mode`` (0700),
-  the final path component is opened with ``O_NOFOLLOW`` (a planted symlink is refused)
-  and only regular files are written;
+* files are created with ``file_mode`` (0600) and directories with ``dir_mode`` (0700);
+  a data directory or file that already exists with looser modes is tightened to them
+  (or, if it is not ours, reported once on stderr); only regular files are written;
+* the data directory is opened once (``O_DIRECTORY | O_NOFOLLOW``) and files are opened
+  relative to it with ``O_NOFOLLOW``: a symlink planted at the file path, or in place of
+  the directory or any directory above it after start, is refused (a counted failure
+  reported once), never followed;
 * with the ``interval`` fsync policy the periodic ``fdatasync`` runs in a background
   syncer thread on a ``dup``'d descriptor, never inside ``write``: a sync can take
   10-200 ms on a busy disk, and inside the write path it stalled every caller waiting for
@@ -58,6 +64,9 @@ FSYNC_INTERVAL_S = 1.0
 _DATE = "{date}"
 _ROTATED_TS = "%Y%m%dT%H%M%S%fZ"
 _MAX_ATTEMPTS = 16
+# Errors that mean "no room": a write refused with one of these is split, so that every
+# line that still fits is written (see LockedJsonlFile.write_prefix).
+_NO_ROOM = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})
 
 
 class UnsupportedPlatformError(RuntimeError):
@@ -113,6 +122,14 @@ def _datasync(fd: int) -> None:
 
 class _ShortWriteError(OSError):
     pass
+
+
+def _exists_at(dfd: int, name: str) -> bool:
+    try:
+        os.stat(name, dir_fd=dfd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return True
 
 
 class _BackgroundSync:
@@ -221,14 +238,74 @@ if hasattr(os, "register_at_fork"):
     )
 
 
+_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | _O_NOFOLLOW
+_loose_reported: set[str] = set()
+_loose_lock = threading.Lock()
+
+
+def _report_loose_once(path: str, message: str) -> None:
+    with _loose_lock:
+        if path in _loose_reported:
+            return
+        _loose_reported.add(path)
+    _stderr(f"mcp-otel: {path}: {message}\n")
+
+
+def tighten_mode(fd: int, path: str, mode: int, st: os.stat_result | None = None) -> None:
+    """Take away the permission bits ``mode`` does not grant from a directory or file
+    that existed before us (a 0777 directory becomes 0700, a 0666 file 0600).
+
+    Why: a directory or audit file someone else created with loose modes would let any
+    local user read the trail or swap files in it; creating ours 0700/0600 is not enough
+    when the path already exists. Done on the open descriptor (no path race). Only on
+    what this process owns, and never on a shared sticky directory such as ``/tmp``;
+    otherwise the looseness is reported once on stderr and left alone.
+    """
+    st = st or os.fstat(fd)
+    current = stat.S_IMODE(st.st_mode)
+    loose = current & 0o777 & ~mode
+    if not loose:
+        return
+    kind = "directory" if stat.S_ISDIR(st.st_mode) else "file"
+    if st.st_mode & stat.S_ISVTX:
+        _report_loose_once(path, f"{kind} is mode {current:04o} (shared, sticky); left as "
+                           f"it is: use a private {kind} of mode {mode:04o}")
+        return
+    if st.st_uid != os.geteuid():
+        _report_loose_once(path, f"{kind} is mode {current:04o} and owned by uid "
+                           f"{st.st_uid}, not by this process: cannot tighten it to "
+                           f"{current & mode:04o}; fix its mode")
+        return
+    try:
+        os.fchmod(fd, current & ~loose)
+    except OSError as exc:
+        _report_loose_once(path, f"{kind} is mode {current:04o}; cannot tighten it: "
+                           f"{exc.strerror or exc}")
+        return
+    _report_loose_once(path, f"{kind} was mode {current:04o}; tightened to "
+                       f"{current & ~loose:04o}")
+
+
 def make_private_dirs(directory: str | os.PathLike[str], mode: int = 0o700) -> None:
     """Create ``directory`` and any missing parents with exactly ``mode``.
 
     Every sink uses this (exporters, audit trail, cache), so that no directory of ours is
-    left at the umask's mode. An existing directory keeps its mode: it may be shared.
+    left at the umask's mode. ``directory`` itself, if it already exists, is tightened to
+    ``mode`` (see :func:`tighten_mode`); parents that exist are left as they are (they
+    may be shared: ``/tmp``, a home directory).
     """
     directory = os.fspath(directory)
     if os.path.isdir(directory):
+        real = os.path.realpath(directory)  # a symlink configured before start is fine
+        try:
+            dfd = os.open(real, _O_DIR)
+        except OSError:
+            return  # not ours to open: the write that needs it reports why
+        try:
+            tighten_mode(dfd, directory, mode)
+        finally:
+            os.close(dfd)
         return
     missing: list[str] = []
     d = directory
@@ -245,9 +322,7 @@ def make_private_dirs(directory: str | os.PathLike[str], mode: int = 0o700) -> N
             continue
         # Exact mode whatever the umask, on the directory we just made (never through a
         # symlink swapped in meanwhile: O_NOFOLLOW; portable, unlike lchmod).
-        dfd = os.open(
-            d, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
-        )
+        dfd = os.open(d, _O_DIR)
         try:
             os.fchmod(dfd, mode)
         finally:
@@ -306,6 +381,12 @@ class LockedJsonlFile:
         self._lock = threading.Lock()
         self._fd: int | None = None
         self._fd_path: str | None = None
+        # The data directory, held open: files are opened relative to it (dir_fd), so a
+        # directory swapped for a symlink after start is never followed (see _dir_for).
+        self._dir_fd: int | None = None
+        self._dir_path: str | None = None
+        self._dir_id: tuple[int, int] = (0, 0)
+        self._dir_real: dict[str, str] = {}  # what each directory path resolved to at first
         self._fd_readable = False
         self._retained_for: str | None = None
         # File size right after our last write: when the file has another size at our next
@@ -329,10 +410,11 @@ class LockedJsonlFile:
 
     def __del__(self) -> None:
         # An exporter dropped without shutdown() must not leak its descriptor.
-        fd = getattr(self, "_fd", None)
-        if fd is not None:
-            with contextlib.suppress(OSError):
-                os.close(fd)
+        for name in ("_fd", "_dir_fd"):
+            fd = getattr(self, name, None)
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
 
     # ----------------------------------------------------------------- read side
     @property
@@ -367,22 +449,44 @@ class LockedJsonlFile:
         """Append ``payload`` (whole lines) in one ``write``; ``False`` if it is not there."""
         if not payload:
             return True
+        return self._write(payload, partial=False) == len(payload)
+
+    def write_prefix(self, payload: bytes | bytearray | memoryview) -> int:
+        """Append as many whole leading lines of ``payload`` as fit; return their byte count.
+
+        Why: on a full disk (or at a file-size limit) an all-or-nothing batch loses every
+        record although most would fit: a 3,000-record burst onto a nearly empty 256 KiB
+        tmpfs wrote none. Here the part of a short write that ends on a line boundary is
+        kept (the kernel said exactly what fits) and a write refused outright with
+        ``ENOSPC``/``EFBIG``/``EDQUOT`` is retried with the first half of the lines,
+        bisecting down to one line, so every line that fits is written, in order, before
+        the call gives up on the rest. The result is always a prefix that ends with
+        ``\n`` (never a torn line); the lines after it are counted as failed and the cause
+        reported once. Other errors, and a failed ``batch`` fsync, write nothing (0).
+        """
+        if not payload:
+            return 0
+        return self._write(payload, partial=True)
+
+    def _write(self, payload: bytes | bytearray | memoryview, *, partial: bool) -> int:
         with self._lock:
             if self._closed:
                 self._report("closed", "write after close", len(payload))
-                return False
+                return 0
             self._op = "write"
             try:
-                self._write_locked(payload)
+                done, exc = self._write_locked(payload, partial=partial)
             except OSError as exc:
                 self._close_fd()
                 self._report_os_error(exc, len(payload), what=self._op)
-                return False
+                return 0
             except Exception as exc:  # never raise into the host server
                 self._close_fd()
                 self._report(type(exc).__name__, str(exc), len(payload))
-                return False
-            return True
+                return 0
+            if exc is not None and done < len(payload):  # the rest did not fit: count it
+                self._report_os_error(exc, len(payload) - done, what="write")
+            return done
 
     def flush(self) -> bool:
         """fsync what was written (never under the policy ``none``); ``True`` on success."""
@@ -396,6 +500,7 @@ class LockedJsonlFile:
                 return
             self._sync_locked(force=self._fsync != "none")
             self._close_fd()
+            self._close_dir()
             self._closed = True
 
     # ----------------------------------------------------------------- internals
@@ -409,7 +514,11 @@ class LockedJsonlFile:
             self._day_path = self._template.replace(_DATE, _utc_date(now))
         return self._day_path
 
-    def _write_locked(self, payload: bytes | bytearray | memoryview) -> None:
+    def _write_locked(
+        self, payload: bytes | bytearray | memoryview, *, partial: bool
+    ) -> tuple[int, OSError | None]:
+        """Write under the lock; return the payload bytes written and, when that is not
+        all of them (``partial`` only), why the rest was not."""
         path = self._path_now()
         self._last_path = path
         if self._fd is not None and self._fd_path != path:
@@ -442,28 +551,29 @@ class LockedJsonlFile:
                     if rotated is not None:
                         self._after_rotation(path, rotated)
                     continue
+                lead = b""
                 if size > 0 and size != self._end and self._torn_tail(fd, size):
                     # Another writer died mid-line: start on a fresh line, or our first
                     # record would be glued to its fragment and lost with it.
-                    payload = b"\n" + bytes(payload)
+                    lead = b"\n"
                     _stderr(
                         f"{self._label}: {path} ended with an incomplete line (a writer "
                         "died mid-write); continuing on a fresh line\n"
                     )
                 self._op = "write"
-                try:
-                    written = os.write(fd, payload)
-                except OSError:
-                    os.ftruncate(fd, size)  # an error may follow a partial write
-                    raise
-                if written != len(payload):
-                    os.ftruncate(fd, size)
-                    raise _ShortWriteError(
-                        errno.EIO,
-                        f"short write ({written} of {len(payload)} bytes: disk full or "
-                        "file size limit); the batch was rolled back",
-                    )
-                self._end = size + written
+                if partial:
+                    data = payload if isinstance(payload, bytes | bytearray) else bytes(payload)
+                    done, cause = self._append_lines(fd, size, lead, data)
+                    end = size + len(lead) + done if done else size
+                else:
+                    done, cause = self._append_all(fd, size, lead + bytes(payload) if lead
+                                                   else payload), None
+                    done -= len(lead)
+                    end = size + len(lead) + done
+                if not done:
+                    assert cause is not None
+                    raise cause
+                self._end = end
                 if self._fsync == "batch":
                     self._op = "fsync"
                     try:
@@ -480,8 +590,90 @@ class LockedJsonlFile:
             self._dirty = self._fsync != "batch"
             if self._fsync == "interval":
                 self._sync_locked(force=False)  # hands the sync to the syncer thread
-            return
+            return done, cause
         raise OSError(errno.EAGAIN, "the file kept being replaced while we tried to lock it")
+
+    @staticmethod
+    def _append_all(fd: int, size: int, data: bytes | bytearray | memoryview) -> int:
+        """One ``write`` of everything, or none of it (rolled back to ``size``)."""
+        try:
+            written = os.write(fd, data)
+        except OSError:
+            os.ftruncate(fd, size)  # an error may follow a partial write
+            raise
+        if written != len(data):
+            os.ftruncate(fd, size)
+            raise _ShortWriteError(
+                errno.EIO,
+                f"short write ({written} of {len(data)} bytes: disk full or "
+                "file size limit); the batch was rolled back",
+            )
+        return written
+
+    @staticmethod
+    def _append_lines(
+        fd: int, size: int, lead: bytes, data: bytes | bytearray
+    ) -> tuple[int, OSError | None]:
+        """Append the longest run of whole leading lines of ``data`` that fits (see
+        :meth:`write_prefix`); return its length and why the rest did not fit.
+
+        ``lead`` (a newline ending another writer's torn line) goes first and is kept
+        only if some of ``data`` follows it. On return the file is exactly ``size`` plus
+        what was kept: a partial line is always truncated away.
+        """
+        end = size
+        if lead:
+            try:
+                if os.write(fd, lead) != len(lead):
+                    raise _ShortWriteError(errno.ENOSPC, "no room for one byte")
+            except OSError as exc:
+                os.ftruncate(fd, size)
+                return 0, exc
+            end += len(lead)
+        total = len(data)
+        lo, hi = 0, total  # data[:lo] is in the file; data[lo:hi] (whole lines) is tried next
+        cause: OSError | None = None
+        while lo < total:
+            try:
+                written = os.write(fd, data if hi - lo == total else memoryview(data)[lo:hi])
+            except OSError as exc:
+                os.ftruncate(fd, end)  # an error may follow a partial write
+                if exc.errno not in _NO_ROOM:
+                    if lo:  # keep what is in; the caller retries the rest
+                        cause = exc
+                        break
+                    os.ftruncate(fd, size)
+                    raise
+                cause, written = exc, 0
+            else:
+                if not written:  # nothing taken and no error: treat as no room
+                    cause = _ShortWriteError(errno.ENOSPC, "the write took no bytes")
+            if written == hi - lo:
+                lo, end, hi = hi, end + written, total
+                continue
+            if written:
+                # A short write: the kernel took what fits. Keep its whole lines.
+                cut = data.rfind(b"\n", lo, lo + written) + 1
+                kept = cut - lo if cut > lo else 0
+                os.ftruncate(fd, end + kept)
+                cause = _ShortWriteError(
+                    errno.ENOSPC,
+                    f"short write ({written} of {hi - lo} bytes: disk full or file size "
+                    "limit); the whole lines that fit were kept",
+                )
+                if not kept:
+                    break  # not even the next line fits
+                lo, end, hi = lo + kept, end + kept, total
+                continue
+            # Refused outright: try the first half of the lines, down to a single line.
+            first = data.find(b"\n", lo) + 1 or total  # (an unterminated tail: one line)
+            if hi <= first:
+                break  # the next line alone does not fit
+            mid = data.rfind(b"\n", lo, lo + (hi - lo) // 2) + 1
+            hi = mid if mid > lo else first
+        if not lo and lead:
+            os.ftruncate(fd, size)
+        return lo, cause
 
     def _torn_tail(self, fd: int, size: int) -> bool:
         if not self._fd_readable:
@@ -499,23 +691,21 @@ class LockedJsonlFile:
         return cur.st_ino == st.st_ino and cur.st_dev == st.st_dev
 
     def _open(self, path: str) -> None:
-        directory = os.path.dirname(path) or "."
-        self._make_dirs(directory)
+        directory, name = os.path.split(path)
+        dfd = self._dir_for(directory or ".")
         # O_NONBLOCK: opening a FIFO planted at the path must fail (ENXIO), not hang.
         # O_RDWR only so that the last byte can be checked for a torn line (see _torn_tail).
-        flags = (
-            os.O_RDWR | os.O_APPEND | os.O_CLOEXEC | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0)
-        )
+        flags = os.O_RDWR | os.O_APPEND | os.O_CLOEXEC | os.O_NONBLOCK | _O_NOFOLLOW
         created = False
         try:
-            fd = os.open(path, flags | os.O_CREAT | os.O_EXCL, self._file_mode)
+            fd = os.open(name, flags | os.O_CREAT | os.O_EXCL, self._file_mode, dir_fd=dfd)
             created = True
         except FileExistsError:
             try:
                 try:
-                    fd = os.open(path, flags)
+                    fd = os.open(name, flags, dir_fd=dfd)
                 except PermissionError:  # a write-only file: append without the tail check
-                    fd = os.open(path, (flags & ~os.O_RDWR) | os.O_WRONLY)
+                    fd = os.open(name, (flags & ~os.O_RDWR) | os.O_WRONLY, dir_fd=dfd)
             except OSError as exc:
                 if exc.errno == errno.ELOOP:
                     raise OSError(
@@ -530,7 +720,10 @@ class LockedJsonlFile:
             if created:
                 os.fchmod(fd, self._file_mode)  # exact mode, whatever the umask
                 if self._fsync == "batch":
-                    self._fsync_dir(directory)
+                    with contextlib.suppress(OSError):
+                        os.fsync(dfd)
+            else:
+                tighten_mode(fd, path, self._file_mode, st)
         except BaseException:
             os.close(fd)
             raise
@@ -539,21 +732,63 @@ class LockedJsonlFile:
         self._fd_readable = (fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE) == os.O_RDWR
         self._end = None
 
-    def _make_dirs(self, directory: str) -> None:
-        make_private_dirs(directory, self._dir_mode)
+    def _dir_for(self, directory: str) -> int:
+        """A descriptor on ``directory``, still the directory it named when first opened.
+
+        Why: ``O_NOFOLLOW`` covers only a path's last component. If the data directory,
+        or any directory above it, is swapped for a symlink after start, opening
+        ``<dir>/<file>`` by name would follow it and write the trail wherever it points.
+        So the directory is opened once (at its real path, with ``O_NOFOLLOW``) and every
+        file is opened, renamed and removed relative to that descriptor. When the path
+        stops leading to the held directory (a rename, a removal, a swap), it is opened
+        again only if it still resolves to the same real location as at first (removed
+        and recreated: fine); a path that now resolves elsewhere is refused with
+        ``ELOOP``: a counted, reported failure, never a write through the symlink.
+        """
+        dfd = self._dir_fd
+        if dfd is not None and self._dir_path == directory:
+            try:
+                st = os.stat(directory)
+                if (st.st_dev, st.st_ino) == self._dir_id:
+                    return dfd
+            except OSError:
+                pass
+        self._close_dir()
+        real = os.path.realpath(directory)
+        first = self._dir_real.setdefault(directory, real)
+        if real != first:
+            raise self._swapped(directory, real, first)
+        self._make_dirs(real)
+        dfd = os.open(real, _O_DIR)
+        try:
+            st = os.fstat(dfd)
+            now = os.path.realpath(directory)  # swapped between the check and the open?
+            if now != first:
+                raise self._swapped(directory, now, first)
+            tighten_mode(dfd, directory, self._dir_mode, st)
+        except BaseException:
+            os.close(dfd)
+            raise
+        self._dir_fd, self._dir_path, self._dir_id = dfd, directory, (st.st_dev, st.st_ino)
+        return dfd
 
     @staticmethod
-    def _fsync_dir(directory: str) -> None:
-        try:
-            dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        except OSError:
-            return
-        try:
-            os.fsync(dfd)
-        except OSError:
-            pass
-        finally:
-            os.close(dfd)
+    def _swapped(directory: str, real: str, first: str) -> OSError:
+        return OSError(
+            errno.ELOOP,
+            f"the data directory now resolves to {real}, not {first} as when it was first "
+            "opened (a symlink planted in the path?); refusing to follow it",
+            directory,
+        )
+
+    def _close_dir(self) -> None:
+        dfd, self._dir_fd, self._dir_path = self._dir_fd, None, None
+        if dfd is not None:
+            with contextlib.suppress(OSError):
+                os.close(dfd)
+
+    def _make_dirs(self, directory: str) -> None:
+        make_private_dirs(directory, self._dir_mode)
 
     def _sync_locked(self, *, force: bool) -> bool:
         """Sync what was written. ``force``: now, inline; else per the interval, by the
@@ -641,13 +876,16 @@ class LockedJsonlFile:
     def _rotate_locked(self, path: str) -> str | None:
         """Rename the active file aside while holding its flock; return the new name."""
         stamp = datetime.fromtimestamp(self._clock(), UTC).strftime(_ROTATED_TS)
-        base, ext = os.path.splitext(path)
+        directory, name = os.path.split(path)
+        dfd = self._dir_for(directory or ".")
+        base, ext = os.path.splitext(name)
         target = f"{base}.{stamp}{ext}"
         n = 0
-        while os.path.lexists(target) or os.path.lexists(target + ".gz"):
+        while _exists_at(dfd, target) or _exists_at(dfd, target + ".gz"):
             n += 1
             target = f"{base}.{stamp}.{n}{ext}"
-        os.rename(path, target)
+        os.rename(name, target, src_dir_fd=dfd, dst_dir_fd=dfd)
+        target = os.path.join(directory, target)
         if self._fd is not None:
             if self._fsync != "none":
                 _datasync(self._fd)
@@ -661,12 +899,15 @@ class LockedJsonlFile:
             self._apply_retention(path)
 
     def _compress(self, rotated: str) -> None:
-        tmp = rotated + ".gz.tmp"
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
+        directory, name = os.path.split(rotated)
+        tmp = name + ".gz.tmp"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | _O_NOFOLLOW
+        dfd: int | None = None
         try:
-            src_fd = os.open(rotated, os.O_RDONLY | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0))
+            dfd = self._dir_for(directory or ".")
+            src_fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC | _O_NOFOLLOW, dir_fd=dfd)
             with os.fdopen(src_fd, "rb") as src:
-                dst_fd = os.open(tmp, flags, self._file_mode)
+                dst_fd = os.open(tmp, flags, self._file_mode, dir_fd=dfd)
                 try:
                     os.fchmod(dst_fd, self._file_mode)
                 except BaseException:
@@ -674,25 +915,24 @@ class LockedJsonlFile:
                     raise
                 with (
                     os.fdopen(dst_fd, "wb") as raw,
-                    gzip.GzipFile(
-                        filename=os.path.basename(rotated), mode="wb", fileobj=raw, mtime=0
-                    ) as gz,
+                    gzip.GzipFile(filename=name, mode="wb", fileobj=raw, mtime=0) as gz,
                 ):
                     shutil.copyfileobj(src, gz, 1 << 20)
                     gz.flush()
                 if self._fsync != "none":
-                    fd = os.open(tmp, os.O_RDONLY | os.O_CLOEXEC)
+                    fd = os.open(tmp, os.O_RDONLY | os.O_CLOEXEC | _O_NOFOLLOW, dir_fd=dfd)
                     try:
                         _datasync(fd)
                     finally:
                         os.close(fd)
-            os.rename(tmp, rotated + ".gz")
+            os.rename(tmp, name + ".gz", src_dir_fd=dfd, dst_dir_fd=dfd)
             with contextlib.suppress(FileNotFoundError):  # retention may have beaten us
-                os.unlink(rotated)
+                os.unlink(name, dir_fd=dfd)
         except OSError as exc:
             self._report_os_error(exc, 0, what="compress")
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
+            if dfd is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp, dir_fd=dfd)
 
     def _build_retention_re(self) -> re.Pattern[str]:
         name = os.path.basename(self._template)
@@ -707,14 +947,23 @@ class LockedJsonlFile:
         active_name = os.path.basename(active)
         now = self._clock()
         try:
+            dfd = self._dir_for(directory)
             entries = []
-            with os.scandir(directory) as it:
-                for entry in it:
-                    if entry.name == active_name or not self._retention_re.match(entry.name):
-                        continue
-                    if not entry.is_file(follow_symlinks=False):
-                        continue
-                    entries.append((entry.stat(follow_symlinks=False).st_mtime, entry.name))
+            # scandir on a fresh open of the directory: a descriptor inherited across
+            # fork shares its read position with the other process.
+            scan_fd = os.open(".", _O_DIR, dir_fd=dfd)
+            try:
+                with os.scandir(scan_fd) as it:
+                    for entry in it:
+                        if entry.name == active_name or not self._retention_re.match(
+                            entry.name
+                        ):
+                            continue
+                        if not entry.is_file(follow_symlinks=False):
+                            continue
+                        entries.append((entry.stat(follow_symlinks=False).st_mtime, entry.name))
+            finally:
+                os.close(scan_fd)
         except OSError as exc:
             self._report_os_error(exc, 0, what="retention scan")
             return
@@ -727,7 +976,7 @@ class LockedJsonlFile:
                 doomed.append(name)
         for name in doomed:
             try:
-                os.unlink(os.path.join(directory, name))
+                os.unlink(name, dir_fd=dfd)
             except FileNotFoundError:
                 pass
             except OSError as exc:

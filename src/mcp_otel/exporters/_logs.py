@@ -16,19 +16,41 @@ class JsonlLogExporter(_JsonlExporterBase, LogRecordExporter):
 
     ``flat`` writes one record per line (attributes at the top level, see
     ``FLAT_LOG_ENVELOPE``); ``otlp`` writes one ``LogsData`` per batch. ``export``
-    returns ``FAILURE`` (and counts the records in ``failed_records``) when the batch is
-    not in the file; it never raises.
+    returns ``FAILURE`` when not all of the batch is in the file: on a full disk the
+    ``flat`` records that fit are written (see :meth:`export_prefix`), the others counted
+    in ``failed_records``. It never raises.
     """
 
     _signal = "logs"
 
     def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
+        written = self.export_prefix(batch)
+        return (
+            LogRecordExportResult.SUCCESS if written == len(batch)
+            else LogRecordExportResult.FAILURE
+        )
+
+    def export_prefix(
+        self, batch: Sequence[ReadableLogRecord], *, count_failed: bool = True
+    ) -> int:
+        """Write the longest leading run of ``batch`` that fits; return its length.
+
+        ``export`` reports only all-or-nothing; a caller that must know which records are
+        in the file (the audit trail, whose hash chain follows the file order) uses this.
+        The records after the returned length are not in the file. ``count_failed=False``:
+        do not add them to ``failed_records`` (the caller retries, and counts a record
+        once, when it gives up on it).
+        """
         if self.config.format == "otlp":
-            ok = self._write(lambda: _otlp_json.log_line(batch), len(batch))
+            written, _ = self._write(
+                lambda: _otlp_json.log_line(batch), len(batch), count_failed=count_failed
+            )
         else:
             resources = _flat.ResourceCache() if self.config.include_resource else None
-            ok = self._write(lambda: _flat.log_lines(batch, resources), len(batch))
-        return LogRecordExportResult.SUCCESS if ok else LogRecordExportResult.FAILURE
+            written, _ = self._write(
+                lambda: _flat.log_lines(batch, resources), len(batch), count_failed=count_failed
+            )
+        return written
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return self._force_flush()

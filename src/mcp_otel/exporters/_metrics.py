@@ -56,13 +56,15 @@ class JsonlMetricExporter(_JsonlExporterBase, MetricExporter):
         self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
     ) -> MetricExportResult:
         if self.config.format == "otlp":
-            ok = self._write(lambda: _otlp_json.metric_line(metrics_data), _points(metrics_data))
+            written, total = self._write(
+                lambda: _otlp_json.metric_line(metrics_data), _points(metrics_data)
+            )
         else:
             include = self.config.include_resource
-            ok = self._write(
+            written, total = self._write(
                 lambda: _flat.metric_lines(metrics_data, include), _points(metrics_data)
             )
-        return MetricExportResult.SUCCESS if ok else MetricExportResult.FAILURE
+        return MetricExportResult.SUCCESS if written == total else MetricExportResult.FAILURE
 
     def force_flush(self, timeout_millis: float = 10_000) -> bool:
         return self._force_flush()

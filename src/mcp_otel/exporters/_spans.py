@@ -22,11 +22,11 @@ class JsonlSpanExporter(_JsonlExporterBase, SpanExporter):
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         if self.config.format == "otlp":
-            ok = self._write(lambda: _otlp_json.span_line(spans), len(spans))
+            written, total = self._write(lambda: _otlp_json.span_line(spans), len(spans))
         else:
             resources = _flat.ResourceCache() if self.config.include_resource else None
-            ok = self._write(lambda: _flat.span_lines(spans, resources), len(spans))
-        return SpanExportResult.SUCCESS if ok else SpanExportResult.FAILURE
+            written, total = self._write(lambda: _flat.span_lines(spans, resources), len(spans))
+        return SpanExportResult.SUCCESS if written == total else SpanExportResult.FAILURE
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return self._force_flush()
