@@ -235,11 +235,11 @@ def test_empty_directory_reports_no_calls(tmp_path: Path,
 
 def test_metric_envelope_mirrors_the_exporters() -> None:
     """``stats``, the demo and ``testing`` strip the flat metric envelope through the
-    mirror in ``cli._stats``; it must stay the exporters' own set."""
-    from mcp_otel.cli._stats import _METRIC_ENVELOPE
+    mirror in ``_reader``; it must stay the exporters' own set."""
+    from mcp_otel._reader import METRIC_ENVELOPE
     from mcp_otel.exporters import FLAT_METRIC_ENVELOPE
 
-    assert _METRIC_ENVELOPE == FLAT_METRIC_ENVELOPE
+    assert METRIC_ENVELOPE == FLAT_METRIC_ENVELOPE
 
 
 def test_a_fifo_named_on_the_command_line_is_refused_without_blocking(tmp_path: Path) -> None:
