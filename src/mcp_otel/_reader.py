@@ -23,7 +23,6 @@ all), so reading one costs memory bounded by constants, never by the file's size
 
 from __future__ import annotations
 
-import gzip
 import os
 import re
 import stat
@@ -41,6 +40,7 @@ CHUNK_BYTES = 1 << 20
 #: A ``.gz`` file is read up to ``max(GZIP_MIN_BYTES, GZIP_MAX_RATIO * compressed size)``.
 GZIP_MIN_BYTES = 1 << 30
 GZIP_MAX_RATIO = 100
+_GZIP_INPUT_BYTES = 1 << 16
 
 _NEWLINES = re.compile(rb"\n+")
 
@@ -163,19 +163,52 @@ def _chunks(path: Path, offset: int) -> Iterator[bytes]:
         limit = gzip_limit(size)
         total = 0
         try:
-            with gzip.GzipFile(fileobj=fh, mode="rb") as gz:
-                # GzipFile.read(n) inflates at most n bytes per call (``max_length``).
-                while chunk := gz.read(CHUNK_BYTES):
-                    total += len(chunk)
-                    if total > limit:
-                        raise ReadLimitError(
-                            f"decompresses to more than {limit} bytes (the cap for a "
-                            f"{size}-byte .gz file): a decompression bomb? Not read further")
-                    yield chunk
-        except (zlib.error, EOFError) as exc:  # gzip's errors that are not OSError
+            for chunk in _gunzip(fh):
+                total += len(chunk)
+                if total > limit:
+                    raise ReadLimitError(
+                        f"decompresses to more than {limit} bytes (the cap for a "
+                        f"{size}-byte .gz file): a decompression bomb? Not read further")
+                yield chunk
+        except zlib.error as exc:
             raise OSError(f"corrupt or truncated gzip: {exc}") from exc
-        except gzip.BadGzipFile as exc:
-            raise OSError(f"corrupt or truncated gzip: {exc}") from exc
+
+
+def _gunzip(fh: BinaryIO) -> Iterator[bytes]:
+    """Inflate a gzip file (any number of members, zero padding between them, as the
+    ``gzip`` module accepts) into pieces of at most :data:`CHUNK_BYTES`.
+
+    Why not ``gzip.GzipFile``: it inflates in small steps through two buffering layers and
+    read a 1 GiB bomb about 5x slower than zlib driven directly. zlib checks each member's
+    CRC-32 and length; a cut file raises ``zlib.error`` here too.
+    """
+    inflater = zlib.decompressobj(31)  # 16 + 15: gzip header and trailer, 32 KiB window
+    in_member = False
+    data = b""
+    while True:
+        if not data:
+            data = fh.read(_GZIP_INPUT_BYTES)
+            if not data:
+                break
+        if not in_member:
+            data = data.lstrip(b"\0")
+            if not data:
+                continue
+            if inflater.eof:
+                inflater = zlib.decompressobj(31)
+            in_member = True
+        while True:
+            out = inflater.decompress(data, CHUNK_BYTES)
+            if out:
+                yield out
+            if inflater.eof:
+                data, in_member = inflater.unused_data, False
+                break
+            data = inflater.unconsumed_tail
+            if not data and len(out) < CHUNK_BYTES:
+                break  # input used up and no output pending: read more
+    if in_member:
+        raise zlib.error("compressed file ended before the end-of-stream marker was reached")
 
 
 def read_lines(path: str | os.PathLike[str], *, max_line_bytes: int = MAX_LINE_BYTES,

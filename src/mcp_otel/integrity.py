@@ -211,6 +211,9 @@ SOFT_CODES = frozenset({"torn_line", "no_end_record", "declared_loss"})
 #: rotated ones ``mcp_audit_{YYYYMMDD}.{stamp}.jsonl[.gz]``: what ``verify DIR`` looks for
 #: below ``DIR``.
 AUDIT_FILE_PREFIX = "mcp_audit_"
+#: Findings about a whole file or run: always kept with their details, past the cap.
+_ALWAYS_KEPT = frozenset({"unreadable", "too_large", "too_many_findings", "no_records",
+                          "too_many_sessions"})
 
 
 @dataclass(frozen=True)
@@ -462,11 +465,13 @@ class _Verifier:
             report.error_count += 1
         if code != "declared_loss":
             self.found += 1
-        if self.kept < self.limits.max_kept_findings:
+        if code not in _ALWAYS_KEPT:  # those are few, and say why the rest is missing
+            if self.kept >= self.limits.max_kept_findings:
+                return
             self.kept += 1
-            f = Finding(code, message, path or self.path, line, session,
-                        "warning" if soft else "error")
-            (report.warnings if soft else report.errors).append(f)
+        f = Finding(code, message, path or self.path, line, session,
+                    "warning" if soft else "error")
+        (report.warnings if soft else report.errors).append(f)
 
     def unlistable(self, exc: OSError) -> None:
         self.add("unreadable", f"cannot list directory: {exc.strerror or exc}",
