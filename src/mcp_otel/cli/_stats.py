@@ -45,7 +45,8 @@ class StatsLimits:
     ``max_line_bytes``: longer lines are skipped with a warning. ``max_tools``: tool names
     beyond it are summed under ``<other>``; names are cut to ``max_name_chars``.
     ``max_durations``: distinct duration values kept, all tools together; past it every
-    duration is rounded to fewer significant digits (the report says so).
+    duration is rounded to a relative step that doubles until they fit (the report says
+    so, with the step).
     ``max_pending``: audit ``tool_call`` records waiting for their result (for bytes in).
     ``max_series``: per-process cache metric series. ``max_warnings``: warnings kept per
     file (the rest are counted).
@@ -87,7 +88,9 @@ def _reason(exc: OSError) -> str:
 MAX_DURATION_MS = 1e12
 #: Name under which tools beyond ``StatsLimits.max_tools`` are summed.
 OTHER_TOOLS = "<other>"
-_FULL_DIGITS = 6  # the first rounding step once the distinct durations overflow
+#: Relative rounding steps tried in turn once the distinct durations overflow: 1e-4
+#: doubling up to about 1.6 (where 1,001 tools over 0.001..1e12 ms take 52,000 values).
+_STEPS = tuple(1e-4 * 2**n for n in range(15))
 
 
 def percentile(sorted_values: list[int | float], q: float) -> int | float | None:
@@ -117,13 +120,15 @@ def _percentiles(counts: dict[int | float, int],
     return out
 
 
-def round_duration(value: int | float, digits: int) -> int | float:
-    """``value`` (0..MAX_DURATION_MS) to ``digits`` significant digits (0: the nearest
-    power of ten); under 1 µs (0.001 ms) it is 0. An integral result is an ``int``."""
+def round_duration(value: int | float, step: float) -> float:
+    """``value`` (0..MAX_DURATION_MS) to the nearest point of a geometric grid of ratio
+    ``1 + step``; under 1 µs (0.001 ms) it is 0. One rounding is off by at most half a
+    step; rounding again to ever coarser grids (each step twice the last) by less than one
+    step in all, which is the error the report states."""
     if value < 1e-3:
-        return 0
-    rounded = 10.0 ** round(math.log10(value)) if digits == 0 else float(f"{value:.{digits - 1}e}")
-    return int(rounded) if rounded.is_integer() else rounded
+        return 0.0
+    ratio = math.log1p(step)
+    return math.exp(round(math.log(value) / ratio) * ratio)
 
 
 @dataclass
@@ -187,8 +192,8 @@ class Stats:
     span_cache_lookups: int = 0
     metric_cache: dict[tuple[bytes, str], tuple[str, float]] = field(default_factory=dict)
     records: int = 0
-    #: None while percentiles are exact; else the significant digits durations keep.
-    duration_digits: int | None = None
+    #: None while percentiles are exact; else the relative step durations are rounded to.
+    duration_step: float | None = None
     duration_keys: int = 0
     ignored_durations: int = 0
     folded_calls: int = 0
@@ -267,33 +272,35 @@ class Stats:
         if not 0 <= value <= MAX_DURATION_MS:  # also NaN
             self.ignored_durations += 1
             return
-        digits = self.duration_digits
-        key = value if digits is None else round_duration(value, digits)
+        step = self.duration_step
+        key = value if step is None else round_duration(value, step)
         counts = tool.durations
         while key not in counts and self.duration_keys >= self.limits.max_durations \
-                and digits != 0:
-            digits = self._coarsen()
-            key = round_duration(value, digits)
+                and (step is None or step < _STEPS[-1]):
+            step = self._coarsen()
+            key = round_duration(value, step)
+            counts = tool.durations  # _coarsen replaced every tool's dict
         if key in counts:
             counts[key] += 1
         else:
             counts[key] = 1
             self.duration_keys += 1
 
-    def _coarsen(self) -> int:
-        """One significant digit fewer for every stored duration (6 after exact)."""
-        digits = _FULL_DIGITS if self.duration_digits is None else self.duration_digits - 1
-        self.duration_digits = digits
+    def _coarsen(self) -> float:
+        """Round every stored duration to the next, twice as coarse, step."""
+        step = _STEPS[0] if self.duration_step is None else \
+            _STEPS[_STEPS.index(self.duration_step) + 1]
+        self.duration_step = step
         self.duration_keys = 0
         for tools in (self.telemetry_tools, self.audit_tools):
             for tool in tools.values():
                 merged: dict[int | float, int] = {}
                 for value, n in tool.durations.items():
-                    key = round_duration(value, digits)
+                    key = round_duration(value, step)
                     merged[key] = merged.get(key, 0) + n
                 tool.durations = merged
                 self.duration_keys += len(merged)
-        return digits
+        return step
 
     def _remember_call(self, cid: str, bytes_in: int) -> None:
         pending = self.audit_bytes_in
@@ -362,11 +369,10 @@ class Stats:
         for path, n in self.omitted_warnings.items():
             self.warnings.append(f"{path}: {n} more warning(s) not shown "
                                  f"(first {lim.max_warnings} kept)")
-        if self.duration_digits is not None:
-            how = ("to the nearest power of ten" if self.duration_digits == 0 else
-                   f"to {self.duration_digits} significant digit(s)")
-            self.warnings.append(f"percentiles are approximate: more than {lim.max_durations} "
-                                 f"distinct durations, so durations were rounded {how}")
+        if self.duration_step is not None:
+            self.warnings.append(
+                f"percentiles are approximate (within {100 * self.duration_step:.3g}%): more "
+                f"than {lim.max_durations} distinct durations, so durations were rounded")
         if self.ignored_durations:
             self.warnings.append(f"{self.ignored_durations} duration_ms value(s) outside "
                                  f"0..{MAX_DURATION_MS:g} ms left out of the percentiles")
@@ -391,7 +397,8 @@ class Stats:
             "source": self.source,
             "tools": tools,
             "total": total.summary(),
-            "percentiles_exact": self.duration_digits is None,
+            "percentiles_exact": self.duration_step is None,
+            "percentile_relative_error": self.duration_step,
             "cache": self.cache(),
             "warnings": list(self.warnings),
         }
