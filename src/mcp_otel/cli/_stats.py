@@ -486,7 +486,8 @@ def _run(args: argparse.Namespace) -> int:
         stats = compute(paths_or_data_dir(args.paths),
                         StatsLimits(max_line_bytes=args.max_line_bytes))
     except StatsInputError as exc:
-        raise CliError(str(exc)) from None
+        hint = "" if args.paths else " (the data directory: set MCP_OTEL_DIR or give a path)"
+        raise CliError(f"{exc}{hint}") from None
     report = stats.to_json()
     for warning in stats.warnings:
         print(f"mcp-otel stats: warning: {warning}", file=sys.stderr)
