@@ -1,12 +1,11 @@
 """``mcp-otel verify`` and ``mcp-otel stats`` on hostile files: peak memory measured for real.
 
 Each case runs the real CLI in a fresh process and reads that process's peak resident set
-(``ru_maxrss``) from a small wrapper process whose only child it is (see ``_WRAPPER``). Sizes:
-the single line is 1 GiB and costs no disk (a sparse file); the gzip bomb is 4 MB that
-inflates to 4 GiB; the garbage file is 256 MiB of ``x\\n`` lines, because writing 1 GiB
-to this disk takes ~16 s (the 1 GiB figure is in docs/audit.md, measured by hand with the
-same command). The command runs under a 2 GiB address-space limit so that code reading
-whole files fails with ``MemoryError`` instead of taking the machine's memory.
+(``ru_maxrss``) from a small wrapper process whose only child it is (see ``_WRAPPER``).
+Sizes are the issue's: 1 GiB of ``x\n`` lines (written, ~3 s), one line of 1 GiB (a
+sparse file: no disk), a 4 MB gzip bomb that inflates to 4 GiB. The command runs under a
+2 GiB address-space limit so that code reading whole files fails with ``MemoryError``
+instead of taking the machine's memory (as the code before this test did).
 """
 
 from __future__ import annotations
@@ -91,16 +90,16 @@ def big_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 def test_garbage_lines(big_dir: Path) -> None:
     path = big_dir / "mcp_audit_20261127.jsonl"
-    block = b"x\n" * (1 << 19)  # 1 MiB
+    block = b"x\n" * (1 << 19)  # 1 MiB; 1 GiB in all
     with path.open("wb") as fh:
-        for _ in range(256):
+        for _ in range(1024):
             fh.write(block)
 
     verify = run_cli("verify", "--json", str(path))
     _bounded(verify)
     assert verify.returncode == 1
     doc = orjson.loads(verify.stdout)
-    # The file is given up after 1,000 findings: a report, not 134 million of them.
+    # The file is given up after 1,000 findings: a report, not 537 million of them.
     assert doc["counts"] == {"unparseable": 1000, "too_many_findings": 1, "no_records": 1}
     assert doc["lines"] == 1000 and doc["omitted"] == 900
     assert len(doc["errors"]) == 102  # 100 kept + the two about the whole file
