@@ -1,18 +1,21 @@
-"""``mcp-otel stats PATH... [--json]``: per-tool usage read back from the JSONL files.
+"""``mcp-otel stats [PATH...] [--json]``: per-tool usage read back from the JSONL files.
 
 Why from per-call events and not from the histogram: bucketed durations only give
 percentiles to the resolution of the buckets; the telemetry ``tool_call`` events (or, when
 only the audit trail is given, its ``tool_result``/``tool_error`` records) carry every
-call's ``duration_ms``, so p50/p95/p99 here are exact (nearest-rank method).
+call's ``duration_ms``, so p50/p95/p99 here are exact (nearest-rank method), as long as
+there are at most ``StatsLimits.max_durations`` distinct values; past that, durations are
+rounded (with a stated bound) so that memory stays bounded whatever the files hold.
 
 Sources, in order of preference for the per-call figures: telemetry ``tool_call`` events
 (``event == "tool_call"`` with a ``status``), else audit completions. The cache hit ratio
 comes from ``cache.get`` spans (attribute ``cache.hit``) when there are any, else from
 the final cumulative ``mcp_otel.cache.requests`` points of each process.
 
-Errors are one line and exit status 2: a missing path, an unreadable file, a line that is
-not a JSON object. A final line without its newline (a writer killed mid-line) is skipped
-with a warning, because that is what a crash leaves and the rest of the file is good.
+Files are streamed through :mod:`mcp_otel._reader`. Errors are one line and exit status 2:
+a missing path, an unreadable file (a ``.gz`` past its inflated-size cap too), a line that
+is not a JSON object. A final line without its newline (a writer killed mid-line) and a
+line over the line cap are skipped with a warning: the rest of the file is good.
 """
 
 from __future__ import annotations
