@@ -466,7 +466,7 @@ def verify_audit(out: Path) -> tuple[bool | None, str]:
         return True, f"ok ({report.lines} lines, {sessions} chain(s))"
     first = report.errors[0]
     where = f" at {Path(first.path).name}:{first.line}" if first.path else ""
-    return False, f"{len(report.errors)} error(s): {first.code}{where}"
+    return False, f"{report.error_count} error(s): {first.code}{where}"
 
 
 # --------------------------------------------------------------------------- checks
