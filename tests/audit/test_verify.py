@@ -544,3 +544,11 @@ def test_version() -> None:
                             capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stderr
     assert result.stdout == f"mcp-otel {mcp_otel.__version__}\n"
+
+
+def test_the_audit_file_prefix_verify_searches_for_is_the_loggers() -> None:
+    from mcp_otel.audit import AUDIT_FILE_TEMPLATE
+
+    assert integrity.is_audit_file_name(AUDIT_FILE_TEMPLATE.format(date="20261127"))
+    assert integrity.is_audit_file_name("mcp_audit_20261127.20261127T101500.jsonl.gz")
+    assert not integrity.is_audit_file_name("mcp_telemetry_20261127.jsonl")
