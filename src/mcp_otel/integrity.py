@@ -13,21 +13,19 @@ handed to the exporter, so the chain order *is* the file order of one session.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import hmac
-import json
 import os
 import re
-import stat
 import threading
-import zlib
-from collections.abc import Iterable, Iterator, Mapping, MutableMapping
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import orjson
+
+from mcp_otel import _reader
 
 CHAIN_VERSION = "mcp-otel-audit/1"
 ALG_SHA256 = "sha256"
@@ -209,6 +207,33 @@ class Chain:
 
 #: Finding codes. Warnings by default, errors with ``strict``.
 SOFT_CODES = frozenset({"torn_line", "no_end_record", "declared_loss"})
+#: Audit files are named ``mcp_audit_{YYYYMMDD}.jsonl`` (``audit.AUDIT_FILE_TEMPLATE``),
+#: rotated ones ``mcp_audit_{YYYYMMDD}.{stamp}.jsonl[.gz]``: what ``verify DIR`` looks for
+#: below ``DIR``.
+AUDIT_FILE_PREFIX = "mcp_audit_"
+#: Findings about a whole file or run: always kept with their details, past the cap.
+_ALWAYS_KEPT = frozenset({"unreadable", "too_large", "too_many_findings", "no_records",
+                          "too_many_sessions"})
+
+
+@dataclass(frozen=True)
+class VerifyLimits:
+    """Caps that keep verification in bounded memory and time whatever the files hold.
+
+    ``max_line_bytes``: longer lines are skipped unread (``line_too_long``).
+    ``max_kept_findings``: findings kept with their details per file (and for the findings
+    about sessions, per run); every finding is counted in ``VerifyReport.counts``.
+    ``max_file_findings``: after this many findings in one file (declared losses not
+    counted) the rest of the file is not read (``too_many_findings``): a file that broken
+    has failed anyway, and garbage then costs milliseconds, not one step per line.
+    ``max_sessions``: chains followed per run; records of further sessions still have their
+    hash checked (``too_many_sessions``).
+    """
+
+    max_line_bytes: int = _reader.MAX_LINE_BYTES
+    max_kept_findings: int = 100
+    max_file_findings: int = 1000
+    max_sessions: int = 50_000
 
 
 @dataclass
@@ -223,7 +248,7 @@ class Finding:
     severity: str = "error"
 
 
-@dataclass
+@dataclass(slots=True)
 class SessionReport:
     """What was seen of one chain."""
 
@@ -239,7 +264,12 @@ class SessionReport:
 
 @dataclass
 class VerifyReport:
-    """The outcome of verifying a set of files."""
+    """The outcome of verifying a set of files.
+
+    ``errors`` and ``warnings`` hold the findings kept with their details (see
+    :class:`VerifyLimits`); ``error_count``, ``warning_count`` and ``counts`` (per code)
+    count every finding, kept or not, and decide ``ok``.
+    """
 
     files: list[str] = field(default_factory=list)
     lines: int = 0
@@ -247,10 +277,18 @@ class VerifyReport:
     errors: list[Finding] = field(default_factory=list)
     warnings: list[Finding] = field(default_factory=list)
     strict: bool = False
+    error_count: int = 0
+    warning_count: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
-        return not self.errors
+        return not self.error_count
+
+    @property
+    def omitted(self) -> int:
+        """Findings counted but not kept with their details."""
+        return self.error_count + self.warning_count - len(self.errors) - len(self.warnings)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -259,70 +297,46 @@ class VerifyReport:
             "files": self.files,
             "lines": self.lines,
             "sessions": [asdict(s) for s in self.sessions.values()],
+            "error_count": self.error_count,
+            "warning_count": self.warning_count,
+            "counts": dict(sorted(self.counts.items())),
+            "omitted": self.omitted,
             "errors": [asdict(f) for f in self.errors],
             "warnings": [asdict(f) for f in self.warnings],
         }
 
 
-@dataclass
+@dataclass(slots=True)
 class _Tail:
     seq: int
     hash: str
     ended: bool = False
 
 
-def expand_paths(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
-    """Files to verify, in chain order: directories expand to their ``*.jsonl`` and
-    ``*.jsonl.gz`` files (a compressed rotated file is part of the chain: skipping it
-    would leave its records unchecked).
+def is_audit_file_name(name: str) -> bool:
+    """A name the audit logger gives its files (``mcp_audit_*.jsonl``, ``.jsonl.gz``)."""
+    return name.startswith(AUDIT_FILE_PREFIX) and _reader.is_jsonl_name(name)
 
-    Files are sorted by name within a directory, which is date order for
-    ``mcp_audit_{YYYYMMDD}.jsonl``. Raises ``FileNotFoundError`` for a missing path.
+
+def expand_paths(paths: Iterable[str | os.PathLike[str]],
+                 on_error: Callable[[OSError], None] | None = None) -> list[Path]:
+    """Files to verify, in chain order: each file named; for each directory named, its own
+    ``*.jsonl``/``*.jsonl.gz`` files and the audit files (``mcp_audit_*``) at any depth
+    below it, so that a data directory (``<dir>/audit/...``) can be named whole while the
+    other JSONL files there (telemetry, spans, metrics) are left alone. A compressed
+    rotated file is part of the chain: skipping it would leave its records unchecked.
+
+    Files are sorted by name, which is date order for ``mcp_audit_{YYYYMMDD}...``. Raises
+    ``FileNotFoundError`` for a missing path; a directory that cannot be listed goes to
+    ``on_error`` (default: raised).
     """
-    out: list[Path] = []
-    for p in paths:
-        path = Path(p)
-        if path.is_dir():
-            found = {*path.glob("*.jsonl"), *path.glob("*.jsonl.gz")}
-            out.extend(sorted(q for q in found if q.is_file()))
-        elif path.exists():
-            out.append(path)
-        else:
-            raise FileNotFoundError(str(path))
-    seen: set[Path] = set()
-    unique = []
-    for p in out:
-        r = p.resolve()
-        if r not in seen:
-            seen.add(r)
-            unique.append(p)
-    return unique
+    return _reader.find_files(paths, below=is_audit_file_name, on_error=on_error)
 
 
-def _iter_lines(path: Path) -> Iterator[tuple[int, bytes, bool]]:
-    """(line number, raw bytes, terminated) for every line; splits on ``\\n`` only.
-
-    Only regular files are read: the file is opened non-blocking and checked with
-    ``fstat`` (no race with a rename), because opening a FIFO named ``*.jsonl`` would wait
-    for a writer forever. A ``.gz`` file is read through gzip, so the records inside are
-    verified rather than the compressed bytes (which would pass as one torn line). Both
-    refusals, and a damaged gzip stream, are ``OSError``: the file is reported unreadable.
-    """
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
-    with open(fd, "rb") as raw_fh:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            raise OSError(f"not a regular file ({stat.filemode(mode)})")
-        os.set_blocking(fd, True)
-        fh = gzip.GzipFile(fileobj=raw_fh, mode="rb") if path.name.endswith(".gz") else raw_fh
-        try:
-            for n, raw in enumerate(fh, 1):
-                terminated = raw.endswith(b"\n")
-                yield n, raw.rstrip(b"\n").rstrip(b"\r") if terminated else raw, terminated
-        except (zlib.error, EOFError) as exc:  # gzip's errors that are not OSError
-            raise OSError(f"corrupt or truncated gzip: {exc}") from exc
-
-
+_STRUCTURAL = re.compile(r'["{}\[\]]')
+_STRING_STOP = re.compile(r'["\\]')
+#: Deeper nesting than this is no record mcp-otel wrote (orjson reads at most 1024 levels).
+_MAX_DEPTH = 1024
 _PARTIAL_LITERAL = re.compile(r"(?<![\w.])(t|tr|tru|f|fa|fal|fals|n|nu|nul)$")
 _PARTIAL_NUMBER = re.compile(r"(-|\d\.|\d[eE][-+]?)$")
 _LITERAL_REST = {"t": "rue", "tr": "ue", "tru": "e", "f": "alse", "fa": "lse", "fal": "se",
@@ -336,6 +350,8 @@ def _looks_truncated(raw: bytes) -> bool:
     number's exponent fails earlier than the end, and a crash can cut anywhere. So the
     prefix is completed (close the string, finish a literal or number, close every open
     container) and parsed; a line that no ending can repair is corrupt, not torn.
+    The scan jumps between quotes, escapes and brackets with regular expressions (linear,
+    no backtracking), so a long line costs little Python work.
     """
     text = raw.decode("utf-8", "replace").rstrip()
     if not text.startswith("{"):
@@ -343,24 +359,36 @@ def _looks_truncated(raw: bytes) -> bool:
     closers: list[str] = []
     in_string = False
     cut = len(text)  # where a partial escape starts (dropped before closing the string)
+    n = len(text)
     i = 0
-    while i < len(text):
-        c = text[i]
+    while True:
         if in_string:
-            if c == "\\":
+            m = _STRING_STOP.search(text, i)
+            if m is None:
+                break
+            i = m.start()
+            if text[i] == "\\":
                 width = 6 if text[i + 1 : i + 2] == "u" else 2
-                if i + width > len(text):
+                if i + width > n:
                     cut = i
                     break
                 i += width
                 continue
-            if c == '"':
-                in_string = False
-        elif c == '"':
+            in_string = False
+            i += 1
+            continue
+        m = _STRUCTURAL.search(text, i)
+        if m is None:
+            break
+        i = m.start()
+        c = text[i]
+        if c == '"':
             in_string = True
         elif c in "{[":
             closers.append("}" if c == "{" else "]")
-        elif c in "}]":
+            if len(closers) > _MAX_DEPTH:
+                return False
+        else:
             if not closers or closers.pop() != c:
                 return False
             if not closers and text[i + 1 :].strip():
@@ -384,9 +412,9 @@ def _looks_truncated(raw: bytes) -> bool:
     tail = "".join(reversed(closers))
     for candidate in (body + tail, body + ":null" + tail):
         try:
-            json.loads(candidate)
+            orjson.loads(candidate)
             return True
-        except json.JSONDecodeError:
+        except orjson.JSONDecodeError:
             continue
     return False
 
@@ -396,165 +424,246 @@ def verify_paths(
     *,
     key: str | bytes | None = None,
     strict: bool = False,
+    limits: VerifyLimits | None = None,
 ) -> VerifyReport:
-    """Verify every audit chain found in ``paths`` (files or directories)."""
-    files = expand_paths(paths)
-    hkey = load_key(key)
-    report = VerifyReport(files=[str(f) for f in files], strict=strict)
-    tails: dict[str, _Tail] = {}
-
-    def add(code: str, message: str, path: Path | None = None, line: int | None = None,
-            session: str | None = None) -> None:
-        soft = code in SOFT_CODES and not strict
-        f = Finding(code, message, str(path) if path else None, line, session,
-                    "warning" if soft else "error")
-        (report.warnings if soft else report.errors).append(f)
-
-    for path in files:
-        try:
-            _verify_file(path, hkey, tails, report, add)
-        except OSError as exc:
-            add("unreadable", f"cannot read file: {exc.strerror or exc}", path)
-
-    for sid, tail in tails.items():
-        sess = report.sessions[sid]
-        sess.ended = tail.ended
-        if not tail.ended:
-            add("no_end_record", f"session has no end record after seq {tail.seq} "
-                "(writer still running, crashed, or file cut)", None, None, sid)
+    """Verify every audit chain found in ``paths`` (files or directories, see
+    :func:`expand_paths`), in memory bounded by ``limits`` whatever the files hold."""
+    verifier = _Verifier(load_key(key), strict, limits or VerifyLimits())
+    files = expand_paths(paths, on_error=verifier.unlistable)
+    report = verifier.report
+    report.files = [str(f) for f in files]
+    for path, name in zip(files, report.files, strict=True):
+        verifier.verify_file(path, name)
+    verifier.finish()
     return report
 
 
-def _verify_file(path: Path, hkey: bytes | None, tails: dict[str, _Tail],
-                 report: VerifyReport, add: Any) -> None:
-    """Stream one file line by line (memory stays flat however large it is)."""
-    for lineno, raw, terminated in _iter_lines(path):
+class _Verifier:
+    """The state of one verification run: the report and each chain's tail."""
+
+    def __init__(self, hkey: bytes | None, strict: bool, limits: VerifyLimits) -> None:
+        self.hkey = hkey
+        self.strict = strict
+        self.limits = limits
+        self.report = VerifyReport(strict=strict)
+        self.tails: dict[str, _Tail] = {}
+        self.key_reported: set[str] = set()
+        self.sessions_capped = False
+        self.path: str | None = None  # the file being read
+        self.kept = 0  # findings kept for it (or, after the files, for the run)
+        self.found = 0  # findings in it that count towards giving up on it
+        self.records = 0  # audit records in it
+
+    def add(self, code: str, message: str, line: int | None = None,
+            session: str | None = None, *, path: str | None = None) -> None:
+        soft = code in SOFT_CODES and not self.strict
+        report = self.report
+        report.counts[code] = report.counts.get(code, 0) + 1
+        if soft:
+            report.warning_count += 1
+        else:
+            report.error_count += 1
+        if code != "declared_loss":
+            self.found += 1
+        if code not in _ALWAYS_KEPT:  # those are few, and say why the rest is missing
+            if self.kept >= self.limits.max_kept_findings:
+                return
+            self.kept += 1
+        f = Finding(code, message, path or self.path, line, session,
+                    "warning" if soft else "error")
+        (report.warnings if soft else report.errors).append(f)
+
+    def unlistable(self, exc: OSError) -> None:
+        self.add("unreadable", f"cannot list directory: {exc.strerror or exc}",
+                 path=exc.filename)
+
+    def verify_file(self, path: Path, name: str) -> None:
+        """Stream one file line by line (memory stays flat however large it is)."""
+        self.path, self.kept, self.found, self.records = name, 0, 0, 0
+        lines = _reader.read_lines(path, max_line_bytes=self.limits.max_line_bytes)
+        lineno = 0
+        failed = False
+        try:
+            for lineno, raw, terminated, too_long, length in lines:
+                self.report.lines += 1
+                self._line(lineno, raw, terminated, too_long, length)
+                if self.found >= self.limits.max_file_findings:
+                    self.add("too_many_findings", f"{self.found} findings by line {lineno}: "
+                             "the rest of the file was not read", lineno)
+                    break
+        except OSError as exc:
+            code = "too_large" if isinstance(exc, _reader.ReadLimitError) else "unreadable"
+            self.add(code, f"cannot read file: {exc.strerror or exc}")
+            failed = True
+        finally:
+            lines.close()
+        if not self.records and not failed:
+            self.add("no_records", "file holds no audit record" if not lineno else
+                     f"no audit record in the {lineno} line(s) read")
+
+    def _line(self, lineno: int, raw: bytes, terminated: bool, too_long: bool,
+              length: int) -> None:
+        if too_long:
+            self.add("line_too_long", f"line of {length} bytes, longer than the "
+                     f"{self.limits.max_line_bytes}-byte cap: not checked "
+                     "(--max-line-bytes reads longer lines)", lineno)
+            return
         if not raw.strip():
             if raw:
-                add("blank_line", "line holds only whitespace", path, lineno)
-            continue
-        report.lines += 1
+                self.add("blank_line", "line holds only whitespace", lineno)
+            return
         try:
             rec = orjson.loads(raw)
         except orjson.JSONDecodeError:
             if not terminated:
-                add("torn_line", "last line is incomplete (writer crashed or file cut)",
-                    path, lineno)
+                self.add("torn_line", "last line is incomplete (writer crashed or file cut)",
+                         lineno)
             elif _looks_truncated(raw):
-                add("torn_line", "incomplete line followed by later records "
-                    "(a writer crashed mid-line)", path, lineno)
+                self.add("torn_line", "incomplete line followed by later records "
+                         "(a writer crashed mid-line)", lineno)
             else:
-                add("unparseable", "line is not valid JSON", path, lineno)
-            continue
+                self.add("unparseable", "line is not valid JSON", lineno)
+            return
         if not isinstance(rec, dict):
-            add("not_audit", "line is not a JSON object", path, lineno)
-            continue
-        _check_record(rec, path, lineno, terminated, hkey, tails, report, add)
+            self.add("not_audit", "line is not a JSON object", lineno)
+            return
+        self._record(rec, lineno, terminated)
 
+    def _session(self, sid: str, alg: Any) -> SessionReport | None:
+        """The session's report, created if there is room; None past ``max_sessions``."""
+        sessions = self.report.sessions
+        sess = sessions.get(sid)
+        if sess is None:
+            if len(sessions) >= self.limits.max_sessions:
+                if not self.sessions_capped:
+                    self.sessions_capped = True
+                    self.add("too_many_sessions", f"more than {self.limits.max_sessions} "
+                             "sessions: the chains of further sessions are not followed "
+                             "(their records' hashes are still checked)", session=sid)
+                return None
+            sess = sessions[sid] = SessionReport(session_id=sid, alg=alg)
+        if not sess.files or sess.files[-1] != self.path:
+            sess.files.append(self.path)  # type: ignore[arg-type]
+        return sess
 
-def _check_record(rec: dict[str, Any], path: Path, lineno: int, terminated: bool,
-                  hkey: bytes | None, tails: dict[str, _Tail], report: VerifyReport,
-                  add: Any) -> None:
-    sid = rec.get(F_SESSION)
-    seq = rec.get(F_SEQ)
-    prev = rec.get(F_PREV)
-    digest = rec.get(F_HASH)
-    alg = rec.get(F_ALG)
-    if not isinstance(sid, str) or type(seq) is not int or not isinstance(prev, str) \
-            or not isinstance(digest, str):
-        add("not_audit", "record lacks session_id/seq/prev_hash/hash", path, lineno,
-            sid if isinstance(sid, str) else None)
-        return
-    sess = report.sessions.get(sid)
-    if sess is None:
-        sess = report.sessions[sid] = SessionReport(session_id=sid, alg=alg)
-    if str(path) not in sess.files:
-        sess.files.append(str(path))
-    if not terminated:
-        # A complete JSON object without its newline: the write was cut right at the end.
-        add("torn_line", "last line lacks its newline (write cut short)", path, lineno, sid)
+    def _record(self, rec: dict[str, Any], lineno: int, terminated: bool) -> None:
+        sid = rec.get(F_SESSION)
+        seq = rec.get(F_SEQ)
+        prev = rec.get(F_PREV)
+        digest = rec.get(F_HASH)
+        alg = rec.get(F_ALG)
+        if not isinstance(sid, str) or type(seq) is not int or not isinstance(prev, str) \
+                or not isinstance(digest, str):
+            self.add("not_audit", "record lacks session_id/seq/prev_hash/hash", lineno,
+                     sid if isinstance(sid, str) else None)
+            return
+        self.records += 1
+        add = self.add
+        sess = self._session(sid, alg)
+        if not terminated:
+            # A complete JSON object without its newline: the write was cut right at the end.
+            add("torn_line", "last line lacks its newline (write cut short)", lineno, sid)
 
-    # 1. the record itself
-    if alg == ALG_HMAC:
-        if hkey is None:
-            add("key_required", f"HMAC chain: set {KEY_ENV} (or --key-env) to verify",
-                path, lineno, sid)
-            hash_ok = None
-        else:
-            hash_ok = hmac.compare_digest(compute_hash(covered_fields(rec), hkey), digest)
-    elif alg == ALG_SHA256:
-        hash_ok = hmac.compare_digest(compute_hash(covered_fields(rec), None), digest)
-    else:
-        add("bad_alg", f"unknown hash_alg {alg!r}", path, lineno, sid)
-        hash_ok = None
-    if hkey is not None and alg != ALG_HMAC:
-        # With a key, an unkeyed record proves nothing: anyone can recompute a SHA-256
-        # chain, so a chain rewritten as "sha256" must not pass as verified.
-        add("unkeyed", f"seq {seq}: hash_alg is {alg!r}, not {ALG_HMAC!r}, although a key "
-            "was given (record not authenticated; chain downgraded?)", path, lineno, sid)
-    if hash_ok is False:
-        add("hash_mismatch", f"seq {seq}: hash does not match the record "
-            "(a field was changed, added or removed)", path, lineno, sid)
-    if sess.alg != alg:
-        add("bad_alg", f"seq {seq}: hash_alg changed from {sess.alg!r} to {alg!r}",
-            path, lineno, sid)
-
-    # 2. its place in the chain
-    tail = tails.get(sid)
-    if tail is None:
-        if seq != 1:
-            loss = rec.get(F_LOST)
-            if isinstance(loss, dict) and loss.get("seq_first") == 1 \
-                    and loss.get("seq_last") == seq - 1 and prev == genesis_hash(sid):
-                sess.declared_lost += seq - 1
-                add("declared_loss", f"seq 1..{seq - 1} ({seq - 1} records) were lost by the "
-                    f"writer and declared in seq {seq}", path, lineno, sid)
+        # 1. the record itself
+        hkey = self.hkey
+        if alg == ALG_HMAC:
+            if hkey is None:
+                if sid not in self.key_reported and sess is not None:
+                    self.key_reported.add(sid)
+                    add("key_required", f"HMAC chain: set {KEY_ENV} (or --key-env) to verify",
+                        lineno, sid)
+                hash_ok = None
             else:
-                add("chain_start", f"chain starts at seq {seq}: records 1..{seq - 1} are "
-                    "missing (pass the earlier files too?)", path, lineno, sid)
-        elif prev != genesis_hash(sid):
-            add("chain_start", "first record's prev_hash is not derived from its session id",
-                path, lineno, sid)
-        tail = tails[sid] = _Tail(seq=seq, hash=digest)
-        _accept(tail, sess, rec, seq, digest, path, lineno, add)
-        return
-    if tail.ended:
-        add("after_end", f"seq {seq} appears after the session's end record", path, lineno, sid)
-    if seq == tail.seq + 1:
-        if prev != tail.hash:
-            add("broken_link", f"seq {seq}: prev_hash does not match seq {tail.seq}'s hash "
-                "(a record was replaced or inserted)", path, lineno, sid)
-    elif seq > tail.seq + 1:
-        loss = rec.get(F_LOST)
-        declared = isinstance(loss, dict) and loss.get("seq_first") == tail.seq + 1 \
-            and loss.get("seq_last") == seq - 1
-        if declared and prev == tail.hash:
-            n = seq - tail.seq - 1
-            sess.declared_lost += n
-            add("declared_loss", f"seq {tail.seq + 1}..{seq - 1} ({n} records) were lost by "
-                f"the writer and declared in seq {seq}", path, lineno, sid)
+                hash_ok = hmac.compare_digest(compute_hash(covered_fields(rec), hkey), digest)
+        elif alg == ALG_SHA256:
+            hash_ok = hmac.compare_digest(compute_hash(covered_fields(rec), None), digest)
         else:
-            add("gap", f"seq {tail.seq + 1}..{seq - 1} missing before seq {seq} "
-                "(lines deleted or moved)", path, lineno, sid)
-    else:
-        add("out_of_order", f"seq {seq} after seq {tail.seq} (lines inserted, moved or "
-            "swapped)", path, lineno, sid)
-    tail.seq, tail.hash = (seq, digest) if seq > tail.seq else (tail.seq, tail.hash)
-    _accept(tail, sess, rec, seq, digest, path, lineno, add)
+            add("bad_alg", f"unknown hash_alg {alg!r}", lineno, sid)
+            hash_ok = None
+        if hkey is not None and alg != ALG_HMAC:
+            # With a key, an unkeyed record proves nothing: anyone can recompute a SHA-256
+            # chain, so a chain rewritten as "sha256" must not pass as verified.
+            add("unkeyed", f"seq {seq}: hash_alg is {alg!r}, not {ALG_HMAC!r}, although a key "
+                "was given (record not authenticated; chain downgraded?)", lineno, sid)
+        if hash_ok is False:
+            add("hash_mismatch", f"seq {seq}: hash does not match the record "
+                "(a field was changed, added or removed)", lineno, sid)
+        if sess is None:
+            return  # past max_sessions: no chain to follow
+        if sess.alg != alg:
+            add("bad_alg", f"seq {seq}: hash_alg changed from {sess.alg!r} to {alg!r}",
+                lineno, sid)
+        self._link(sess, rec, sid, seq, prev, digest, lineno)
 
+    def _link(self, sess: SessionReport, rec: dict[str, Any], sid: str, seq: int, prev: str,
+              digest: str, lineno: int) -> None:
+        """2. the record's place in its chain."""
+        add = self.add
+        tail = self.tails.get(sid)
+        if tail is None:
+            if seq != 1:
+                loss = rec.get(F_LOST)
+                if isinstance(loss, dict) and loss.get("seq_first") == 1 \
+                        and loss.get("seq_last") == seq - 1 and prev == genesis_hash(sid):
+                    sess.declared_lost += seq - 1
+                    add("declared_loss", f"seq 1..{seq - 1} ({seq - 1} records) were lost by "
+                        f"the writer and declared in seq {seq}", lineno, sid)
+                else:
+                    add("chain_start", f"chain starts at seq {seq}: records 1..{seq - 1} are "
+                        "missing (pass the earlier files too?)", lineno, sid)
+            elif prev != genesis_hash(sid):
+                add("chain_start", "first record's prev_hash is not derived from its session "
+                    "id", lineno, sid)
+            tail = self.tails[sid] = _Tail(seq=seq, hash=digest)
+            self._accept(tail, sess, rec, seq, lineno)
+            return
+        if tail.ended:
+            add("after_end", f"seq {seq} appears after the session's end record", lineno, sid)
+        if seq == tail.seq + 1:
+            if prev != tail.hash:
+                add("broken_link", f"seq {seq}: prev_hash does not match seq {tail.seq}'s "
+                    "hash (a record was replaced or inserted)", lineno, sid)
+        elif seq > tail.seq + 1:
+            loss = rec.get(F_LOST)
+            declared = isinstance(loss, dict) and loss.get("seq_first") == tail.seq + 1 \
+                and loss.get("seq_last") == seq - 1
+            if declared and prev == tail.hash:
+                n = seq - tail.seq - 1
+                sess.declared_lost += n
+                add("declared_loss", f"seq {tail.seq + 1}..{seq - 1} ({n} records) were lost "
+                    f"by the writer and declared in seq {seq}", lineno, sid)
+            else:
+                add("gap", f"seq {tail.seq + 1}..{seq - 1} missing before seq {seq} "
+                    "(lines deleted or moved)", lineno, sid)
+        else:
+            add("out_of_order", f"seq {seq} after seq {tail.seq} (lines inserted, moved or "
+                "swapped)", lineno, sid)
+        if seq > tail.seq:
+            tail.seq, tail.hash = seq, digest
+        self._accept(tail, sess, rec, seq, lineno)
 
-def _accept(tail: _Tail, sess: SessionReport, rec: dict[str, Any], seq: int,
-            digest: str, path: Path, lineno: int, add: Any) -> None:
-    sess.records += 1
-    sess.first_seq = seq if sess.first_seq is None else min(sess.first_seq, seq)
-    sess.last_seq = seq if sess.last_seq is None else max(sess.last_seq, seq)
-    if rec.get(F_EVENT) == END_EVENT:
-        tail.ended = True
-        if rec.get("records") != seq:
-            add("bad_end_record", f"end record says {rec.get('records')!r} records, "
-                f"its seq is {seq}", path, lineno, sess.session_id)
-    loss = rec.get(F_LOST)
-    if isinstance(loss, dict) and type(loss.get("unqueued")) is int and loss["unqueued"] > 0:
-        sess.declared_lost += loss["unqueued"]
-        add("declared_loss", f"{loss['unqueued']} records found no room in the queue in time "
-            f"and were lost, declared in seq {seq}", path, lineno, sess.session_id)
+    def _accept(self, tail: _Tail, sess: SessionReport, rec: dict[str, Any], seq: int,
+                lineno: int) -> None:
+        sess.records += 1
+        sess.first_seq = seq if sess.first_seq is None else min(sess.first_seq, seq)
+        sess.last_seq = seq if sess.last_seq is None else max(sess.last_seq, seq)
+        if rec.get(F_EVENT) == END_EVENT:
+            tail.ended = True
+            if rec.get("records") != seq:
+                self.add("bad_end_record", f"end record says {rec.get('records')!r} records, "
+                         f"its seq is {seq}", lineno, sess.session_id)
+        loss = rec.get(F_LOST)
+        if isinstance(loss, dict) and type(loss.get("unqueued")) is int and loss["unqueued"] > 0:
+            sess.declared_lost += loss["unqueued"]
+            self.add("declared_loss", f"{loss['unqueued']} records found no room in the queue "
+                     f"in time and were lost, declared in seq {seq}", lineno, sess.session_id)
+
+    def finish(self) -> None:
+        """Findings about whole sessions, kept up to the same cap as a file's."""
+        self.path, self.kept = None, 0
+        for sid, tail in self.tails.items():
+            sess = self.report.sessions[sid]
+            sess.ended = tail.ended
+            if not tail.ended:
+                self.add("no_end_record", f"session has no end record after seq {tail.seq} "
+                         "(writer still running, crashed, or file cut)", None, sid)

@@ -271,18 +271,18 @@ class Capture:
                 shutil.rmtree(self.directory, ignore_errors=True)
 
     def _read_back(self) -> None:
-        from mcp_otel.cli._stats import metric_attributes, read_jsonl
+        from mcp_otel._reader import metric_attributes, read_records
 
         for path in sorted((self.directory / "audit").glob("*.jsonl")):
-            self.audit_records.extend(read_jsonl(path))
+            self.audit_records.extend(read_records(path))
         telemetry_dir = self.directory / "telemetry"
         for path in sorted(telemetry_dir.glob("mcp_telemetry_*.jsonl")):
-            self.telemetry_events.extend(read_jsonl(path))
+            self.telemetry_events.extend(read_records(path))
         points: list[MetricPoint] = []
         # The emitter's snapshots are cumulative: the last point of a series is its total.
         latest: dict[tuple[str, tuple[tuple[str, str], ...]], dict[str, Any]] = {}
         for path in sorted(telemetry_dir.glob("mcp_metrics_*.jsonl")):
-            for rec in read_jsonl(path):
+            for rec in read_records(path):
                 attrs = metric_attributes(rec)
                 series = tuple(sorted((k, repr(v)) for k, v in attrs.items()))
                 key = (str(rec.get("metric")), series)

@@ -369,3 +369,186 @@ def test_sealing_a_record_with_raw_values_encodes_it_first() -> None:
     assert attrs["odd"] == [1, 3] and attrs["b"] == {"$base64": "AQ=="}
     line = orjson.loads(orjson.dumps(attrs))
     assert integrity.compute_hash(integrity.covered_fields(line), None) == attrs["hash"]
+
+
+# ------------------------------------------------------------------ hostile files, caps
+
+
+def test_a_file_without_an_audit_record_is_an_error(tmp_path: Path) -> None:
+    """One unclosed line (torn, or 2 MiB: past the line cap) passed with a warning."""
+    torn = _write(tmp_path / "torn.jsonl", [b'{"event":"tool_call","tool":"a'])
+    report = integrity.verify_paths([torn])
+    assert not report.ok and _codes(report) == {"no_records"}
+    assert _codes(report, "warnings") == {"torn_line"}
+
+    long = _write(tmp_path / "long.jsonl", [b'{"event":"tool_call","x":"' + b"a" * (2 << 20)])
+    report = integrity.verify_paths([long])
+    assert _codes(report) == {"line_too_long", "no_records"} and not report.warnings
+    empty = _write(tmp_path / "empty.jsonl", [])
+    assert _codes(integrity.verify_paths([empty])) == {"no_records"}
+    assert "file holds no audit record" in integrity.verify_paths([empty]).errors[0].message
+
+
+def test_an_over_long_line_is_skipped_and_the_rest_verified(chain_file: Path,
+                                                            tmp_path: Path) -> None:
+    lines = _lines(chain_file)
+    lines.insert(3, b'{"padding":"' + b"p" * 5000 + b'"}\n')
+    path = _write(tmp_path / "t.jsonl", lines)
+    limits = integrity.VerifyLimits(max_line_bytes=4096)
+    report = integrity.verify_paths([path], limits=limits)
+    assert _codes(report) == {"line_too_long"} and report.errors[0].line == 4
+    assert "line of 5014 bytes" in report.errors[0].message
+    (sess,) = report.sessions.values()
+    assert sess.records == 17 and sess.ended
+    # The same line within a larger cap is read, and is a foreign record.
+    wide = integrity.verify_paths([path], limits=integrity.VerifyLimits(max_line_bytes=8192))
+    assert _codes(wide) == {"not_audit"}
+
+
+def test_findings_are_capped_per_file_with_totals(chain_file: Path, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    lines = _lines(chain_file)
+    junk = [b"junk %d\n" % i for i in range(300)]
+    path = _write(tmp_path / "t.jsonl", [*lines[:5], *junk, *lines[5:]])
+    report = integrity.verify_paths([path])
+    assert report.counts == {"unparseable": 300} and report.error_count == 300
+    assert len(report.errors) == 100 and report.omitted == 200
+    assert [f.line for f in report.errors] == list(range(6, 106))
+    (sess,) = report.sessions.values()
+    assert sess.records == 17 and sess.ended  # the chain around the junk is intact
+
+    assert cli_main(["verify", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert "... 200 more finding(s) not shown" in out and "unparseable 300" in out
+    assert out.rstrip().endswith("300 error(s), 0 warning(s)")
+    assert cli_main(["verify", "--json", str(path)]) == 1
+    doc = json.loads(capsys.readouterr().out)
+    assert (doc["error_count"], doc["omitted"], doc["counts"]) == (300, 200, {"unparseable": 300})
+
+
+def test_a_file_is_given_up_after_too_many_findings(chain_file: Path, tmp_path: Path) -> None:
+    junk = [b"[%d]\n" % i for i in range(5000)]
+    path = _write(tmp_path / "t.jsonl", [*junk, *_lines(chain_file)])
+    limits = integrity.VerifyLimits(max_file_findings=50, max_kept_findings=10)
+    report = integrity.verify_paths([path, chain_file], limits=limits)
+    assert report.counts == {"not_audit": 50, "too_many_findings": 1, "no_records": 1}
+    assert report.lines == 50 + 17  # the rest of the first file is not read
+    gave_up = next(f for f in report.errors if f.code == "too_many_findings")
+    assert gave_up.line == 50 and gave_up.path == str(path)
+    # The next file is verified as usual.
+    assert len(report.sessions) == 1 and next(iter(report.sessions.values())).ended
+
+
+def test_sessions_beyond_the_cap_are_hash_checked_not_followed(tmp_path: Path) -> None:
+    def record(sid: str, tool: str = "t") -> bytes:
+        rec = {"event": "tool_call", "tool": tool, "session_id": sid, "seq": 1,
+               "prev_hash": integrity.genesis_hash(sid), "hash_alg": "sha256"}
+        rec["hash"] = integrity.compute_hash(rec, None)
+        return orjson.dumps(rec) + b"\n"
+
+    forged = orjson.loads(record("mcp_e"))
+    forged["tool"] = "evil"
+    lines = [record(f"mcp_{c}") for c in "abcd"] + [orjson.dumps(forged) + b"\n"]
+    path = _write(tmp_path / "t.jsonl", lines)
+    report = integrity.verify_paths([path], limits=integrity.VerifyLimits(max_sessions=3))
+    assert list(report.sessions) == ["mcp_a", "mcp_b", "mcp_c"]
+    assert report.counts == {"too_many_sessions": 1, "hash_mismatch": 1, "no_end_record": 3}
+    assert next(f for f in report.errors if f.code == "hash_mismatch").line == 5
+
+
+def test_a_torn_line_nested_deeper_than_any_record_is_corrupt_not_a_crash(
+        chain_file: Path, tmp_path: Path) -> None:
+    """The torn-line check completed the line and handed it to ``json``: 200,000 open
+    brackets raised RecursionError out of ``verify``."""
+    lines = _lines(chain_file)
+    lines.insert(4, b'{"a":' + b"[" * 200_000 + b"\n")
+    report = integrity.verify_paths([_write(tmp_path / "t.jsonl", lines)])
+    assert _codes(report) == {"unparseable"} and report.errors[0].line == 5
+
+
+async def test_key_required_is_reported_once_per_session(
+        make_audit: Callable[..., AuditLogger], tmp_path: Path) -> None:
+    logger = make_audit(tmp_path / "h", key="k3y-for-tests")
+    await _write_session(logger, 3)
+    logger.shutdown()
+    report = integrity.verify_paths([tmp_path / "h"])
+    assert report.counts == {"key_required": 1}
+
+
+def test_gzip_past_its_decompressed_cap_is_an_error(chain_file: Path, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cap is max(GZIP_MIN_BYTES, 100 x the compressed size); lowered here so that a
+    small file shows it (test_bounded_reading has the real 1 GiB case)."""
+    from mcp_otel import _reader
+
+    monkeypatch.setattr(_reader, "GZIP_MIN_BYTES", 4 << 20)
+    data = chain_file.read_bytes()
+    gz = _write(tmp_path / "mcp_audit_20261127.jsonl.gz",
+                [gzip.compress(data + b"\n" * (8 << 20), mtime=0)])
+    assert gz.stat().st_size * 100 < 4 << 20
+    report = integrity.verify_paths([gz])
+    assert _codes(report) == {"too_large"} and report.lines == 17
+    assert f"more than {4 << 20} bytes" in report.errors[0].message
+    (sess,) = report.sessions.values()
+    assert sess.records == 17  # what was read before the cap is verified
+
+
+async def test_a_data_directory_is_searched_for_audit_files(
+        make_audit: Callable[..., AuditLogger], tmp_path: Path) -> None:
+    """``verify mcp-otel-data`` finds ``audit/`` (and archived audit files at any depth),
+    and leaves the other JSONL files of the data directory alone."""
+    data = tmp_path / "mcp-otel-data"
+    logger = make_audit(data / "audit")
+    await _write_session(logger, 2)
+    logger.shutdown()
+    (live,) = (data / "audit").glob("mcp_audit_*.jsonl")
+    archive = data / "audit" / "archive" / "2026"
+    archive.mkdir(parents=True)
+    old = archive / "mcp_audit_20200101.jsonl.gz"
+    logger = make_audit(tmp_path / "old")
+    await _write_session(logger, 1)
+    logger.shutdown()
+    old.write_bytes(gzip.compress(next((tmp_path / "old").glob("*.jsonl")).read_bytes()))
+    (data / "telemetry").mkdir()
+    (data / "telemetry" / "mcp_telemetry_20261127.jsonl").write_bytes(b'{"event":"x"}\n')
+    loop = data / "audit" / "loop"
+    loop.symlink_to(data, target_is_directory=True)  # not followed
+
+    report = integrity.verify_paths([data])
+    assert report.files == [str(old), str(live)], report.files  # by name: date order
+    assert report.ok and not report.warnings, report.to_dict()
+    assert len(report.sessions) == 2
+
+
+def test_cli_without_a_path_verifies_the_data_directory(
+        chain_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    data = tmp_path / "data"
+    (data / "audit").mkdir(parents=True)
+    shutil.copy(chain_file, data / "audit" / chain_file.name)
+    monkeypatch.setenv("MCP_OTEL_DIR", str(data))
+    assert cli_main(["verify"]) == 0
+    assert capsys.readouterr().out.startswith("OK: 1 file(s), 17 line(s)")
+
+    monkeypatch.delenv("MCP_OTEL_DIR")
+    monkeypatch.chdir(tmp_path)  # the default, ./mcp-otel-data, is missing here
+    assert cli_main(["verify"]) == 2
+    err = capsys.readouterr().err
+    assert "no such file or directory: mcp-otel-data" in err and "MCP_OTEL_DIR" in err
+
+
+def test_version() -> None:
+    import mcp_otel
+
+    result = subprocess.run([sys.executable, "-m", "mcp_otel", "--version"],
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"mcp-otel {mcp_otel.__version__}\n"
+
+
+def test_the_audit_file_prefix_verify_searches_for_is_the_loggers() -> None:
+    from mcp_otel.audit import AUDIT_FILE_TEMPLATE
+
+    assert integrity.is_audit_file_name(AUDIT_FILE_TEMPLATE.format(date="20261127"))
+    assert integrity.is_audit_file_name("mcp_audit_20261127.20261127T101500.jsonl.gz")
+    assert not integrity.is_audit_file_name("mcp_telemetry_20261127.jsonl")

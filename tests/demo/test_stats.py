@@ -235,11 +235,11 @@ def test_empty_directory_reports_no_calls(tmp_path: Path,
 
 def test_metric_envelope_mirrors_the_exporters() -> None:
     """``stats``, the demo and ``testing`` strip the flat metric envelope through the
-    mirror in ``cli._stats``; it must stay the exporters' own set."""
-    from mcp_otel.cli._stats import _METRIC_ENVELOPE
+    mirror in ``_reader``; it must stay the exporters' own set."""
+    from mcp_otel._reader import METRIC_ENVELOPE
     from mcp_otel.exporters import FLAT_METRIC_ENVELOPE
 
-    assert _METRIC_ENVELOPE == FLAT_METRIC_ENVELOPE
+    assert METRIC_ENVELOPE == FLAT_METRIC_ENVELOPE
 
 
 def test_a_fifo_named_on_the_command_line_is_refused_without_blocking(tmp_path: Path) -> None:
@@ -248,3 +248,119 @@ def test_a_fifo_named_on_the_command_line_is_refused_without_blocking(tmp_path: 
     result = _run_cli(str(fifo))  # hung until the 60 s timeout before
     assert result.returncode == 2
     assert "not a regular file" in result.stderr and "Traceback" not in result.stderr
+
+
+# --------------------------------------------------------------------------- caps
+
+
+def test_durations_are_rounded_past_the_cap_with_exact_counts(tmp_path: Path) -> None:
+    """Past ``max_durations`` distinct values the durations are rounded to a grid that
+    coarsens until they fit; calls stay exact and each percentile is within the stated
+    error of the exact one."""
+    import random
+
+    from mcp_otel.cli._stats import StatsLimits
+
+    rnd = random.Random(7)
+    values: dict[str, list[float]] = {}
+    records = []
+    for i in range(6000):
+        tool = f"t{i % 5}"
+        duration = rnd.lognormvariate(3, 1.5)
+        values.setdefault(tool, []).append(duration)
+        records.append(_tool_event(tool, duration))  # type: ignore[arg-type]
+    _write(tmp_path / "mcp_telemetry_20261127.jsonl", records)
+
+    exact = compute([tmp_path]).to_json()
+    assert exact["percentiles_exact"] is True and exact["percentile_relative_error"] is None
+    stats = compute([tmp_path], StatsLimits(max_durations=500))
+    assert stats.duration_keys <= 500
+    report = stats.to_json()
+    err = report["percentile_relative_error"]
+    assert report["percentiles_exact"] is False and 0 < err < 0.2
+    assert any(f"within {100 * err:.3g}%" in w for w in report["warnings"])
+    for tool, vs in values.items():
+        vs.sort()
+        summary = report["tools"][tool]
+        assert summary["calls"] == len(vs) == exact["tools"][tool]["calls"]
+        for q in (50, 95, 99):
+            want = percentile(vs, q)
+            assert want == exact["tools"][tool][f"p{q}_ms"]
+            assert abs(summary[f"p{q}_ms"] - want) <= err * want, (tool, q)
+
+
+def test_tool_names_are_capped_and_cut(tmp_path: Path) -> None:
+    from mcp_otel.cli._stats import OTHER_TOOLS, StatsLimits
+
+    records = [_tool_event(f"tool_{i}", 1) for i in range(10)]
+    records += [_tool_event("n" * 1000, 2), _tool_event("tool_3", 3)]
+    _write(tmp_path / "t.jsonl", records)
+    report = compute([tmp_path], StatsLimits(max_tools=4, max_name_chars=20)).to_json()
+    assert sorted(report["tools"]) == [OTHER_TOOLS, "tool_0", "tool_1", "tool_2", "tool_3"]
+    assert report["tools"][OTHER_TOOLS]["calls"] == 7 and report["tools"]["tool_3"]["calls"] == 2
+    assert report["total"]["calls"] == 12
+    assert any("7 call(s) of further tools" in w for w in report["warnings"])
+    wide = compute([tmp_path], StatsLimits(max_name_chars=20)).to_json()
+    assert "n" * 20 + "..." in wide["tools"]
+
+
+def test_audit_calls_waiting_for_a_result_are_bounded(tmp_path: Path) -> None:
+    from mcp_otel.cli._stats import StatsLimits
+
+    audit = [{"event": "tool_call", "tool": "t", "correlation_id": f"c{i}", "bytes_in": 10}
+             for i in range(5)]
+    audit += [{"event": "tool_result", "tool": "t", "correlation_id": f"c{i}",
+               "duration_ms": 1, "bytes_out": 1} for i in range(5)]
+    _write(tmp_path / "mcp_audit_20261127.jsonl", audit)
+    stats = compute([tmp_path], StatsLimits(max_pending=3))
+    report = stats.to_json()
+    assert report["tools"]["t"]["calls"] == 5 and report["tools"]["t"]["bytes_in"] == 30
+    assert any("bytes in unknown for 2 of them" in w for w in report["warnings"])
+    assert not stats.audit_bytes_in  # every remembered call met its result
+    assert compute([tmp_path]).to_json()["tools"]["t"]["bytes_in"] == 50
+
+
+def test_cache_series_are_capped(tmp_path: Path) -> None:
+    from mcp_otel.cli._stats import StatsLimits
+
+    points = [{"timestamp": "1", "start_timestamp": str(i), "metric": "mcp_otel.cache.requests",
+               "type": "sum", "value": 1, "mcp_otel.cache.result": "hit"} for i in range(6)]
+    _write(tmp_path / "metrics_20261127.jsonl", points)
+    report = compute([tmp_path], StatsLimits(max_series=4)).to_json()
+    assert report["cache"]["lookups"] == 4
+    assert any("2 point(s) of further series ignored" in w for w in report["warnings"])
+
+
+def test_over_long_lines_are_skipped_and_warnings_capped(tmp_path: Path) -> None:
+    long = orjson.dumps(_tool_event("x" * 300, 1)) + b"\n"
+    path = _write(tmp_path / "t.jsonl", [_tool_event("a", 1)], tail=long * 150)
+    result = _run_cli(str(path), "--json", "--max-line-bytes", "200")
+    assert result.returncode == 0, result.stderr
+    report = orjson.loads(result.stdout)
+    assert report["tools"] == {"a": report["tools"]["a"]} and report["total"]["calls"] == 1
+    skipped = [w for w in report["warnings"] if "skipped a line of" in w]
+    assert len(skipped) == 100 and skipped[0].startswith(f"{path}:2: skipped a line of ")
+    assert f"{path}: 50 more warning(s) not shown (first 100 kept)" in report["warnings"]
+    assert len(result.stderr.splitlines()) == 101
+
+
+def test_without_a_path_the_data_directory_is_read(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    _write(data / "telemetry" / "mcp_telemetry_20261127.jsonl", [_tool_event("a", 4)])
+    import mcp_otel
+
+    src = str(Path(mcp_otel.__file__).parents[1])  # this tree's code, from any cwd
+    env = {**os.environ, "MCP_OTEL_DIR": str(data),
+           "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
+    result = subprocess.run([sys.executable, "-m", "mcp_otel", "stats", "--json"], env=env,
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert orjson.loads(result.stdout)["tools"]["a"]["calls"] == 1
+
+    env.pop("MCP_OTEL_DIR")
+    result = subprocess.run([sys.executable, "-m", "mcp_otel", "stats"], env=env, cwd=tmp_path,
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 2
+    assert result.stderr.strip() == ("mcp-otel stats: error: mcp-otel-data: no such file or "
+                                     "directory (the data directory: set MCP_OTEL_DIR or "
+                                     "give a path)")

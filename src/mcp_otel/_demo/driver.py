@@ -32,7 +32,8 @@ from typing import IO, Any
 
 import orjson
 
-from mcp_otel.cli._stats import StatsInputError, metric_attributes, read_jsonl, render_table
+from mcp_otel._reader import JsonlError, metric_attributes, read_records
+from mcp_otel.cli._stats import render_table
 
 _READY_TIMEOUT_S = 60.0
 _STOP_TIMEOUT_S = 60.0
@@ -358,9 +359,12 @@ def read_files(out: Path, before: dict[Path, int] | None = None) -> FileFigures:
         if path in before and path.name.endswith(".gz"):
             continue
         try:
-            records = list(read_jsonl(path, offset=before.get(path, 0)))
-        except StatsInputError as exc:
+            records = list(read_records(path, offset=before.get(path, 0)))
+        except JsonlError as exc:
             figures.bad_files.append(str(exc))
+            continue
+        except OSError as exc:
+            figures.bad_files.append(f"{path}: cannot read ({exc.strerror or exc})")
             continue
         kind = path.parent.name
         for rec in records:
@@ -462,7 +466,7 @@ def verify_audit(out: Path) -> tuple[bool | None, str]:
         return True, f"ok ({report.lines} lines, {sessions} chain(s))"
     first = report.errors[0]
     where = f" at {Path(first.path).name}:{first.line}" if first.path else ""
-    return False, f"{len(report.errors)} error(s): {first.code}{where}"
+    return False, f"{report.error_count} error(s): {first.code}{where}"
 
 
 # --------------------------------------------------------------------------- checks
