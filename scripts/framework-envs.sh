@@ -17,7 +17,6 @@ set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 envs="${MCP_OTEL_ENVS_DIR:-$repo/.envs}"
 python="${MCP_OTEL_ENVS_PYTHON:-$(command -v python3)}"
-lines_file="$repo/tests/frameworks/lines.toml"
 
 log() { echo "framework-envs: $*" >&2; }
 
@@ -34,13 +33,10 @@ if [ -z "$uv" ]; then
 fi
 
 # "name<TAB>requirement requirement..." for each line, from the one table of lines.
-specs="$("$python" - "$lines_file" <<'EOF'
-import sys, tomllib
-with open(sys.argv[1], "rb") as f:
-    lines = tomllib.load(f)
-for name, line in lines.items():
-    reqs = [f"{line['package']}=={line['version']}", *line.get("constraints", [])]
-    print(name + "\t" + " ".join(reqs))
+specs="$(cd "$repo" && "$python" - <<'EOF'
+from tests.frameworks._lines import all_lines
+for line in all_lines().values():
+    print(line.name + "\t" + " ".join((line.requirement, *line.constraints)))
 EOF
 )"
 
