@@ -279,6 +279,14 @@ def _outcome(result: Any) -> CallOutcome:
                        meta=dict(result.meta or {}), raw=result)
 
 
+def _protocol_error_type() -> type[Exception]:
+    """What the client raises for a JSON-RPC error answer (renamed in mcp 2.x)."""
+    from mcp.shared import exceptions
+
+    error_type: type[Exception] = getattr(exceptions, "MCPError", None) or exceptions.McpError
+    return error_type
+
+
 def _protocol_error(exc: Exception) -> CallOutcome:
     error = getattr(exc, "error", None)
     message = getattr(error, "message", None) or str(exc)
@@ -323,9 +331,7 @@ class Session:
                 result = await self._client.call_tool(name, arguments, meta=meta)
             else:
                 result = await self._fastmcp_call(name, arguments, meta)
-        except Exception as exc:
-            if type(exc).__name__ not in {"McpError", "MCPError"}:
-                raise
+        except _protocol_error_type() as exc:
             return _protocol_error(exc)
         return _outcome(result)
 
