@@ -6,7 +6,7 @@
 # The lines (name, framework release, extra pins) are in tests/frameworks/lines.toml. Each
 # environment is ${MCP_OTEL_ENVS_DIR:-<repo>/.envs}/<line> and holds mcp-otel (editable, so
 # source edits need no rebuild), its `test` extra and exactly that framework release. An
-# environment whose recorded spec hash (interpreter, line, pyproject.toml, this script)
+# environment whose recorded spec hash (checkout, interpreter, line, pyproject.toml, script)
 # matches is left alone, so a second run costs about a second. Progress goes to stderr;
 # stdout is left empty.
 #
@@ -60,7 +60,8 @@ while IFS=$'\t' read -r name reqs; do
         continue
     fi
     env="$envs/$name"
-    hash="$(printf '%s\n%s\n%s\n%s\n' "$py_id" "$name" "$reqs" "$common_hash" \
+    # The repo path is in it: the editable install points at this checkout.
+    hash="$(printf '%s\n%s\n%s\n%s\n%s\n' "$repo" "$py_id" "$name" "$reqs" "$common_hash" \
         | sha256sum | cut -d' ' -f1)"
     if [ -x "$env/bin/python" ] && [ "$(cat "$env/.mcp-otel-spec" 2>/dev/null)" = "$hash" ]; then
         log "$name: up to date ($reqs)"

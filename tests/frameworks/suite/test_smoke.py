@@ -8,9 +8,11 @@ would fail for reasons that have nothing to do with mcp-otel.
 # each tool parameter's annotation, which fails on a string.
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
+from tests.frameworks._lines import REPO
 from tests.frameworks.suite._frameworks import (
     LINE,
     SERVER_KINDS,
@@ -44,6 +46,12 @@ def test_installed_framework_is_the_lines_release() -> None:
         package, sep, version = constraint.partition("==")
         if sep:
             assert installed_version(package) == version, constraint
+
+
+def test_mcp_otel_is_this_checkouts_source() -> None:
+    import mcp_otel
+
+    assert Path(mcp_otel.__file__).resolve().is_relative_to(REPO / "src")
 
 
 def test_mcp_otel_core_imports_without_loading_a_framework() -> None:
