@@ -23,8 +23,8 @@ def _run(args: argparse.Namespace) -> int:
     try:
         from mcp_otel._demo.driver import DemoOptions, run
     except ImportError as exc:
-        raise CliError(f"the demo needs the 'mcp' extra (pip install 'mcp-otel[mcp]'): {exc}"
-                       ) from None
+        raise CliError(f"the demo needs the 'demo' extra (pip install 'mcp-otel[demo]', which "
+                       f"brings mcp 2.x: use an environment of its own): {exc}") from None
     from mcp_otel._setup import sdk_disabled
 
     if sdk_disabled():
