@@ -14,9 +14,12 @@ Also a small command line, run by the stdio tests as real subprocesses:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import socket
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -148,6 +151,47 @@ def jsonrpc_lines(path: Path) -> list[Any]:
 def tee_command(log: Path, *command: str) -> tuple[str, list[str]]:
     """(command, args) for ``StdioServerParameters`` running ``command`` under the tee."""
     return sys.executable, [str(HERE), "tee", str(log), "--", *command]
+
+
+@contextlib.asynccontextmanager
+async def serving(app: Any) -> AsyncIterator[str]:
+    """Serve an ASGI app with uvicorn on a loopback port inside this event loop; yields
+    the base URL. The socket listens before uvicorn starts, so a client can connect at
+    once (its connection waits in the backlog); leaving the block stops uvicorn and waits
+    until every connection, and so every ``Server.run``, has ended."""
+    import uvicorn
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on",
+                                           access_log=False, timeout_graceful_shutdown=10))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()
+
+
+def sse_app(server: Any) -> Any:
+    """The SDK's documented SSE wiring for a low-level server (mcp 1.x has it throughout)."""
+    from mcp.server.sse import SseServerTransport
+    from starlette.applications import Starlette
+    from starlette.responses import Response
+    from starlette.routing import Mount, Route
+
+    transport = SseServerTransport("/messages/")
+
+    async def handle_sse(request: Any) -> Response:
+        async with transport.connect_sse(request.scope, request.receive,
+                                         request._send) as (read_stream, write_stream):
+            await server.run(read_stream, write_stream, server.create_initialization_options())
+        return Response()
+
+    return Starlette(routes=[Route("/sse", endpoint=handle_sse),
+                             Mount("/messages/", app=transport.handle_post_message)])
 
 
 def verify_strict(path: Path) -> subprocess.CompletedProcess[str]:

@@ -733,3 +733,67 @@ async def test_a_bare_stdio_server_leaves_a_complete_trail(tmp_path: Path) -> No
     telemetry = _read_lines(otel / "telemetry", "mcp_telemetry_*.jsonl")
     assert [e["event"] for e in telemetry] == (
         ["server_start", "handshake"] + ["tool_call"] * 5 + ["server_stop"])
+
+
+# ---- HTTP transports ---------------------------------------------------------------------
+
+
+async def test_streamable_http_sessions_are_traced_with_their_session_id() -> None:
+    """FastMCP's streamable HTTP app (mcp >= 1.8): each HTTP session is one connection
+    (one Server.run), with its handshake and session span; every request's span and
+    audit record belongs to it."""
+    try:
+        from mcp.client.streamable_http import streamable_http_client as http_client
+    except ImportError:
+        try:
+            from mcp.client.streamable_http import streamablehttp_client as http_client
+        except ImportError:
+            pytest.skip(f"mcp {MCP_VERSION} has no streamable HTTP transport (mcp >= 1.8)")
+    from ._mcp1_helpers import serving
+
+    server = fastmcp_server(ServerState())
+    session_ids: list[str | None] = []
+    with capture() as cap:
+        handle = cap.instrument(server)
+        async with serving(server.streamable_http_app()) as base:
+            for _ in range(2):
+                async with http_client(f"{base}/mcp") as (read_stream, write_stream, sid), \
+                        ClientSession(read_stream, write_stream) as client:
+                    await client.initialize()
+                    result = await client.call_tool("echo", {"a": 1, "b": "http"})
+                    assert json.loads(_text(result)) == {"a": 1, "b": "http"}
+                    assert result.meta and result.meta["correlation_id"]
+                    session_ids.append(sid())
+        counts = handle.counts()
+    assert len(set(session_ids)) == 2 and all(session_ids)
+    tool_spans = _server_spans(cap.spans, "tools/call")
+    assert [s.attributes.get("mcp.session.id") for s in tool_spans] == session_ids
+    assert (counts.tool_calls, counts.sessions_started, counts.sessions_ended) == (2, 2, 2)
+    assert len([s for s in cap.spans if s.name == "mcp.session"]) == 2
+    assert len(_server_spans(cap.spans)) == counts.requests
+    assert len(cap.audit_events("tool_call")) == len(cap.audit_events("tool_result")) == 2
+
+
+async def test_sse_connections_are_observed() -> None:
+    """The SDK's SSE transport with an Osiris-shaped low-level server."""
+    from mcp.client.sse import sse_client
+
+    from ._mcp1_helpers import serving, sse_app
+
+    server = lowlevel_server(ServerState())
+    with capture() as cap:
+        handle = cap.instrument(server)
+        async with serving(sse_app(server)) as base, \
+                sse_client(f"{base}/sse") as (read_stream, write_stream), \
+                ClientSession(read_stream, write_stream) as client:
+            await client.initialize()
+            ok = await client.call_tool("echo", {"a": 3})
+            bad = await client.call_tool("fail", {"reason": "sse"})
+        counts = handle.counts()
+    assert ok.meta and bad.isError and bad.meta
+    assert [e["tool"] for e in cap.audit_events("tool_error")] == ["fail"]
+    assert (counts.tool_calls, counts.tool_errors) == (2, 1)
+    assert (counts.sessions_started, counts.sessions_ended) == (1, 1)
+    handshakes = [e for e in cap.telemetry_events if e.get("event") == "handshake"]
+    assert len(handshakes) == 1 and handshakes[0]["success"] is True
+    assert len(_server_spans(cap.spans)) == counts.requests
