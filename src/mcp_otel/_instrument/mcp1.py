@@ -15,16 +15,20 @@ surfaces, all of which exist from mcp 1.2.1 (Osiris' floor) to 1.30:
   every inbound request is dispatched (the read-stream tap below), so a decorator called
   late, even while clients are connected, is observed from the next request on.
   The wrapper passes through calls it must not count: after :meth:`uninstrument`, calls
-  nested inside an observed request (mcp 1.2x refreshes its tool cache by calling the
-  ``tools/list`` handler from inside ``tools/call``) and calls without a request object.
+  nested inside an observed request (mcp >= 1.10 refreshes its tool cache by calling
+  the ``tools/list`` handler from inside ``tools/call``) and calls without a request
+  object. Request ids, the session and the HTTP request come from the SDK's public
+  per-request context variable ``mcp.server.lowlevel.server.request_ctx``.
 * ``Server.run(read_stream, write_stream, initialization_options, ...)``, shadowed by an
   instance attribute: one call is one connection in every transport (stdio, the
   in-memory test client, each streamable-HTTP or SSE session). It brackets the
-  connection: ``server_start``/``server_stop`` telemetry (what a lifespan would give; mcp
-  1.2.x has no ``Server.lifespan``, and from 1.3 on ``run`` enters the lifespan itself, so
-  the bracket is the same moment), the ``mcp.session`` span, and a flush of every sink
-  when a session ends, so a stdio server that just returns from ``run`` leaves complete
-  files (the ``AuditLogger``'s own exit hook then writes the session-end record).
+  connection: ``server_start``/``server_stop`` telemetry (what a lifespan gives: mcp 1.2.x
+  has no ``Server.lifespan``, and from 1.3 on ``run`` enters the lifespan itself, so the
+  bracket is the same moment; a *stateless* streamable-HTTP run, one per HTTP request,
+  gets none), the ``mcp.session`` span, and when a session ended a flush of every sink,
+  so a stdio server that returns from ``run`` has complete files even if its exit is cut
+  short (the ``AuditLogger``'s own exit hook then writes the session-end record). The
+  stop event and the flush do file I/O, so they run in a worker thread, not on the loop.
 * The ``initialize`` handshake is answered inside ``ServerSession``, never reaching a
   handler, so ``run`` gets the transport's streams wrapped in taps (:class:`_Reader`,
   :class:`_Writer`) that only look at the JSON-RPC messages going by: the initialize
@@ -272,6 +276,8 @@ class _Connection:
 
     def __init__(self, observer: Observer, lowlevel: Any) -> None:
         self._observer = observer
+        #: A stateless run serves one HTTP request: a handshake there opens no session.
+        self.stateless = False
         self._handle = observer.handle
         self._lowlevel = lowlevel
         self._tracer = self._handle.tracer_provider.get_tracer(SCOPE, package_version())
@@ -282,11 +288,13 @@ class _Connection:
         self._client_info: Mapping[str, Any] | None = None
         self._settled = False
         self._end_session: Any = None
+        self._had_session = False
         self._lock = threading.Lock()
 
     @property
     def had_session(self) -> bool:
-        return self._end_session is not None
+        """Whether a handshake succeeded on this connection (its session may have ended)."""
+        return self._had_session
 
     # -- taps (called for every message; must be cheap and must not raise) --------------
 
@@ -359,7 +367,8 @@ class _Connection:
             if not ok:
                 span.set_attribute("error.type", classify_error(error) if error else "_OTHER")
                 span.set_status(StatusCode.ERROR)
-        if ok:
+        if ok and not self.stateless:
+            self._had_session = True
             with trace.use_span(span or trace.INVALID_SPAN, end_on_exit=False):
                 self._end_session = guard(
                     self._handle, "session tracking", observer.start_session,
@@ -462,20 +471,23 @@ def _wrap_run(handle: Instrumentation, lowlevel: Any, observer: Observer) -> Non
         try:
             args, kwargs = _tapped(args, kwargs, connection)
             _rewrap(lowlevel, observer)
+            # Stateless streamable HTTP runs once per HTTP request: no server lifetime.
+            connection.stateless = bool(_argument(args, kwargs, 4, "stateless", False))
+            lifetime = not connection.stateless
+            options = _argument(args, kwargs, 2, "initialization_options", None)
         except Exception as exc:
             handle._sink_failed("instrumentation", exc)
             return await original(*args, **kwargs)
-        options = args[2] if len(args) > 2 else kwargs.get("initialization_options")
-        observer.server_started(_server_version(lowlevel, options), _protocol_version())
+        if lifetime:
+            observer.server_started(_server_version(lowlevel, options), _protocol_version())
         token = _CONNECTION.set(connection)
         try:
             return await original(*args, **kwargs)
         finally:
             _CONNECTION.reset(token)
             guard(handle, "session tracking", connection.close)
-            observer.server_stopped("shutdown")
-            if connection.had_session:
-                await _flush(handle)
+            if lifetime:
+                await _off_loop(handle, _stopped, observer, connection.had_session)
 
     run._mcp_otel_handle = handle  # type: ignore[attr-defined]
     lowlevel.run = run
@@ -491,6 +503,32 @@ def _wrap_run(handle: Instrumentation, lowlevel: Any, observer: Observer) -> Non
     handle.on_uninstrument(restore)
 
 
+def _argument(args: tuple[Any, ...], kwargs: dict[str, Any], index: int, name: str,
+              default: Any) -> Any:
+    return args[index] if len(args) > index else kwargs.get(name, default)
+
+
+def _stopped(observer: Observer, flush: bool) -> None:
+    """``server_stop`` (the emitter flushes its own files there), then, when a session
+    ended, every other sink, so a stdio server that returns from ``run`` and exits has
+    complete files even if its exit is cut short."""
+    observer.server_stopped("shutdown")
+    if flush:
+        observer.handle.force_flush()
+
+
+async def _off_loop(handle: Instrumentation, fn: Any, *args: Any) -> None:
+    """Run blocking sink work (file writes, exports) in a worker thread; shielded so that
+    the cancellation that ends a connection does not cut it short."""
+    import anyio
+
+    try:
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(fn, *args)
+    except Exception as exc:
+        handle._sink_failed("force_flush", exc)
+
+
 def _tapped(args: tuple[Any, ...], kwargs: dict[str, Any],
             connection: _Connection) -> tuple[tuple[Any, ...], dict[str, Any]]:
     """``run``'s arguments with the read and write streams tapped (positional or named)."""
@@ -501,18 +539,6 @@ def _tapped(args: tuple[Any, ...], kwargs: dict[str, Any],
         elif name in kwargs:
             kwargs = {**kwargs, name: tap(kwargs[name], connection)}
     return tuple(args), kwargs
-
-
-async def _flush(handle: Instrumentation) -> None:
-    """Flush every sink off the event loop when a session ends; shielded so that the
-    cancellation that ends the connection does not cut the flush short."""
-    import anyio
-
-    try:
-        with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(handle.force_flush)
-    except Exception as exc:
-        handle._sink_failed("force_flush", exc)
 
 
 def _server_version(lowlevel: Any, options: Any) -> str:

@@ -6,9 +6,10 @@ Also a small command line, run by the stdio tests as real subprocesses:
   stderr, copy its stdout byte for byte to our stdout *and* to LOG, exit with its status.
   The stdio tests put it between the MCP client and the server, so they can check that
   every byte the server wrote to stdout is a JSON-RPC message.
-* ``python _mcp1_helpers.py bare-server``: the smallest instrumented stdio server:
-  ``mcp_otel.instrument(server)`` with the default sinks (``MCP_OTEL_DIR``), then
-  ``server.run`` until stdin closes, with no clean-up code of its own.
+* ``python _mcp1_helpers.py bare-server [--exit-hard]``: the smallest instrumented stdio
+  server: ``mcp_otel.instrument(server)`` with the default sinks (``MCP_OTEL_DIR``), then
+  ``server.run`` until stdin closes, with no clean-up code of its own. ``--exit-hard``
+  leaves through ``os._exit(0)`` right after ``run`` returns, skipping every exit hook.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -215,7 +217,7 @@ def _tee(log: str, command: list[str]) -> int:
         return proc.wait()
 
 
-def _bare_server() -> None:
+def _bare_server(exit_hard: bool) -> None:
     import anyio
     import mcp.types as types
     from mcp.server.lowlevel import Server
@@ -240,6 +242,8 @@ def _bare_server() -> None:
             await server.run(read_stream, write_stream, server.create_initialization_options())
 
     anyio.run(main)
+    if exit_hard:
+        os._exit(0)
 
 
 if __name__ == "__main__":
@@ -247,6 +251,6 @@ if __name__ == "__main__":
         assert sys.argv[3] == "--"
         sys.exit(_tee(sys.argv[2], sys.argv[4:]))
     if sys.argv[1] == "bare-server":
-        _bare_server()
+        _bare_server(exit_hard="--exit-hard" in sys.argv[2:])
         sys.exit(0)
     sys.exit(f"unknown command {sys.argv[1]!r}")

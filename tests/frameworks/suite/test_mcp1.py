@@ -709,12 +709,17 @@ async def test_several_stdio_server_processes_share_one_trail(tmp_path: Path) ->
     assert len(list((logs / "cache").glob("disc_*.json"))) == 6
 
 
-async def test_a_bare_stdio_server_leaves_a_complete_trail(tmp_path: Path) -> None:
+@pytest.mark.parametrize("exit_hard", [False, True], ids=["exit", "os._exit"])
+async def test_a_bare_stdio_server_leaves_a_complete_trail(tmp_path: Path,
+                                                          exit_hard: bool) -> None:
     """instrument(server) with its default sinks and no clean-up code: the server returns
-    from run when stdin closes and exits; the trail verifies strictly, stdout held only
-    the protocol, and the telemetry has the whole connection."""
+    from run when stdin closes and exits. stdout held only the protocol; the spans, the
+    telemetry and the audit records were flushed when the session ended (even a process
+    that then leaves through os._exit, skipping every exit hook, has them); on a normal
+    exit the audit logger's exit hook adds the session end and the trail verifies."""
     otel, stdout_log = tmp_path / "otel", tmp_path / "out"
-    command, args = tee_command(stdout_log, sys.executable, str(HERE), "bare-server")
+    command, args = tee_command(stdout_log, sys.executable, str(HERE), "bare-server",
+                                *(["--exit-hard"] if exit_hard else []))
     params = StdioServerParameters(command=command, args=args,
                                    env=_child_env(MCP_OTEL_DIR=str(otel)))
     async with stdio_client(params) as (read_stream, write_stream), \
@@ -726,13 +731,18 @@ async def test_a_bare_stdio_server_leaves_a_complete_trail(tmp_path: Path) -> No
     messages = [m.root for m in jsonrpc_lines(stdout_log)]
     assert all(isinstance(m, types.JSONRPCResponse) for m in messages)
     assert sorted(m.id for m in messages) == list(range(1 + 1 + 5))
-    check = verify_strict(otel / "audit")
-    assert check.returncode == 0, check.stdout + check.stderr
     audit = _read_lines(otel / "audit", "*.jsonl")
-    assert [r["event"] for r in audit] == ["tool_call", "tool_result"] * 5 + ["session_end"]
+    assert [r["event"] for r in audit] == ["tool_call", "tool_result"] * 5 + (
+        [] if exit_hard else ["session_end"])
     telemetry = _read_lines(otel / "telemetry", "mcp_telemetry_*.jsonl")
     assert [e["event"] for e in telemetry] == (
         ["server_start", "handshake"] + ["tool_call"] * 5 + ["server_stop"])
+    spans = _read_lines(otel / "traces", "mcp_spans_*.jsonl")
+    names = sorted(s["name"] for s in spans)
+    assert names == sorted(["initialize", "tools/list", "mcp.session"] + ["tools/call ping"] * 5)
+    if not exit_hard:
+        check = verify_strict(otel / "audit")
+        assert check.returncode == 0, check.stdout + check.stderr
 
 
 # ---- HTTP transports ---------------------------------------------------------------------
@@ -772,6 +782,46 @@ async def test_streamable_http_sessions_are_traced_with_their_session_id() -> No
     assert len([s for s in cap.spans if s.name == "mcp.session"]) == 2
     assert len(_server_spans(cap.spans)) == counts.requests
     assert len(cap.audit_events("tool_call")) == len(cap.audit_events("tool_result")) == 2
+
+
+async def test_stateless_streamable_http_requests_are_observed() -> None:
+    """Stateless streamable HTTP runs the server once per HTTP request: every tool call
+    is observed and the client's initialize is a handshake, but nothing opens a session
+    or a server lifetime per request."""
+    from mcp.server.fastmcp import FastMCP
+
+    try:
+        from mcp.client.streamable_http import streamable_http_client as http_client
+    except ImportError:
+        try:
+            from mcp.client.streamable_http import streamablehttp_client as http_client
+        except ImportError:
+            pytest.skip(f"mcp {MCP_VERSION} has no streamable HTTP transport (mcp >= 1.8)")
+    from ._mcp1_helpers import serving
+
+    server = FastMCP("t-stateless", stateless_http=True)
+
+    @server.tool()
+    def add(a: int, b: int) -> int:
+        return a + b
+
+    with capture() as cap:
+        handle = cap.instrument(server)
+        async with serving(server.streamable_http_app()) as base, \
+                http_client(f"{base}/mcp") as (read_stream, write_stream, _sid), \
+                ClientSession(read_stream, write_stream) as client:
+            await client.initialize()
+            results = [await client.call_tool("add", {"a": i, "b": 1}) for i in range(4)]
+        counts = handle.counts()
+    assert [_text(r) for r in results] == ["1", "2", "3", "4"]
+    assert len({r.meta["correlation_id"] for r in results}) == 4
+    assert (counts.tool_calls, counts.sessions_started) == (4, 0)
+    assert len(cap.audit_events("tool_result")) == 4
+    names = [e.get("event") for e in cap.telemetry_events]
+    assert "server_start" not in names and "server_stop" not in names
+    assert names.count("handshake") == 1
+    assert not [s for s in cap.spans if s.name == "mcp.session"]
+    assert len(_server_spans(cap.spans, "tools/call")) == 4
 
 
 async def test_sse_connections_are_observed() -> None:
