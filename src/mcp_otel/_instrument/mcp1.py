@@ -513,7 +513,7 @@ def _stopped(observer: Observer, flush: bool) -> None:
     ended, every other sink, so a stdio server that returns from ``run`` and exits has
     complete files even if its exit is cut short."""
     observer.server_stopped("shutdown")
-    if flush:
+    if flush and observer.handle.active:
         observer.handle.force_flush()
 
 

@@ -326,6 +326,64 @@ async def test_secrets_in_arguments_are_masked_before_the_audit_file() -> None:
         shutil.rmtree(cap.directory, ignore_errors=True)
 
 
+async def test_a_cancelled_call_still_gets_its_closing_record() -> None:
+    """The client cancels a running tools/call (notifications/cancelled): the call that
+    was audited as started is closed as a cancelled tool_error, on its span too."""
+    from mcp.server.lowlevel import Server
+    from mcp.shared.session import RequestResponder
+
+    if not hasattr(RequestResponder, "cancel"):
+        pytest.skip(f"mcp {MCP_VERSION} serves requests one at a time and cannot cancel one")
+    server = Server("t-cancel")
+    started = asyncio.Event()
+    running: list[Any] = []
+
+    @server.call_tool()
+    async def call_tool(name: str, arguments: dict[str, Any]) -> list[Any]:
+        running.append(server.request_context.request_id)
+        started.set()
+        await asyncio.Event().wait()
+        return []
+
+    with capture() as cap:
+        handle = cap.instrument(server)
+        async with _connect(server) as client:
+            call = asyncio.create_task(client.call_tool("hang", {}))
+            await started.wait()
+            await client.send_notification(types.ClientNotification(types.CancelledNotification(
+                method="notifications/cancelled",
+                params=types.CancelledNotificationParams(requestId=running[0], reason="t"))))
+            with pytest.raises(McpError):
+                await call
+    (opened,) = cap.audit_events("tool_call")
+    (closed,) = cap.audit_events("tool_error")
+    assert closed["correlation_id"] == opened["correlation_id"]
+    assert closed["error_code"] == "cancelled"
+    assert handle.counts().tool_errors == 1
+    (span,) = _server_spans(cap.spans, "tools/call")
+    assert span.attributes["error.type"] == "cancelled"
+
+
+async def test_uninstrument_while_a_client_is_connected() -> None:
+    """Taken out mid-connection: later requests go untouched, the open session still
+    ends, and nothing is recorded twice or left open."""
+    server = lowlevel_server(ServerState())
+    low = lowlevel_of(server)
+    with capture() as cap:
+        handle = cap.instrument(server)
+        async with _connect(server) as client:
+            first = await client.call_tool("echo", {"a": 1})
+            handle.uninstrument()
+            second = await client.call_tool("echo", {"a": 2})
+            assert "run" not in vars(low)
+        counts = handle.counts()
+    assert first.meta and not second.meta
+    assert [r["event"] for r in cap.audit_records] == ["tool_call", "tool_result", "session_end"]
+    assert (counts.tool_calls, counts.sessions_started, counts.sessions_ended) == (1, 1, 1)
+    assert len(_server_spans(cap.spans, "tools/call")) == 1
+    assert len([s for s in cap.spans if s.name == "mcp.session"]) == 1
+
+
 # ---- handlers registered late -----------------------------------------------------------
 
 
