@@ -5,19 +5,26 @@ Also a small command line, run by the stdio tests as real subprocesses:
 * ``python _mcp1_helpers.py tee LOG -- CMD...``: run CMD with this process's stdin and
   stderr, copy its stdout byte for byte to our stdout *and* to LOG, exit with its status.
   The stdio tests put it between the MCP client and the server, so they can check that
-  every byte the server wrote to stdout is a JSON-RPC message.
+  every byte the server wrote to stdout is a JSON-RPC message. It also makes every SDK's
+  client behave like today's on close (stdin closed, then the server is waited for):
+  stdio clients before about mcp 1.2x send SIGTERM the moment they close, which the tee
+  takes instead of the server (CMD then sees stdin end). What SIGTERM itself does to an
+  instrumented server is the lifecycle tests' subject, not these.
 * ``python _mcp1_helpers.py bare-server [--exit-hard]``: the smallest instrumented stdio
   server: ``mcp_otel.instrument(server)`` with the default sinks (``MCP_OTEL_DIR``), then
   ``server.run`` until stdin closes, with no clean-up code of its own. ``--exit-hard``
   leaves through ``os._exit(0)`` right after ``run`` returns, skipping every exit hook.
-"""
 
-from __future__ import annotations
+No ``from __future__ import annotations`` here, on purpose: FastMCP before about mcp 1.11
+inspects tool signatures with ``issubclass(param.annotation, Context)``, which raises on
+the string annotations that import produces.
+"""
 
 import asyncio
 import contextlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -117,6 +124,19 @@ def fastmcp_server(state: ServerState, name: str = "t-fast") -> Any:
     return server
 
 
+def stateless_fastmcp_server() -> Any:
+    """A FastMCP served by stateless streamable HTTP (one ``Server.run`` per request)."""
+    from mcp.server.fastmcp import FastMCP
+
+    server = FastMCP("t-stateless", stateless_http=True)
+
+    @server.tool()
+    def add(a: int, b: int) -> int:
+        return a + b
+
+    return server
+
+
 async def _run_tool(state: ServerState, tool: str, arguments: dict[str, Any]) -> str:
     if tool == "fail":
         raise ValueError(f"refused: {arguments.get('reason')}")
@@ -205,15 +225,21 @@ def verify_strict(path: Path) -> subprocess.CompletedProcess[str]:
 
 
 def _tee(log: str, command: list[str]) -> int:
+    # A Python handler, not SIG_IGN: the child must not inherit an ignored SIGTERM.
+    signal.signal(signal.SIGTERM, lambda signum, frame: None)
     with open(log, "wb") as copy:
         proc = subprocess.Popen(command, stdout=subprocess.PIPE)
         assert proc.stdout is not None
-        out = sys.stdout.buffer
+        out: Any = sys.stdout.buffer
         while chunk := proc.stdout.read1(65536):
             copy.write(chunk)
             copy.flush()
-            out.write(chunk)
-            out.flush()
+            if out is not None:
+                try:
+                    out.write(chunk)
+                    out.flush()
+                except OSError:  # the client is gone; keep the copy complete
+                    out = None
         return proc.wait()
 
 

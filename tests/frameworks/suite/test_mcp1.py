@@ -739,11 +739,13 @@ async def test_several_stdio_server_processes_share_one_trail(tmp_path: Path) ->
 
     async def one(i: int) -> tuple[dict[str, Any], dict[str, Any]]:
         summary = tmp_path / f"summary-{i}.json"
-        params = StdioServerParameters(
-            command=sys.executable,
-            args=[str(OSIRIS_EXAMPLE), "--logs", str(logs), "--summary", str(summary)],
-            env=_child_env(MCP_OTEL_DIR=str(tmp_path / f"otel-{i}")))
+        command, args = tee_command(tmp_path / f"out-{i}", sys.executable, str(OSIRIS_EXAMPLE),
+                                    "--logs", str(logs), "--summary", str(summary))
+        params = StdioServerParameters(command=command, args=args,
+                                       env=_child_env(MCP_OTEL_DIR=str(tmp_path / f"otel-{i}")))
         tally = await _drive_osiris(params, _osiris_plan(i), reads=1)
+        assert all(isinstance(m.root, types.JSONRPCResponse | types.JSONRPCError)
+                   for m in jsonrpc_lines(tmp_path / f"out-{i}"))
         return tally, json.loads(summary.read_text())
 
     outcomes = await asyncio.gather(*(one(i) for i in range(processes)))
@@ -846,8 +848,6 @@ async def test_stateless_streamable_http_requests_are_observed() -> None:
     """Stateless streamable HTTP runs the server once per HTTP request: every tool call
     is observed and the client's initialize is a handshake, but nothing opens a session
     or a server lifetime per request."""
-    from mcp.server.fastmcp import FastMCP
-
     try:
         from mcp.client.streamable_http import streamable_http_client as http_client
     except ImportError:
@@ -855,14 +855,9 @@ async def test_stateless_streamable_http_requests_are_observed() -> None:
             from mcp.client.streamable_http import streamablehttp_client as http_client
         except ImportError:
             pytest.skip(f"mcp {MCP_VERSION} has no streamable HTTP transport (mcp >= 1.8)")
-    from ._mcp1_helpers import serving
+    from ._mcp1_helpers import serving, stateless_fastmcp_server
 
-    server = FastMCP("t-stateless", stateless_http=True)
-
-    @server.tool()
-    def add(a: int, b: int) -> int:
-        return a + b
-
+    server = stateless_fastmcp_server()
     with capture() as cap:
         handle = cap.instrument(server)
         async with serving(server.streamable_http_app()) as base, \
