@@ -378,14 +378,20 @@ class _Connection:
             guard(self._handle, "span", span.end)
 
     def close(self) -> None:
-        """The connection ended: close a handshake left open, then the session."""
-        if self._init_id is not None and not self._settled:
-            with self._lock:
-                self._settled = True
+        """The connection ended: a handshake left unanswered is a failed one (its event,
+        its duration and its span), then the session ends."""
+        with self._lock:
+            pending = self._init_id is not None and not self._settled
+            self._settled = True
+        if pending:
+            guard(self._handle, "handshake", self._observer.handshake,
+                  start_ns=self._init_start, ok=False, client_info=self._client_info,
+                  error=ConnectionError("connection closed during the handshake"))
             span = self._init_span
-            if span is not None and span.is_recording():
-                span.set_attribute("error.type", "connection_closed")
-                span.set_status(StatusCode.ERROR)
+            if span is not None:
+                if span.is_recording():
+                    span.set_attribute("error.type", "ConnectionError")
+                    span.set_status(StatusCode.ERROR)
                 guard(self._handle, "span", span.end)
         end, self._end_session = self._end_session, None
         if end is not None:
