@@ -401,7 +401,16 @@ class Observer:
             record_exception=True,
             set_status_on_exception=True,
         ) as span:
-            yield span
+            try:
+                yield span
+            except BaseException as exc:
+                # The conventions require error.type on a failed request's span; the tool
+                # path sets its own, every other method (resources/read, ...) gets it here.
+                if span.is_recording() and "error.type" not in (
+                        getattr(span, "attributes", None) or {}):
+                    span.set_attribute("error.type", self._etype(exc)
+                                       if isinstance(exc, Exception) else "cancelled")
+                raise
 
     async def _dispatch(self, request: Request, call_next: Callable[[], Awaitable[Any]],
                         codec: ResultCodec,
