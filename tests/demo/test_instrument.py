@@ -468,3 +468,26 @@ async def test_the_middleware_tool_label_is_cut_like_the_emitters() -> None:
                                {"mcp.method.name": "tools/call"})
     assert [p.attributes["gen_ai.tool.name"] for p in points] == ["x" * 128]
     assert sum(p.count or 0 for p in points) == 2
+
+
+async def test_without_the_provisional_middleware_list_the_handlers_are_wrapped(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A later mcp 2.x without ``Server.middleware``: the stable handler table is used,
+    mcp-otel opens the SERVER span, and uninstrument restores the original handlers."""
+    from mcp_otel._instrument import mcp2
+
+    server = _lowlevel()
+    server.middleware.clear()  # no SDK span either, as on such a release
+    original = server.get_request_handler("tools/call").handler
+    monkeypatch.setattr(mcp2, "_middleware_hook", lambda lowlevel: None)
+    with capture() as cap:
+        handle = cap.instrument(server)
+        assert server.get_request_handler("tools/call").handler is not original
+        async with Client(server) as client:
+            ok = await client.call_tool("echo", {"x": 1})
+        handle.uninstrument()
+    assert server.get_request_handler("tools/call").handler is original
+    assert ok.meta["correlation_id"] == cap.audit_events("tool_result")[0]["correlation_id"]
+    spans = _tool_spans(cap.spans, "echo")
+    assert len(spans) == 1
+    assert spans[0].attributes["mcp_otel.correlation_id"] == ok.meta["correlation_id"]

@@ -136,8 +136,8 @@ class Middleware:
 def attach(handle: Instrumentation, server: Any, observer: Observer) -> None:
     """Hook ``server``; every hook registers its undo on ``handle``."""
     lowlevel = _lowlevel(server)
-    chain = getattr(lowlevel, "middleware", None)
-    if isinstance(chain, list):
+    chain = _middleware_hook(lowlevel)
+    if chain is not None:
         if any(isinstance(m, Middleware) for m in chain):
             raise ValueError(
                 "this server is already instrumented by mcp-otel; uninstrument() first")
@@ -156,6 +156,12 @@ def attach(handle: Instrumentation, server: Any, observer: Observer) -> None:
             lowlevel.lifespan = original
 
     handle.on_uninstrument(restore_lifespan)
+
+
+def _middleware_hook(lowlevel: Any) -> list[Any] | None:
+    """The provisional ``Server.middleware`` list, or None where a release dropped it."""
+    chain = getattr(lowlevel, "middleware", None)
+    return chain if isinstance(chain, list) else None
 
 
 def _remove(chain: list[Any], middleware: Any) -> None:
