@@ -37,6 +37,7 @@ import datetime as _dt
 import math
 import os
 import re
+import string
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -175,7 +176,6 @@ _KV_RE = re.compile(
 # compiles it with a lookahead for its secret words (_colon_key_pattern), scanned from
 # the run's start only: runs that cannot hold a secret key never reach Python.
 _COLON_KEY_RUN = r"[A-Za-z0-9_.\-]++(?P<sep>['\"]?\s*+:(?!//)\s*+)"
-_COLON_KEY_RE = re.compile(r"(?<![A-Za-z0-9_.\-])" + _COLON_KEY_RUN)
 _DOT_LETTER_RE = re.compile(r"\.[A-Za-z]")
 _KEY_LETTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 _KEY_BEHIND = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
@@ -191,7 +191,7 @@ _AFTER_BRACKET = frozenset(",;&}])")
 # An exception class name before ": message" (KeyError, TokenExpiredError): the text after
 # it is the message, whose first word is no secret value (other rules still mask inside).
 _EXCEPTION_SUFFIXES = ("Error", "Exception", "Warning")
-# The colons _COLON_KEY_RE can act on: not "://" (excluded there), not ":***MASKED***" (a
+# The colons the key: pattern can act on: not "://" (excluded there), not ":***MASKED***" (a
 # value that starts with the mask is left as it is)
 _COLON_HINT_RE = re.compile(r":(?!//|" + re.escape(MASK) + ")")
 # An HTTP Basic credential is standard base64 of "user:password" (RFC 7617): after "Basic"
@@ -214,23 +214,31 @@ _BEARER_RE = re.compile(
     re.IGNORECASE,
 )
 _AUTH_HINT_RE = re.compile(r"bearer|basic", re.IGNORECASE)
-# For a text cut short (_mask_open_tail): its last run without whitespace, and a
-# credential after an auth scheme word that runs into the cut.
-_LAST_RUN_RE = re.compile(r"(?<!\S)\S++\Z")
-_AUTH_TAIL_RE = re.compile(r"\b(?:Bearer|Basic)\s++(?P<val>[A-Za-z0-9._~+/=\-]++)\Z",
-                           re.IGNORECASE)
+# For a text cut short (_mask_open_tail), matched at the start of the reversed text: its
+# last run without whitespace, and a credential after an auth scheme word running into
+# the cut ("Bearer tok" reversed is "kot reraeB"; the word boundary before the scheme
+# word is the lookahead after it).
+_NON_SPACE_RE = re.compile(r"\S*+")
+_AUTH_TAIL_REVERSED_RE = re.compile(
+    r"(?P<val>[A-Za-z0-9._~+/=\-]++)\s++(?:reraeb|cisab)(?!\w)", re.IGNORECASE
+)
 
 
 def _maybe_secret_text(text: str) -> bool:
     """False only for text that :meth:`Redactor.mask_text` would return unchanged.
 
     A URL password needs an ``@``, a key=value pair an ``=``, a key: value pair a ``:``,
-    a credential its scheme. For ASCII text (nearly all) four C-level scans decide; other
-    text takes the case-insensitive pattern itself, which also matches ``ı``, ``İ`` and
-    ``ſ`` as ASCII letters (``casefold`` does not).
+    a credential its scheme.
     """
     if "=" in text or "@" in text or ":" in text:
         return True
+    return _has_auth_word(text)
+
+
+def _has_auth_word(text: str) -> bool:
+    """Whether ``text`` holds ``bearer`` or ``basic`` in any case. For ASCII text (nearly
+    all) two C-level scans decide; other text takes the case-insensitive pattern itself,
+    which also matches ``ı``, ``İ`` and ``ſ`` as ASCII letters (``casefold`` does not)."""
     if text.isascii():
         lowered = text.lower()
         return "bearer" in lowered or "basic" in lowered
@@ -342,9 +350,8 @@ class Redactor:
             if parts and not words.intersection(parts):
                 words.add(max(parts, key=len))
         minimal = {w for w in words if not any(o != w and o in w for o in words)}
-        alternatives = "|".join(re.escape(w) for w in sorted(minimal))
-        self._kv_hint = re.compile(alternatives)
-        self._colon_key_re = _colon_key_pattern(alternatives)
+        self._kv_hint = re.compile("|".join(re.escape(w) for w in sorted(minimal)))
+        self._colon_key_re = _colon_key_pattern(sorted(minimal))
 
     # -- keys -------------------------------------------------------------------------
 
@@ -420,7 +427,7 @@ class Redactor:
                 text = self._kv_pass(text, cut)
             if has_colon:
                 text = self._colon_pass(text, cut)
-        if _AUTH_HINT_RE.search(text):
+        if _has_auth_word(text):
             text = _BEARER_RE.sub(lambda m: m.group("pre") + MASK, text)
         if cut:
             text = _mask_open_tail(text)
@@ -778,14 +785,28 @@ class _NextStop:
         return self._hi
 
 
-def _colon_key_pattern(words: str) -> re.Pattern[str]:
-    """:data:`_COLON_KEY_RE` for runs holding one of ``words`` (any ASCII case).
+def _colon_key_pattern(words: list[str]) -> re.Pattern[str]:
+    """The ``key:`` pattern for runs holding one of ``words`` (lower-case ASCII letters
+    and digits) in any ASCII case.
 
     A secret key is a suffix of its run and holds one of the words, so no secret key is
-    lost; the lookahead scans the run once, from its start.
+    lost. The lookahead scans the run once, from its start (a cheap check first: most
+    positions start no run): it skips characters that start no word in blocks and the
+    others one by one, and stops at the first word. The
+    case is spelled out in classes (``[Tt][Oo]...``): ``re.IGNORECASE`` costs ten times
+    more per position and also folds non-ASCII letters (``K``, ``ſ``) that no key holds.
     """
+    def either(c: str) -> str:
+        return f"[{c.upper()}{c}]" if c.isalpha() else re.escape(c)
+
+    alternatives = "|".join("".join(either(c) for c in w) for w in words)
+    firsts = {c for w in words for c in {w[0], w[0].upper()}}
+    run = string.ascii_letters + string.digits + "_.-"
+    others = "".join(re.escape(c) for c in run if c not in firsts)
+    starts = "".join(re.escape(c) for c in sorted(firsts))
     return re.compile(
-        r"(?<![A-Za-z0-9_.\-])(?=[A-Za-z0-9_.\-]*?(?i:" + words + "))" + _COLON_KEY_RUN
+        rf"(?<![A-Za-z0-9_.\-])(?=[A-Za-z0-9_.\-])(?=(?:[{others}]++|(?!{alternatives})[{starts}])*+"
+        rf"(?:{alternatives}))" + _COLON_KEY_RUN
     )
 
 
@@ -876,14 +897,16 @@ def _mask_open_tail(text: str) -> str:
     everything after its first ``scheme://user:`` is masked. A token after ``Bearer``/
     ``Basic`` that reaches the cut is masked whatever its length or form.
     """
-    last = _LAST_RUN_RE.search(text)
-    if last is not None:
-        pre = _URL_PRE_RE.search(text, last.start())
+    reversed_text = text[::-1]
+    run = _NON_SPACE_RE.match(reversed_text)
+    last = len(text) - (run.end() if run is not None else 0)
+    if text.find("://", last) >= 0:
+        pre = _URL_PRE_RE.search(text, last)
         if pre is not None and pre.end() < len(text):
-            text = text[: pre.end()] + MASK
-    tail = _AUTH_TAIL_RE.search(text)
+            return text[: pre.end()] + MASK
+    tail = _AUTH_TAIL_REVERSED_RE.match(reversed_text)
     if tail is not None:
-        text = text[: tail.start("val")] + MASK
+        return text[: len(text) - tail.end("val")] + MASK
     return text
 
 
