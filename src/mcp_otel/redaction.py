@@ -824,13 +824,15 @@ def _colon_value(text: str, start: int, ends: _NextStop, cut: bool) -> tuple[int
     """The span of the value of a ``key:`` whose separator ends at ``start``, or None.
 
     After an auth scheme word and its whitespace the value is the credential when there
-    is one; else the scheme word itself is the value.
+    is one; else the scheme word itself is the value. In a text cut short, a credential
+    that runs into the cut is masked with its scheme word: had the text ended there, the
+    word would have been the value.
     """
     scheme = _AUTH_SCHEME_RE.match(text, start)
     if scheme is not None:
         span = _value_span(text, scheme.end(), ends, cut)
         if span is not None:
-            return span
+            return (start, span[1]) if cut and span[1] == len(text) else span
     return _value_span(text, start, ends, cut)
 
 
