@@ -14,8 +14,10 @@ same run unless ``--no-old``: the patterns before the linear rewrite (a frozen c
 (linear ~1.0, quadratic ~4).
 
 Part 2 -- ``await AuditLogger.log_tool_call("t", arguments={"q": text})`` with a 60 KB
-argument, in ``written`` and ``queued`` mode: wall-clock microseconds the caller waits,
-per call (``written`` includes the write to the file). One row per argument kind: a small
+argument, in ``written`` and ``queued`` mode: the wall-clock microseconds the caller
+waits per call (``written`` includes the write to the file) and the CPU time of the
+caller's thread in that call (``time.thread_time``: its own work, without the waits for
+the writer, the GIL or a core of this shared machine). One row per argument kind: a small
 argument (the usual case), 60 KB of plain text, and each adversarial family at 60 KB (the
 median and the worst family); target for the adversarial argument: under 5 ms.
 
@@ -99,16 +101,18 @@ def _part1(rounds: int, old: bool) -> dict[tuple[str, str], float]:
     return {k: statistics.median(v) for k, v in samples.items()}
 
 
-async def _calls(wait: str, args: dict[str, object], calls: int, tmp: Path) -> list[float]:
-    """Wall-clock µs of each ``await log_tool_call``; every record checked afterwards."""
+async def _calls(wait: str, args: dict[str, object], calls: int,
+                 tmp: Path) -> list[tuple[float, float]]:
+    """(wall µs, caller-thread CPU µs) of each ``await log_tool_call``; every record is
+    checked afterwards."""
     log_dir = Path(tempfile.mkdtemp(dir=tmp))
     audit = AuditLogger(log_dir, wait=wait, otlp=False)  # type: ignore[arg-type]
     await audit.log_tool_call("warm-up", arguments={"n": 1})
-    out: list[float] = []
+    out: list[tuple[float, float]] = []
     for _ in range(calls):
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.thread_time()
         await audit.log_tool_call("t", arguments=args)
-        out.append((time.perf_counter() - start) * 1e6)
+        out.append(((time.perf_counter() - start) * 1e6, (time.thread_time() - cpu) * 1e6))
     audit.shutdown()
     summary = audit.get_session_summary()
     assert summary["records_lost"] == 0, summary
@@ -117,14 +121,14 @@ async def _calls(wait: str, args: dict[str, object], calls: int, tmp: Path) -> l
     return out
 
 
-def _part2(rounds: int, calls: int) -> dict[tuple[str, str], list[float]]:
+def _part2(rounds: int, calls: int) -> dict[tuple[str, str], list[tuple[float, float]]]:
     kinds: dict[str, dict[str, object]] = {
         "small": {"query": "select * from t where id = ?", "id": 7, "limit": 10},
         "plain 60 KB": {"q": "x" * ARG_SIZE},
     }
     for name in sorted(corpus.FAMILIES):
         kinds[name] = {"q": corpus.case(name, ARG_SIZE).text}
-    samples: dict[tuple[str, str], list[float]] = {}
+    samples: dict[tuple[str, str], list[tuple[float, float]]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-redaction-") as tmp:
         for round_no in range(rounds):
             for wait in ("written", "queued"):
@@ -180,36 +184,45 @@ def main(argv: list[str] | None = None) -> int:
         print(f"# old patterns, 16 KB / 4 KB per-KB cost: max {max(old_ratios):.2f}; "
               f"{quadratic} of {len(old_ratios)} families above 2.5 (quadratic ~4)")
 
-    print(f"# part 2: wall µs per await log_tool_call, {args.calls} calls x "
-          f"{max(1, args.rounds // 2)} rounds per row")
-    print("| mode | argument | p50 µs | p99 µs | p50 vs plain 60 KB |")
-    print("|---|---|---:|---:|---:|")
+    print(f"# part 2: µs per await log_tool_call, {args.calls} calls x "
+          f"{max(1, args.rounds // 2)} rounds per row; wall and caller-thread CPU")
+    print("| mode | argument | wall p50 | wall p99 | CPU p50 | CPU p99 | wall p50 vs plain 60 KB |")
+    print("|---|---|---:|---:|---:|---:|---:|")
     verdicts = []
+
+    def pct(values: list[float], q: float) -> float:
+        values = sorted(values)
+        return values[max(0, math.ceil(len(values) * q) - 1)]
+
     for wait in ("written", "queued"):
-        plain = statistics.median(part2[(wait, "plain 60 KB")])
+        plain = pct([w for w, _ in part2[(wait, "plain 60 KB")]], 0.5)
         adversarial = {k: v for (w, k), v in part2.items()
                        if w == wait and k in corpus.FAMILIES}
-        medians = {k: statistics.median(v) for k, v in adversarial.items()}
-        worst = max(medians, key=medians.__getitem__)
-        all_calls = sorted(x for v in adversarial.values() for x in v)
-        p99_all = all_calls[int(len(all_calls) * 0.99) - 1]
+        medians = {k: pct([w for w, _ in v], 0.5) for k, v in adversarial.items()}
+        ranked = sorted(medians, key=medians.__getitem__)
+        worst = ranked[-1]
         rows = [
             ("small", part2[(wait, "small")]),
             ("plain 60 KB", part2[(wait, "plain 60 KB")]),
-            ("adversarial 60 KB, median family", adversarial[
-                sorted(medians, key=medians.__getitem__)[len(medians) // 2]]),
+            (f"adversarial 60 KB, median family ({ranked[len(ranked) // 2]})",
+             adversarial[ranked[len(ranked) // 2]]),
             (f"adversarial 60 KB, worst family ({worst})", adversarial[worst]),
+            ("adversarial 60 KB, all families", [x for v in adversarial.values() for x in v]),
         ]
         for label, values in rows:
-            values = sorted(values)
-            p50 = statistics.median(values)
-            p99 = values[int(len(values) * 0.99) - 1] if len(values) > 1 else values[0]
-            print(f"| {wait} | {label} | {p50:,.0f} | {p99:,.0f} | {p50 / plain:.2f}x |")
+            walls, cpus = [w for w, _ in values], [c for _, c in values]
+            print(f"| {wait} | {label} | {pct(walls, 0.5):,.0f} | {pct(walls, 0.99):,.0f} | "
+                  f"{pct(cpus, 0.5):,.0f} | {pct(cpus, 0.99):,.0f} | "
+                  f"{pct(walls, 0.5) / plain:.2f}x |")
+        every = [x for v in adversarial.values() for x in v]
         worst_ms = medians[worst] / 1000
+        cpu_p99_ms = pct([c for _, c in every], 0.99) / 1000
+        met = worst_ms < TARGET_MS and cpu_p99_ms < TARGET_MS
         verdicts.append(
-            f"# {wait}: worst family p50 {worst_ms:.2f} ms, p99 over all families "
-            f"{p99_all / 1000:.2f} ms (target < {TARGET_MS:g} ms: "
-            f"{'met' if worst_ms < TARGET_MS else 'NOT met'} at p50)")
+            f"# {wait}: worst family wall p50 {worst_ms:.2f} ms, caller CPU p99 over all "
+            f"families {cpu_p99_ms:.2f} ms, wall p99 {pct([w for w, _ in every], 0.99) / 1000:.2f}"
+            f" ms (target < {TARGET_MS:g} ms for wall p50 and CPU p99: "
+            f"{'met' if met else 'NOT met'})")
     print("\n".join(verdicts))
     return 0
 
