@@ -141,13 +141,19 @@ _URL_PRE_RE = re.compile(_URL_PRE)
 # one before the query/fragment/end, and after a '/' the password holds no '?' or '#'
 # (so "http://host:8080/x?mail=a@b.c" is a port and a query, not a password). A path
 # ending in "...x@y" after a port is masked too: the safe side of an ambiguity.
-# Linear: the password part cannot cross '/' before its optional path nor "://" inside
-# it, so the stretches scanned from two schemes never overlap, and the host lookahead
-# runs from each '@' only to the next '@'.
+# The password is the shortest stretch (one character at least; no '/' before its
+# optional path, no '?', '#' or "://" inside the path) that ends right before an '@'
+# whose host ends the URL (_AT_HOST). Written as possessive loops that step over every
+# '@' whose host does not: the same match as a lazy scan, without a backtracking state
+# per character. Linear: the password part cannot cross '/' before its path nor "://"
+# inside it, so the stretches scanned from two schemes never overlap, and the host
+# check runs from each '@' only to the next '@'.
+_AT_HOST = r"[^\s@?#]*+(?:[?#\s]|$)"  # after an '@': the host, then the URL's end
 _URL_PASSWORD_RE = re.compile(
     _URL_PRE
-    + r"(?P<pw>[^\s/]+?(?:/(?:[^\s?#:]|:(?!//))*?)??)"  # never across another "://"
-    r"(?=@[^\s@?#]*(?:[?#\s]|$))"
+    + rf"(?P<pw>[^\s/](?:[^\s/@]++|@(?!{_AT_HOST}))*+"
+    rf"(?:/(?:[^\s?#:@]++|:(?!//)|@(?!{_AT_HOST}))*+)?)"  # never across another "://"
+    rf"(?=@{_AT_HOST})"
 )
 # key=value pairs in free text (libpq DSNs, query strings, log lines). The key starts at
 # the first letter of its run; a quoted value ends at the next quote of its kind (so only
