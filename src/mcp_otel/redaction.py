@@ -210,9 +210,13 @@ _COLON_HINT_RE = re.compile(r":(?!//|" + re.escape(MASK) + ")")
 # word and its whitespace; a token ends at the first character outside its alphabet
 # (whitespace included), so no two scheme words scan the same token.
 _B64 = "[A-Za-z0-9+/]"
+# Both loops over 4-character groups are possessive: giving a group back can never let
+# the padding and the end check succeed (the padding takes at most 3 of its characters),
+# and the first group that starts a ':' is the one a lazy search would stop at.
+_B64_COLON = rf"(?:O[g-v]|{_B64}[DTjz][opqr]|{_B64}{{2}}[AEIMQUYcgkosw048]6)"
 _BASIC_CREDENTIAL = (
-    rf"(?-i:(?=(?:{_B64}{{4}})*(?:{_B64}{{2}}(?:==)?|{_B64}{{3}}=?)?(?![A-Za-z0-9+/=]))"
-    rf"(?=(?:{_B64}{{4}})*?(?:O[g-v]|{_B64}[DTjz][opqr]|{_B64}{{2}}[AEIMQUYcgkosw048]6)))"
+    rf"(?-i:(?=(?:{_B64}{{4}})*+(?:{_B64}{{2}}(?:==)?|{_B64}{{3}}=?)?(?![A-Za-z0-9+/=]))"
+    rf"(?=(?:(?!{_B64_COLON}){_B64}{{4}})*+{_B64_COLON}))"
 )
 _BEARER_RE = re.compile(
     rf"(?P<pre>\b(?:Bearer\s+|Basic\s+(?={_BASIC_CREDENTIAL})))"
