@@ -24,6 +24,10 @@ Rules (documented in docs/audit.md):
   may contain ``@`` and ``/``), ``secretkey=value`` pairs, ``secretkey: value`` pairs
   (the key optionally quoted: JSON, Python reprs) and ``Bearer``/``Basic`` credentials
   (any case) are masked the same way; ``${ENV}`` references are kept.
+* Every rule takes time linear in the text, whatever it holds (the patterns' comments
+  say why), and a payload over the preview limit is masked only as far as its preview
+  shows, plus ``PREVIEW_MARGIN`` characters of context (:meth:`Redactor.mask_preview`,
+  :meth:`Redactor._preview`); what is still open at such a cut is masked to the cut.
 * Non-JSON values are encoded safely (bytes as ``{"$base64": ...}``, non-finite floats and
   integers beyond 64 bits as strings, other objects as ``repr``), lone surrogates are
   replaced, empty keys become ``"(empty)"``. Control characters stay in the data; JSON
@@ -462,11 +466,11 @@ class Redactor:
         last = at = 0
         n = len(text)
         while (match := _KV_RE.search(text, at)) is not None:
-            if match.group("open") is not None and not (cut and self.is_secret_key(
-                    match.group("key"))):
+            secret = self.is_secret_key(match.group("key"))
+            if match.group("open") is not None and not (cut and secret):
                 at = match.start("val") + 1  # no pair: resume inside the quote
                 continue
-            if not self.is_secret_key(match.group("key")):
+            if not secret:
                 at = match.end()
                 continue
             v0, at = match.span("val")
@@ -802,9 +806,9 @@ def _colon_key_pattern(words: list[str]) -> re.Pattern[str]:
     A secret key is a suffix of its run and holds one of the words, so no secret key is
     lost. The lookahead scans the run once, from its start (a cheap check first: most
     positions start no run): it skips characters that start no word in blocks and the
-    others one by one, and stops at the first word. The
-    case is spelled out in classes (``[Tt][Oo]...``): ``re.IGNORECASE`` costs ten times
-    more per position and also folds non-ASCII letters (``K``, ``ſ``) that no key holds.
+    others one by one, and stops at the first word. The case is spelled out in classes
+    (``[Tt][Oo]...``): ``re.IGNORECASE`` costs ten times more per position and also folds
+    non-ASCII letters (``K``, ``ſ``) that no key holds.
     """
     def either(c: str) -> str:
         return f"[{c.upper()}{c}]" if c.isalpha() else re.escape(c)
@@ -814,10 +818,8 @@ def _colon_key_pattern(words: list[str]) -> re.Pattern[str]:
     run = string.ascii_letters + string.digits + "_.-"
     others = "".join(re.escape(c) for c in run if c not in firsts)
     starts = "".join(re.escape(c) for c in sorted(firsts))
-    return re.compile(
-        rf"(?<![A-Za-z0-9_.\-])(?=[A-Za-z0-9_.\-])(?=(?:[{others}]++|(?!{alternatives})[{starts}])*+"
-        rf"(?:{alternatives}))" + _COLON_KEY_RUN
-    )
+    word_ahead = rf"(?=(?:[{others}]++|(?!{alternatives})[{starts}])*+(?:{alternatives}))"
+    return re.compile(r"(?<![A-Za-z0-9_.\-])(?=[A-Za-z0-9_.\-])" + word_ahead + _COLON_KEY_RUN)
 
 
 def _key_quote_before(text: str, rs: int) -> bool:
@@ -888,8 +890,10 @@ def _masked_colon_value(text: str, v0: int, v1: int) -> str | None:
     """The masked form of the value ``text[v0:v1]``, or None to keep it. A quoted value
     keeps its quotes (and an auth scheme word stays, outside the value), so a masked JSON
     object or repr still reads as one. A value that starts with the mask (a URL password
-    masked already) or that is an environment reference is kept. Positions, not slices:
-    a kept value may be long and lie inside the next key's value."""
+    masked already) or that is an environment reference is kept. The mask check reads
+    positions, not a slice: a value kept for its mask may be long and lie inside the next
+    key's value; any other value is masked (the search resumes after it) or is an
+    environment reference (no ':' inside), so it is read once."""
     i = v0
     while i < v1 and text[i] in "'\"":
         i += 1
