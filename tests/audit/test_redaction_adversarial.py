@@ -1,11 +1,13 @@
 """Hostile text and huge payloads: masking is linear and only what is written is masked.
 
 No timing here (speed is shown by ``benchmarks/bench_redaction.py``). Linearity is shown
-by size: every family runs at 512 KiB, where the old backtracking patterns needed from
-about 15 minutes to hours per family (quadratic: ``token=abc`` + 16 KB of hex took 3.5 s),
-so on that code these tests fail by pytest's 300 s timeout; now all of them take a few
-seconds together. Correctness is checked against hand-built expected texts, and against
-a frozen copy of the old patterns on small inputs (the rules themselves did not change).
+by size: every family runs at 512 KiB. The old backtracking patterns were quadratic on 24
+of the 51 families (``token=abc`` + 16 KB of hex took 1.2 s); extrapolated from their
+16 KB cost, 21 of those exceed pytest's 300 s timeout at this size (``kv-words`` about an
+hour) and the other three need 1-3 minutes, so on that code these tests fail by timeout;
+now all of them take a few seconds together. Correctness is checked against hand-built
+expected texts, and against a frozen copy of the old patterns on small inputs (the rules
+themselves did not change).
 """
 
 from __future__ import annotations
