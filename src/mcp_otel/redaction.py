@@ -401,24 +401,27 @@ class Redactor:
         return self._mask(text, False)
 
     def mask_preview(self, text: str, limit: int) -> str:
-        """``text`` masked and cut to ``limit`` characters, masking only what is kept.
+        """``text`` masked and cut to at most ``limit`` characters, masking only what is kept.
 
-        Only ``text[:limit + PREVIEW_MARGIN]`` is masked, so the cost is bounded by
-        ``limit``, not by the text: a credential that starts before the cut is masked as
-        in the whole text when it ends within the margin, and masked up to the end of the
-        margin when it runs further (a quoted value, a URL or a token still open there).
-        The result is the first ``limit`` characters of the masked text (never the first
-        characters of a mask: a mask the cut would split is dropped whole) followed by
-        ``... [TRUNCATED: N characters total]``, or the masked text alone when it fits.
+        A text that fits once masked is returned whole. Otherwise the result is the first
+        ``limit - len(mark)`` characters of the masked text (never the first characters of
+        a mask: a mask the cut would split is dropped whole) followed by the mark
+        ``... [TRUNCATED: N characters total]`` (N: the length of ``text``), so it is never
+        longer than ``limit`` (nor than the mark, for a limit shorter than the mark). Only
+        ``text[:kept + PREVIEW_MARGIN]`` is masked, so the cost is bounded by ``limit``,
+        not by the text: a credential that starts before the cut is masked as in the whole
+        text when it ends within the margin, and up to the end of the margin when it runs
+        further (a quoted value, a URL or a token still open there).
         """
-        limit = max(0, limit)
+        mark = f"... [TRUNCATED: {len(text)} characters total]"
+        keep = max(0, limit - len(mark))
         if len(text) <= limit:
             masked = self._mask(text, False) if _maybe_secret_text(text) else text
             if len(masked) <= limit:
                 return masked
         else:
-            masked = self._mask_window(text, limit)
-        return _cut_masked(masked, limit) + f"... [TRUNCATED: {len(text)} characters total]"
+            masked = self._mask_window(text, keep)
+        return _cut_masked(masked, keep) + mark
 
     def _mask_window(self, text: str, keep: int) -> str:
         """The masked form of ``text[:keep + PREVIEW_MARGIN]``, for a text longer than that

@@ -131,17 +131,23 @@ def _mark(text: str) -> str:
     return f"... [TRUNCATED: {len(text)} characters total]"
 
 
-def _head(masked: str, limit: int) -> str:
-    """The documented cut: ``masked[:limit]`` minus a mask the cut would split."""
-    k = masked.find(MASK, max(0, limit - len(MASK) + 1), limit + len(MASK) - 1)
-    return masked[:k] if 0 <= k < limit else masked[:limit]
+def _head(masked: str, text: str, limit: int = LIMIT) -> str:
+    """The documented cut: the first ``limit - len(mark)`` characters of ``masked``,
+    minus a mask the cut would split."""
+    keep = limit - len(_mark(text))
+    k = masked.find(MASK, max(0, keep - len(MASK) + 1), keep + len(MASK) - 1)
+    return masked[:k] if 0 <= k < keep else masked[:keep]
 
 
 def test_mask_preview_of_a_short_text_is_mask_text(r: Redactor) -> None:
     assert r.mask_preview("password=hunter2", 100) == f"password={MASK}"
     assert r.mask_preview("plain", 5) == "plain"
-    # masking made it longer than the limit: cut, never inside the mask
-    assert r.mask_preview("pw=x token=y", 14) == "pw=x token=... [TRUNCATED: 12 characters total]"
+    # masking made it longer than the limit: cut, never inside the mask, the mark included
+    text = "token=y " * 10  # 80 characters, 190 once masked; the 4th mask spans the cut
+    out = r.mask_preview(text, 100)
+    assert out == f"token={MASK} " * 3 + "token=... [TRUNCATED: 80 characters total]"
+    assert len(out) <= 100
+    assert r.mask_preview("x" * 100, 5) == "... [TRUNCATED: 100 characters total]"  # mark only
 
 
 def test_mask_preview_is_the_whole_text_masked_then_cut_or_masks_more(r: Redactor) -> None:
@@ -157,15 +163,16 @@ def test_mask_preview_is_the_whole_text_masked_then_cut_or_masks_more(r: Redacto
     for _ in range(1000):
         prefix = "".join(rng.choice(_PIECES) for _ in range(rng.randrange(1, 150)))[:LIMIT]
         text = prefix + " \"'})] " + "x" * (LIMIT + PREVIEW_MARGIN)
-        past_window = len(text) - (LIMIT + PREVIEW_MARGIN)  # plain 'x', never masked
+        window = LIMIT - len(_mark(text)) + PREVIEW_MARGIN
+        past_window = len(text) - window  # plain 'x', never masked
         whole = r.mask_text(text)
-        expected = _head(whole[: len(whole) - past_window], LIMIT)
+        expected = _head(whole[: len(whole) - past_window], text)
         out = r.mask_preview(text, LIMIT)
-        assert out.endswith(_mark(text))
+        assert out.endswith(_mark(text)) and len(out) <= LIMIT
         body = out[: -len(_mark(text))]
         if body == expected:
             exact += 1
-            shrunk += len(expected) < LIMIT
+            shrunk += len(expected) < LIMIT - len(_mark(text))
             continue
         stem = re.sub(r"['\"]?\*\*\*MASKED\*\*\*['\"]?\Z", "", body)
         assert stem != body and expected.startswith(stem), (text, body)
@@ -195,7 +202,7 @@ def test_a_credential_running_past_the_margin_is_masked_to_the_cut(
     for offset in (LIMIT - 200, LIMIT - 40, LIMIT - 1, LIMIT + 10, LIMIT + PREVIEW_MARGIN - 5):
         text = "y" * (offset - len(secret_start)) + " " + secret_start + tail + " after"
         out = r.mask_preview(text, LIMIT)
-        assert out.endswith(_mark(text)) and len(out) <= LIMIT + len(_mark(text))
+        assert out.endswith(_mark(text)) and len(out) <= LIMIT
         body = out[: -len(_mark(text))]
         assert re.search(r"(horse|ppp|AAA|eyJ|a@a|a b|dXNl)", body) is None, (offset, body[-80:])
         whole = r.mask_text(text)
@@ -207,7 +214,7 @@ def test_a_credential_ending_within_the_margin_is_masked_as_in_the_whole_text(
     for offset in range(LIMIT - 30, LIMIT + 30, 7):
         text = "y" * offset + " password=hunter2hunter2 next=1 " + "z" * 5000
         out = r.mask_preview(text, LIMIT)
-        assert out == _head(r.mask_text(text), LIMIT) + _mark(text)
+        assert out == _head(r.mask_text(text), text) + _mark(text)
         assert "hunt" not in out and "r2" not in out.split("password=")[-1][:2]
 
 
@@ -226,7 +233,7 @@ def test_mask_preview_masks_only_the_window() -> None:
         seen.clear()
         text = "token=s3cr3t " + corpus.HEX * (size // 16)
         out = rec.mask_preview(text, LIMIT)
-        assert seen == [LIMIT + PREVIEW_MARGIN]
+        assert seen == [LIMIT - len(_mark(text)) + PREVIEW_MARGIN] and len(out) <= LIMIT
         assert out.startswith(f"token={MASK} 0123") and "s3cr3t" not in out
 
 
