@@ -322,7 +322,7 @@ def _mask_text_without_shortcuts(r: Redactor, text: str) -> str:
     from mcp_otel import redaction as rd
 
     text = rd._URL_PASSWORD_RE.sub(r._url_sub, text)
-    text = rd._KV_RE.sub(r._kv_sub, text)
+    text = r._kv_pass(text)
     text = r._colon_pass(text)
     return rd._BEARER_RE.sub(lambda m: m.group("pre") + MASK, text)
 
