@@ -491,3 +491,24 @@ async def test_without_the_provisional_middleware_list_the_handlers_are_wrapped(
     spans = _tool_spans(cap.spans, "echo")
     assert len(spans) == 1
     assert spans[0].attributes["mcp_otel.correlation_id"] == ok.meta["correlation_id"]
+
+
+async def test_a_huge_hostile_error_text_is_cut_with_a_mark_and_masked() -> None:
+    """Any client can make a tool fail with a text of its choosing: 1 MB after a secret
+    word (the pattern that was quadratic) is cut to the cap with a visible mark, and the
+    secret in the kept part is masked."""
+    message = "token=abc " + "0123456789abcdef" * 65536
+
+    async def call_tool(ctx: Any, params: types.CallToolRequestParams) -> Any:
+        raise MCPError(code=-32001, message=message)
+
+    server = Server("t-huge", on_call_tool=call_tool)
+    with capture() as cap:
+        cap.instrument(server)
+        async with Client(server, mode="auto") as client:
+            with pytest.raises(MCPError):
+                await client.call_tool("boom", {})
+    (error,) = cap.audit_events("tool_error")
+    assert len(error["error"]) <= 2048
+    assert "[TRUNCATED:" in error["error"]
+    assert error["error"].startswith("token=***MASKED***")

@@ -232,28 +232,36 @@ def ms_between(start_ns: int, end_ns: int) -> int:
 _REDACTOR: Any = None
 
 
-def mask_text(text: str) -> str:
-    """Credentials inside a client-supplied URI (``db://u:pw@host``) never reach a span,
-    nor those inside an error text reach its cut (:func:`cut_error_text`)."""
+def _redactor() -> Any:
     global _REDACTOR
     if _REDACTOR is None:
         from mcp_otel.redaction import Redactor
 
         _REDACTOR = Redactor()
+    return _REDACTOR
+
+
+def mask_text(text: str) -> str:
+    """Credentials inside a client-supplied URI (``db://u:pw@host``) never reach a span.
+
+    Linear in the text's length (see :mod:`mcp_otel.redaction`)."""
     try:
-        return str(_REDACTOR.mask_text(text))
+        return str(_redactor().mask_text(text))
     except Exception:  # masking must not fail a request; drop the value instead
         return "<unmaskable>"
 
 
 def cut_error_text(text: str) -> str:
-    """``text`` masked, then cut at :data:`MAX_ERROR_TEXT` characters, in that order.
+    """``text`` cut to :data:`MAX_ERROR_TEXT` characters with a visible mark, masked.
 
-    The sinks mask again, but only what they get: a cut that falls inside a credential can
-    hide what its rule needs (a DSN cut before its ``@`` is no URL password any more), and
-    the rest of the secret would be written in the clear.
+    Only what is kept is masked (plus a margin past the cut, so a credential the cut
+    would split is still recognised): a client's megabyte-long error text costs the
+    request no more than its first few kilobytes.
     """
-    return mask_text(text)[:MAX_ERROR_TEXT]
+    try:
+        return str(_redactor().mask_preview(text, MAX_ERROR_TEXT))
+    except Exception:  # masking must not fail a request; drop the value instead
+        return "<unmaskable>"
 
 
 def _error_text(result: Mapping[str, Any]) -> str:
