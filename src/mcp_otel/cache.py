@@ -95,7 +95,7 @@ from opentelemetry import trace
 from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.trace import Span, Status, StatusCode
 
-from mcp_otel import _json, _setup
+from mcp_otel import _json, _setup, limits
 from mcp_otel.exporters._file import make_private_dirs
 
 __all__ = ["DiscoveryCache"]
@@ -396,8 +396,12 @@ class DiscoveryCache:
             raise TypeError("default_ttl_hours must be a number of hours")
         if not default_ttl_hours > 0:
             raise ValueError("default_ttl_hours must be positive")
+        try:
+            default_ttl = timedelta(hours=default_ttl_hours)
+        except OverflowError:  # inf, or beyond timedelta's 999,999,999 days
+            raise ValueError("default_ttl_hours is too large") from None
         self.cache_dir = Path(cache_dir) if cache_dir is not None else _setup.data_dir() / "cache"
-        self.default_ttl = timedelta(hours=default_ttl_hours)
+        self.default_ttl = default_ttl
         state = self.cache_dir / _STATE_DIR
         make_private_dirs(state)  # and the cache directory and its parents, all 0700
         self._lock_paths = [state / f"lock.{i:02d}" for i in range(_STRIPES)]
@@ -442,15 +446,15 @@ class DiscoveryCache:
     ) -> _Key:
         if samples.__class__ is not int:
             raise TypeError("samples must be an int")
+        if (connection.__class__ is not str or component.__class__ is not str
+                or (idempotency_key is not None and idempotency_key.__class__ is not str)):
+            connection, component, idempotency_key = _exact_names(
+                connection, component, idempotency_key)
         memo = (connection, component, samples, idempotency_key)
         key = self._keys.get(memo)
         if key is not None:
             return key
-        if not isinstance(connection, str) or not isinstance(component, str):
-            raise TypeError("connection and component must be str")
-        if idempotency_key is not None and not isinstance(idempotency_key, str):
-            raise TypeError("idempotency_key must be str or None")
-        base = f"{connection}|{component}|{samples}"
+        base = f"{connection}|{component}|{_samples_text(samples)}"
         disc = hashlib.sha256(_utf8(base)).hexdigest()[:16]
         full = hashlib.sha256(_utf8(f"{base}|{idempotency_key or ''}")).hexdigest()[:16]
         key = _Key(f"cache_{full}", f"disc_{disc}", int(disc[:8], 16) % _SLOTS)
@@ -704,14 +708,19 @@ class DiscoveryCache:
         elif ttl <= timedelta(0):
             raise ValueError("ttl must be positive")
         now = datetime.now(UTC)
-        expiry = now + ttl
+        try:
+            expiry = now + ttl
+        except OverflowError:  # beyond the year 9999: the entry never expires in practice
+            expiry = datetime.max.replace(tzinfo=UTC)
+        cap = limits.MAX_CACHE_ID_CHARS
         entry = {
             "discovery_id": key.discovery_id,
             "cache_key": key.cache_key,
-            "connection_id": connection,
-            "component_id": component,
+            "connection_id": limits.cut(str.__str__(connection), cap),
+            "component_id": limits.cut(str.__str__(component), cap),
             "samples": samples,
-            "idempotency_key": idempotency_key,
+            "idempotency_key": None if idempotency_key is None
+            else limits.cut(str.__str__(idempotency_key), cap),
             "data": data,
             "created_at": now.isoformat(),
             "expires_at": expiry.isoformat(),
@@ -795,8 +804,12 @@ class DiscoveryCache:
         """Remove every entry of ``connection`` from both tiers; returns how many entries."""
         if not isinstance(connection, str):
             raise TypeError("connection must be str")
+        connection = str.__str__(connection)
+        # Entries hold the connection cut to MAX_CACHE_ID_CHARS and JSON-encoded (lone
+        # surrogates as text): compare with the same form.
+        written = _json.to_jsonable(limits.cut(connection, limits.MAX_CACHE_ID_CHARS))
         return await self._maintenance(
-            "cache.invalidate", self._invalidate, _json.to_jsonable(connection), conn=connection
+            "cache.invalidate", self._invalidate, written, conn=connection
         )
 
     def _invalidate(self, connection: str, span: Span | None) -> tuple[int, int]:
@@ -927,8 +940,10 @@ class DiscoveryCache:
         }
 
     def get_discovery_uri(self, discovery_id: str, artifact_type: str) -> str:
-        """The Osiris resource URI of one discovery artifact."""
-        return f"osiris://mcp/discovery/{discovery_id}/{artifact_type}.json"
+        """The Osiris resource URI of one discovery artifact (never raises: a value whose
+        ``str()`` raises gives its safe form, see :func:`mcp_otel.limits.safe_str`)."""
+        return (f"osiris://mcp/discovery/{limits.safe_str(discovery_id)}/"
+                f"{limits.safe_str(artifact_type)}.json")
 
     def _start(self, name: str) -> Span | None:
         return None if self._tracer is None else self._tracer.start_span(name)
@@ -938,6 +953,30 @@ class DiscoveryCache:
 
 _NEEDS_THREAD = object()
 _KEPT_FRESH = -2  # _reap: nothing removed, the file holds an entry that has not expired
+
+
+def _exact_names(
+    connection: Any, component: Any, idempotency_key: Any
+) -> tuple[str, str, str | None]:
+    """The key's names as exact ``str`` (a subclass may override ``__format__``,
+    ``__hash__`` or ``encode``, which the key derivation calls), or ``TypeError``."""
+    if not isinstance(connection, str) or not isinstance(component, str):
+        raise TypeError("connection and component must be str")
+    if idempotency_key is not None and not isinstance(idempotency_key, str):
+        raise TypeError("idempotency_key must be str or None")
+    return (str.__str__(connection), str.__str__(component),
+            None if idempotency_key is None else str.__str__(idempotency_key))
+
+
+def _samples_text(samples: int) -> str:
+    """``samples`` in the key: decimal, as Osiris derives it; hexadecimal (exact, and never
+    equal to a decimal text) for an int whose decimal ``str()`` would raise."""
+    if samples.bit_length() <= limits.MAX_INT_BITS:
+        try:
+            return int.__repr__(samples)
+        except ValueError:  # a lower sys.set_int_max_str_digits() in the host
+            pass
+    return hex(samples)
 
 
 def _utf8(text: str) -> bytes:

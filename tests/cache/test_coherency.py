@@ -16,6 +16,7 @@ import pytest
 
 from mcp_otel import _json
 from mcp_otel.cache import DiscoveryCache
+from mcp_otel.limits import MAX_CACHE_ID_CHARS, cut
 
 
 def _spin_until(ts: float) -> None:
@@ -217,7 +218,8 @@ async def test_hostile_names_stay_inside_the_cache_directory(
     assert sorted(p.name for p in cache_dir.parent.iterdir()) == ["cache"]
     assert sorted(os.listdir(cache_dir)) == [".mcp_otel", f"{disc}.json"]
     entry = await make_cache().get(connection, connection, 0, connection)
-    assert entry is not None and entry["connection_id"] == connection
+    # written cut to the documented cap (the key and id hash the whole name)
+    assert entry is not None and entry["connection_id"] == cut(connection, MAX_CACHE_ID_CHARS)
     assert await cache.invalidate_connection(connection) == 1
     assert list(cache_dir.glob("disc_*")) == []
 
