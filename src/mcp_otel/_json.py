@@ -240,18 +240,22 @@ def clean_bounded(clean: Callable[[Any], Any], value: Any, cap: int) -> Any:
     is made plain JSON first (:func:`to_jsonable`: only the odd parts get their safe form)
     and cleaned again.
     """
-    if type(value) is str and len(value) > cap + limits.SCAN_MARGIN_CHARS:
-        value = value[: cap + limits.SCAN_MARGIN_CHARS]
+    scan = cap + limits.SCAN_MARGIN_CHARS
+    dropped = 0
+    if type(value) is str and len(value) > scan:
+        dropped, value = len(value) - scan, value[:scan]
     try:
         cleaned = clean(value)
     except Exception:
         plain = to_jsonable(value)
-        if type(plain) is str and len(plain) > cap + limits.SCAN_MARGIN_CHARS:
-            plain = plain[: cap + limits.SCAN_MARGIN_CHARS]
+        if type(plain) is str and len(plain) > scan:
+            dropped, plain = len(plain) - scan, plain[:scan]
         try:
             cleaned = clean(plain)
         except Exception:  # pragma: no cover - plain JSON cleans without raising
             cleaned = limits.unrepresentable(value)
+    if dropped and type(cleaned) is str:
+        return limits.cut(cleaned, cap, dropped)
     return bounded(cleaned, cap)
 
 

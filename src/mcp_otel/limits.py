@@ -98,15 +98,14 @@ SCAN_MARGIN_CHARS = 4096
 
 CUT_MARKER = "…[cut: {n} chars]"
 
-_LOG10_2 = math.log10(2)
-
-
-def cut(text: str, cap: int) -> str:
+def cut(text: str, cap: int, dropped: int = 0) -> str:
     """``text`` itself when it has at most ``cap`` characters, else its first ``cap``
-    characters and the cut marker (which counts the characters removed)."""
-    if len(text) <= cap:
+    characters and the cut marker, which counts the characters removed (plus ``dropped``:
+    those a caller already removed before, see :data:`SCAN_MARGIN_CHARS`)."""
+    if len(text) <= cap and not dropped:
         return text
-    return text[:cap] + CUT_MARKER.format(n=len(text) - cap)
+    kept = text[:cap]
+    return kept + CUT_MARKER.format(n=len(text) - len(kept) + dropped)
 
 
 def unrepresentable(value: Any) -> str:
@@ -123,8 +122,9 @@ def unrepresentable(value: Any) -> str:
 def int_text(value: int) -> str:
     """The decimal digits of an exact ``int``; a summary when it is wider than
     :data:`MAX_INT_BITS` (or the interpreter's digit limit refuses it):
-    ``"<int of 16610 bits, ~5000 digits>"`` (``"<negative int of ...>"``). The bit count
-    is exact; the digit count is rounded (an exact count would cost a huge power of ten).
+    ``"<int of 16610 bits, ~5001 digits>"`` (``"<negative int of ...>"``). The bit count
+    is exact; the digit count comes from a float logarithm, so it may be one off right
+    at a power of ten (an exact count would cost a huge power of ten).
     """
     bits = value.bit_length()
     if bits <= MAX_INT_BITS:
@@ -132,7 +132,7 @@ def int_text(value: int) -> str:
             return int.__repr__(value)
         except ValueError:  # a lower sys.set_int_max_str_digits() in the host
             pass
-    digits = max(1, round(bits * _LOG10_2))
+    digits = math.floor(math.log10(abs(value))) + 1  # log10 reads big ints exactly enough
     sign = "negative " if value < 0 else ""
     return f"<{sign}int of {bits} bits, ~{digits} digits>"
 
