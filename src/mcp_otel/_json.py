@@ -269,12 +269,18 @@ def _default(value: Any) -> Any:
     raise TypeError
 
 
+#: How deep :func:`_has_nonfinite` looks: everywhere orjson could go (it refuses more than
+#: 255 levels). Bailing out earlier sent any deep value with a ``null`` through the slow
+#: path, which cuts at ``_MAX_DEPTH``: an audit record hashed whole was written cut.
+_SCAN_DEPTH = 256
+
+
 def _has_nonfinite(value: Any, depth: int = 0) -> bool:
     t = type(value)
     if t is float:
         return value != value or value in (math.inf, -math.inf)
-    if depth > _MAX_DEPTH:
-        return True  # too deep to tell: the careful path decides (and writes "<max depth>")
+    if depth > _SCAN_DEPTH:  # pragma: no cover - orjson refuses what is this deep
+        return True
     if t is dict:
         return any(_has_nonfinite(v, depth + 1) for v in value.values())
     if t is list or t is tuple:
@@ -303,8 +309,13 @@ def _encoder(option: int, name: str, doc: str) -> Callable[[Any], bytes]:
             out = orjson.dumps(value, default=_default, option=option)
         except Exception:  # TypeError, JSONEncodeError, RecursionError, a raising Mapping
             return orjson.dumps(to_jsonable(value), option=option)
-        if _NULL in out and _has_nonfinite(value):
-            return orjson.dumps(to_jsonable(value), option=option)
+        if _NULL in out:
+            try:
+                nonfinite = _has_nonfinite(value)
+            except RecursionError:  # a caller already deep in its stack: be careful
+                nonfinite = True
+            if nonfinite:
+                return orjson.dumps(to_jsonable(value), option=option)
         return out
 
     encode.__name__ = encode.__qualname__ = name

@@ -22,7 +22,7 @@ from mcp_otel.limits import (
     MAX_VALUE_CHARS,
     cut,
 )
-from mcp_otel.redaction import MASK
+from mcp_otel.redaction import MASK, Redactor
 from tests._odd_values import (
     HUGE,
     HUGE_TEXT,
@@ -33,6 +33,7 @@ from tests._odd_values import (
     NoItems,
     NoTruth,
     Unprintable,
+    deep_list,
 )
 from tests.audit.conftest import read_records
 
@@ -275,3 +276,15 @@ async def test_a_structure_in_a_scalar_field_is_kept_when_small_and_cut_as_json_
     assert small["tool"] == {"name": "t", "password": MASK}
     text = '["' + '","'.join(["v"] * 1000) + '"]'
     assert big["tool"] == cut(text, MAX_NAME_CHARS)
+
+
+@pytest.mark.parametrize("wait", ["written", "queued"])
+async def test_a_deep_value_with_a_null_beside_it_is_written_as_hashed(
+        wait: str, make_audit: Callable[..., AuditLogger], tmp_path: Path) -> None:
+    """The file encoder sent any record deeper than 64 levels that held a ``null``
+    (``arguments: null`` here) through its slow path, which cut the deep value: the line
+    no longer matched its hash (found by tests/properties)."""
+    logger = make_audit(wait=wait)
+    await logger.log_tool_call(deep_list(64))
+    (record,) = _records(logger, tmp_path / "audit")  # verified strictly, hashes included
+    assert record["tool"] == Redactor().clean(deep_list(64))  # 65 levels, whole
