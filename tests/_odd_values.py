@@ -7,6 +7,7 @@ Each class breaks one thing the library might call on a value it was handed: ``s
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, NoReturn
 
 #: ``str()`` of it raises ``ValueError`` (over CPython's 4,300-digit limit).
@@ -41,9 +42,17 @@ class NoEquality:
 
 
 class NoItems(dict):  # type: ignore[type-arg]
-    """A dict whose every Python-level accessor raises (orjson reads the C dict)."""
+    """A dict whose every Python-level accessor raises (orjson, and mcp-otel, read it
+    through ``dict`` itself)."""
 
     items = keys = values = __iter__ = __len__ = __getitem__ = _boom  # type: ignore[assignment]
+    __str__ = __repr__ = _boom
+
+
+class NoMapping(Mapping):  # type: ignore[type-arg]
+    """A Mapping (not a dict) whose every accessor raises."""
+
+    __getitem__ = __iter__ = __len__ = items = keys = values = _boom  # type: ignore[assignment]
     __str__ = __repr__ = _boom
 
 
@@ -93,6 +102,7 @@ ODD_VALUES: dict[str, Any] = {
     "no_truth": NoTruth(),
     "no_equality": NoEquality(),
     "no_items": NoItems(a=1),
+    "no_mapping": NoMapping(),
     "no_iter": NoIter([1]),
     "bad_int": BadInt(7),
     "bad_float": BadFloat(1.5),

@@ -33,10 +33,16 @@ dataclass, ``UUID``         orjson's native form (object / canonical text)
 anything else               ``repr(value)`` (a string; never the object's ``__json__``);
                             a ``repr()`` that raises gives the default
                             ``<Type object at 0x...>``
-a value whose conversion    ``"<unrepresentable Type>"``, for that value only (a mapping
-raises                      whose ``items()`` raises, an ``int`` subclass whose
-                            ``__int__`` raises, ...): its siblings are kept
-cycles / nesting > 64       the string ``"<cycle>"`` / ``"<max depth>"``
+subclasses of ``dict``,     read through the base type (``dict.items``,
+``list``, ``int``, ...      ``int.__int__``, ...), as orjson reads them: their own
+                            overrides are not called
+a value whose conversion    ``"<unrepresentable Type>"``, for that value only (a
+raises                      ``Mapping`` whose ``items()`` raises, ...): its siblings are
+                            kept
+cycles / nesting > 64       the string ``"<cycle>"`` / ``"<max depth>"`` at level 64, when
+                            the value takes the careful path (it holds a value orjson
+                            cannot encode, or a NaN/inf); a value that is otherwise plain
+                            JSON is written whole up to orjson's 255 levels
 ==========================  ===============================================================
 
 The fast path is a single ``orjson.dumps`` call; only values that make it fail (or that
@@ -153,7 +159,11 @@ def _walk_other(value: Any, depth: int, stack: set[int]) -> Any:
             if isinstance(value, Mapping):
                 out: dict[str, Any] = {}
                 converted_later: list[tuple[str, Any, Any]] = []
-                for k, v in value.items():
+                # A dict subclass is read as orjson reads it, through the dict itself:
+                # its own items() may raise or differ, and the fast and slow paths must
+                # agree on what it holds.
+                items = dict.items(value) if isinstance(value, dict) else value.items()
+                for k, v in items:
                     if isinstance(k, str):
                         out[_str(k)] = _walk(v, depth + 1, stack)
                     else:
@@ -164,8 +174,10 @@ def _walk_other(value: Any, depth: int, stack: set[int]) -> Any:
                     out[name] = _walk(v, depth + 1, stack)
                 return out
             if isinstance(value, set | frozenset):
-                return _sorted_items(value, depth + 1, stack)
-            return [_walk(v, depth + 1, stack) for v in value]
+                base = set if isinstance(value, set) else frozenset
+                return _sorted_items(base.__iter__(value), depth + 1, stack)
+            base_seq = list if isinstance(value, list) else tuple
+            return [_walk(v, depth + 1, stack) for v in base_seq.__iter__(value)]
         finally:
             stack.discard(ident)
     if isinstance(value, bytes | bytearray | memoryview):

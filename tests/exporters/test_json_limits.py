@@ -21,6 +21,7 @@ from tests._odd_values import (
     BadStr,
     NoItems,
     NoIter,
+    NoMapping,
     NoTruth,
     Unprintable,
     deep_list,
@@ -84,11 +85,13 @@ def test_a_value_whose_conversion_raises_changes_only_itself() -> None:
     value = {"items": NoItems(a=1), "iter": NoIter([1]), "int": BadInt(4),
              "float": BadFloat(2.5), "str": BadStr("s"), "ok": 1, "set": {BadInt(9)}}
     assert orjson.loads(_json.dumps([value])) == [{
-        "items": "<unrepresentable NoItems>", "iter": "<unrepresentable NoIter>",
+        "items": {"a": 1}, "iter": [1],  # read through dict/list, as orjson reads them
         "int": 4, "float": 2.5, "str": "s", "ok": 1, "set": [9]}]
-    assert _json.to_jsonable({"m": NoItems(a=1), "ok": 1}) == {
-        "m": "<unrepresentable NoItems>", "ok": 1}
-    assert _json.to_jsonable([NoIter([1]), 2]) == ["<unrepresentable NoIter>", 2]
+    assert _json.to_jsonable({"m": NoItems(a=1), "n": NoIter([2]), "ok": 1}) == {
+        "m": {"a": 1}, "n": [2], "ok": 1}
+    assert _json.to_jsonable([NoMapping(), 2]) == ["<unrepresentable NoMapping>", 2]
+    assert orjson.loads(_json.dumps({"m": NoMapping(), "ok": 1})) == {
+        "m": "<unrepresentable NoMapping>", "ok": 1}
 
 
 def test_deep_nesting_is_cut_at_the_depth_limit() -> None:
@@ -128,6 +131,6 @@ def test_clean_bounded_masks_after_a_cut_with_a_margin_and_counts_it() -> None:
     # raising on the value, then on its plain form too: the value's safe form
     assert _json.clean_bounded(raising, BadInt(3), 40) == "<unrepresentable BadInt>"
     # raising on the value only: its plain form, cleaned
-    expected = ["<unrepresentable NoIter>", "s"]
-    assert _json.clean_bounded(raising, [NoIter([1]), "s"], 60) == expected
-    assert _json.clean_bounded(raising, NoItems(a=1), 40) == "<unrepresentable NoItems>"
+    expected = ["<unrepresentable NoMapping>", "s"]
+    assert _json.clean_bounded(raising, [NoMapping(), "s"], 60) == expected
+    assert _json.clean_bounded(raising, NoMapping(), 40) == "<unrepresentable NoMapping>"

@@ -24,6 +24,7 @@ from tests._odd_values import (
     BadStr,
     NoEquality,
     NoItems,
+    NoMapping,
     NoTruth,
     Unprintable,
 )
@@ -94,12 +95,13 @@ def test_an_unprintable_error_and_odd_metadata_keep_the_event(
     ``metadata`` turned the whole mapping into ``"<dict object at 0x...>"``."""
     emitter = make_emitter(output_dir=tmp_path)
     emitter.emit_tool_call("t", "error", 1, 1, 1, error=Unprintable(),
-                           metadata={"n": HUGE, "ok": 1, "token": "abc", "bad": NoItems(a=1)})
+                           metadata={"n": HUGE, "ok": 1, "token": "abc", "bad": NoItems(a=1),
+                                     "map": NoMapping()})
     emitter.emit_tool_call("t", "error", 1, 1, 1, error=NoTruth(), metadata=NoTruth())
     first, second = _events(emitter, tmp_path, "tool_call")
     assert first["error"] == "<unrepresentable Unprintable>"
     assert first["metadata"] == {"n": HUGE_TEXT, "ok": 1, "token": MASK,
-                                 "bad": "<unrepresentable NoItems>"}
+                                 "bad": {"a": 1}, "map": "<unrepresentable NoMapping>"}
     assert second["error"] == second["metadata"] == "<unrepresentable NoTruth>"
     assert emitter.metrics["errors"] == 2
 
