@@ -970,13 +970,28 @@ def _exact_names(
 
 def _samples_text(samples: int) -> str:
     """``samples`` in the key: decimal, as Osiris derives it; hexadecimal (exact, and never
-    equal to a decimal text) for an int whose decimal ``str()`` would raise."""
-    if samples.bit_length() <= limits.MAX_INT_BITS:
-        try:
-            return int.__repr__(samples)
-        except ValueError:  # a lower sys.set_int_max_str_digits() in the host
-            pass
-    return hex(samples)
+    equal to a decimal text) beyond ``limits.MAX_INT_BITS``, where ``str()`` raises.
+
+    The choice depends on the value only, so every process derives the same key: a host
+    that lowered ``sys.set_int_max_str_digits()`` still gets the decimal digits, converted
+    in chunks the interpreter accepts (its minimum limit is 640 digits).
+    """
+    if samples.bit_length() > limits.MAX_INT_BITS:
+        return hex(samples)
+    try:
+        return int.__repr__(samples)
+    except ValueError:  # a lower digit limit in the host
+        pass
+    sign, rest = ("-", -samples) if samples < 0 else ("", samples)
+    chunks: list[str] = []
+    while rest:
+        rest, chunk = divmod(rest, _DECIMAL_CHUNK)
+        chunks.append(f"{chunk:0{_CHUNK_DIGITS}d}")
+    return sign + "".join(reversed(chunks)).lstrip("0")
+
+
+_CHUNK_DIGITS = 500
+_DECIMAL_CHUNK = 10**_CHUNK_DIGITS
 
 
 def _utf8(text: str) -> bytes:

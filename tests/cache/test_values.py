@@ -5,6 +5,7 @@ Issue 12, items 2 and 3."""
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -135,3 +136,18 @@ def test_get_discovery_uri_never_raises(make_cache: Make) -> None:
         f"osiris://mcp/discovery/{HUGE_TEXT}/<unrepresentable Unprintable>.json")
     assert cache.get_discovery_uri(NoEquality(), "schema") == (
         "osiris://mcp/discovery/<unrepresentable NoEquality>/schema.json")
+
+
+async def test_samples_key_does_not_depend_on_the_interpreter_digit_limit(
+        make_cache: Make) -> None:
+    """A host that lowers ``sys.set_int_max_str_digits`` derives the same key as any other
+    process (a 1,001-digit ``samples``: under our bit cap, over the host's digit limit)."""
+    samples = -(10**1000 + 12345)
+    disc = await make_cache().set("c", "comp", samples, {"v": 1})
+    previous = sys.get_int_max_str_digits()
+    sys.set_int_max_str_digits(640)
+    try:
+        entry = await make_cache().get("c", "comp", samples)
+    finally:
+        sys.set_int_max_str_digits(previous)
+    assert entry is not None and entry["discovery_id"] == disc
