@@ -292,3 +292,27 @@ async def test_a_deep_value_with_a_null_beside_it_is_written_as_hashed(
     await logger.log_tool_call(deep_list(64))
     (record,) = _records(logger, tmp_path / "audit")  # verified strictly, hashes included
     assert record["tool"] == Redactor().clean(deep_list(64))  # 65 levels, whole
+
+
+async def test_a_record_that_cannot_be_built_is_counted_and_declared_lost(
+        make_audit: Callable[..., AuditLogger], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The last resort, for a bug rather than a value (every value has a safe form): the
+    call returns normally, and the loss is counted and declared in the next record."""
+    logger = make_audit()
+
+    def broken(value: Any) -> Any:
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(logger, "_freeze", broken)
+    assert await logger.log_tool_call("t", correlation_id="c1") == "c1"
+    await logger.log_tool_result("t")
+    monkeypatch.undo()
+    assert logger.get_session_summary()["records_lost"] == 2
+    await logger.log_tool_call("after")
+    logger.shutdown(10.0)
+    records = read_records(tmp_path / "audit")
+    assert records[0]["tool"] == "after"
+    assert records[0]["audit_lost"] == {"count": 2, "unqueued": 2}
+    report = integrity.verify_paths([tmp_path / "audit"])
+    assert report.ok and report.sessions[records[0]["session_id"]].declared_lost == 2
