@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import math
 import os
 import secrets
 import signal
@@ -52,6 +53,8 @@ ENV_OTLP = "MCP_OTEL_AUDIT_OTLP"
 DEFAULT_QUEUE_SIZE = 8192
 _NAME_CACHE_SIZE = 1024
 _NAME_CACHE_LEN = 256
+_I64_MIN = -(2**63)
+_U64_MAX = 2**64 - 1  # redaction keeps ints in [_I64_MIN, _U64_MAX] as numbers
 DEFAULT_QUEUE_TIMEOUT = 30.0
 #: Pinned limits: no OTEL_*_LIMIT variable may drop or truncate a sealed attribute.
 _LIMITS_MAX_ATTRIBUTES = 1024
@@ -441,9 +444,8 @@ class AuditLogger:
                 if arguments is None:
                     arguments = params_bytes  # Osiris' own tests pass the arguments here
                 params_bytes = None
-            given = tool_name if limits.truth(tool_name, True) else tool
-            name = self._name(given)
-            if not limits.truth(correlation_id, True):  # None or "" (as before): a fresh id
+            name = self._name(tool_name if _given(tool_name) else tool)
+            if not _given(correlation_id):  # None or "" (as before): a fresh id
                 cid = self.make_correlation_id()
                 clean_cid = cid  # ours: nothing to mask
             else:
@@ -627,12 +629,24 @@ class AuditLogger:
         return cleaned
 
     def _cid(self, correlation_id: Any, event_id: Any) -> Any:
-        given = correlation_id if limits.truth(correlation_id, True) else event_id
-        return self._field(given, limits.MAX_ID_CHARS)
+        """Osiris' ``correlation_id or event_id``, written as a capped field."""
+        return self._field(correlation_id if _given(correlation_id) else event_id,
+                           limits.MAX_ID_CHARS)
 
     def _field(self, value: Any, cap: int) -> Any:
         """A scalar field as written: secrets masked, JSON-safe, at most ``cap`` characters
-        (plus the cut marker); never raises (:func:`mcp_otel._json.clean_bounded`)."""
+        (plus the cut marker); never raises (:func:`mcp_otel._json.clean_bounded`).
+
+        The common values (short text, 64-bit ints, finite floats, None, bools) take a
+        shorter path with the same result: these fields are on every call's hot path.
+        """
+        t = type(value)
+        if t is str and len(value) <= cap:
+            cleaned = self._redactor.clean(value)
+            return cleaned if len(cleaned) <= cap else limits.cut(cleaned, cap)
+        if (value is None or t is bool or (t is int and _I64_MIN <= value <= _U64_MAX)
+                or (t is float and math.isfinite(value))):
+            return value
         return _json.clean_bounded(self._redactor.clean, value, cap)
 
     def _error_text(self, error: Any) -> Any:
@@ -734,6 +748,16 @@ class AuditLogger:
 
 
 # ------------------------------------------------------------------------------ helpers
+
+
+def _given(value: Any) -> bool:
+    """Osiris' truth test for an optional argument (``x or default``), where a truth value
+    that raises counts as given; exact ``None`` and ``str`` are decided inline."""
+    if value is None:
+        return False
+    if type(value) is str:
+        return value != ""
+    return limits.truth(value, True)
 
 
 def _flag(value: Any) -> bool | str:
