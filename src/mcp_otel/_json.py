@@ -17,7 +17,9 @@ value                       written as
                             else sorted by their encoded form (deterministic)
 ``datetime``/``date``/      RFC 3339 / ISO 8601 text; naive datetimes are taken as UTC
 ``time``
-``int`` beyond 64 bits      its decimal digits as a string (lossless)
+``int`` beyond 64 bits      its decimal digits as a string (lossless); beyond
+                            ``limits.MAX_INT_BITS`` (about 4,300 digits, where ``str()``
+                            raises) the summary ``"<int of N bits, ~D digits>"``
 ``str`` with lone           the surrogate written as the six characters ``\\udXXX``
 surrogates                  (``backslashreplace``: the code point survives as text)
 other ``Mapping`` types     a JSON object (``os.environ``, ``MappingProxyType``,
@@ -28,8 +30,19 @@ non-``str`` dict keys       ``str(key)`` (``true``/``false``/``null`` for bool/N
 ``Enum``                    its value
 dataclass, ``UUID``         orjson's native form (object / canonical text)
 ``Decimal``                 its exact decimal text as a string
-anything else               ``repr(value)`` (a string; never the object's ``__json__``)
-cycles / nesting > 64       the string ``"<cycle>"`` / ``"<max depth>"``
+anything else               ``repr(value)`` (a string; never the object's ``__json__``);
+                            a ``repr()`` that raises gives the default
+                            ``<Type object at 0x...>``
+subclasses of ``dict``,     read through the base type (``dict.items``,
+``list``, ``int``, ...      ``int.__int__``, ...), as orjson reads them: their own
+                            overrides are not called
+a value whose conversion    ``"<unrepresentable Type>"``, for that value only (a
+raises                      ``Mapping`` whose ``items()`` raises, ...): its siblings are
+                            kept
+cycles / nesting > 64       the string ``"<cycle>"`` / ``"<max depth>"`` at level 64, when
+                            the value takes the careful path (it holds a value orjson
+                            cannot encode, or a NaN/inf); a value that is otherwise plain
+                            JSON is written whole up to orjson's 255 levels
 ==========================  ===============================================================
 
 The fast path is a single ``orjson.dumps`` call; only values that make it fail (or that
@@ -49,7 +62,9 @@ from typing import Any
 
 import orjson
 
-__all__ = ["dumps", "dumps_line", "to_jsonable"]
+from mcp_otel import limits
+
+__all__ = ["bounded", "clean_bounded", "dumps", "dumps_line", "to_jsonable"]
 
 _OPTS = orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC
 _MAX_DEPTH = 64
@@ -70,6 +85,8 @@ def _float(value: float) -> float | str:
 
 
 def _str(value: str) -> str:
+    if type(value) is not str:  # a subclass may override encode()
+        value = str.__str__(value)
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
@@ -85,7 +102,9 @@ def _key(key: Any) -> str:
     if isinstance(key, bool):
         return "true" if key else "false"
     if isinstance(key, float):
-        return str(_float(key))
+        return str(_float(float.__float__(key)))
+    if isinstance(key, int):
+        return limits.int_text(int.__int__(key))
     if isinstance(key, enum.Enum):
         return _key(key.value)
     if isinstance(key, _dt.datetime | _dt.date | _dt.time):
@@ -119,11 +138,18 @@ def _walk(value: Any, depth: int, stack: set[int]) -> Any:
     if value is None or t is bool:
         return value
     if t is int:
-        return value if _INT64_MIN <= value <= _UINT64_MAX else str(value)
+        return value if _INT64_MIN <= value <= _UINT64_MAX else limits.int_text(value)
     if t is float:
         return _float(value)
     if depth >= _MAX_DEPTH:
         return "<max depth>"
+    try:
+        return _walk_other(value, depth, stack)
+    except Exception:  # this value only: its siblings and parents are kept
+        return limits.unrepresentable(value)
+
+
+def _walk_other(value: Any, depth: int, stack: set[int]) -> Any:
     if isinstance(value, dict | list | tuple | set | frozenset | Mapping):
         ident = id(value)
         if ident in stack:
@@ -133,7 +159,11 @@ def _walk(value: Any, depth: int, stack: set[int]) -> Any:
             if isinstance(value, Mapping):
                 out: dict[str, Any] = {}
                 converted_later: list[tuple[str, Any, Any]] = []
-                for k, v in value.items():
+                # A dict subclass is read as orjson reads it, through the dict itself:
+                # its own items() may raise or differ, and the fast and slow paths must
+                # agree on what it holds.
+                items = dict.items(value) if isinstance(value, dict) else value.items()
+                for k, v in items:
                     if isinstance(k, str):
                         out[_str(k)] = _walk(v, depth + 1, stack)
                     else:
@@ -144,8 +174,10 @@ def _walk(value: Any, depth: int, stack: set[int]) -> Any:
                     out[name] = _walk(v, depth + 1, stack)
                 return out
             if isinstance(value, set | frozenset):
-                return _sorted_items(value, depth + 1, stack)
-            return [_walk(v, depth + 1, stack) for v in value]
+                base = set if isinstance(value, set) else frozenset
+                return _sorted_items(base.__iter__(value), depth + 1, stack)
+            base_seq = list if isinstance(value, list) else tuple
+            return [_walk(v, depth + 1, stack) for v in base_seq.__iter__(value)]
         finally:
             stack.discard(ident)
     if isinstance(value, bytes | bytearray | memoryview):
@@ -154,12 +186,13 @@ def _walk(value: Any, depth: int, stack: set[int]) -> Any:
         return _walk(value.value, depth + 1, stack)
     if isinstance(value, bool):
         return bool(value)
+    # The base type's own conversion: a subclass may override __int__/__float__/__str__.
     if isinstance(value, int):
-        return _walk(int(value), depth, stack)
+        return _walk(int.__int__(value), depth, stack)
     if isinstance(value, float):
-        return _float(float(value))
+        return _float(float.__float__(value))
     if isinstance(value, str):
-        return _str(str(value))
+        return _str(str.__str__(value))
     if isinstance(value, _dt.datetime | _dt.date | _dt.time):
         try:
             return orjson.loads(orjson.dumps(value, option=_OPTS))
@@ -191,7 +224,51 @@ def to_jsonable(value: Any) -> Any:
     except RecursionError:
         return "<max depth>"
     except Exception:  # pragma: no cover - defensive: nothing may escape
-        return _repr(value)
+        return limits.unrepresentable(value)
+
+
+def bounded(value: Any, cap: int) -> Any:
+    """A plain-JSON ``value`` whose text is at most ``cap`` characters (plus the marker).
+
+    A string is cut (:func:`mcp_otel.limits.cut`); a number, bool or None is kept; a list
+    or object is kept when its compact JSON fits, else it becomes that JSON text, cut.
+    """
+    t = type(value)
+    if t is str:
+        return limits.cut(value, cap)
+    if value is None or t is bool or t is int or t is float:
+        return value
+    text = dumps(value).decode("utf-8")
+    return value if len(text) <= cap else limits.cut(text, cap)
+
+
+def clean_bounded(clean: Callable[[Any], Any], value: Any, cap: int) -> Any:
+    """``clean(value)`` (a redactor's masking, which returns plain JSON) made
+    :func:`bounded` by ``cap``; never raises.
+
+    Text is cut to ``cap + limits.SCAN_MARGIN_CHARS`` before ``clean``, so masking a
+    50 MB string costs a few kilobytes of work. If ``clean`` raises on an odd value (a
+    mapping whose ``items()`` raises, an ``int`` subclass whose ``__int__`` does), the value
+    is made plain JSON first (:func:`to_jsonable`: only the odd parts get their safe form)
+    and cleaned again.
+    """
+    scan = cap + limits.SCAN_MARGIN_CHARS
+    dropped = 0
+    if type(value) is str and len(value) > scan:
+        dropped, value = len(value) - scan, value[:scan]
+    try:
+        cleaned = clean(value)
+    except Exception:
+        plain = to_jsonable(value)
+        if type(plain) is str and len(plain) > scan:
+            dropped, plain = len(plain) - scan, plain[:scan]
+        try:
+            cleaned = clean(plain)
+        except Exception:  # pragma: no cover - plain JSON cleans without raising
+            cleaned = limits.unrepresentable(value)
+    if dropped and type(cleaned) is str:
+        return limits.cut(cleaned, cap, dropped)
+    return bounded(cleaned, cap)
 
 
 def _default(value: Any) -> Any:
@@ -204,12 +281,18 @@ def _default(value: Any) -> Any:
     raise TypeError
 
 
+#: How deep :func:`_has_nonfinite` looks: everywhere orjson could go (it refuses more than
+#: 255 levels). Bailing out earlier sent any deep value with a ``null`` through the slow
+#: path, which cuts at ``_MAX_DEPTH``: an audit record hashed whole was written cut.
+_SCAN_DEPTH = 256
+
+
 def _has_nonfinite(value: Any, depth: int = 0) -> bool:
     t = type(value)
     if t is float:
         return value != value or value in (math.inf, -math.inf)
-    if depth > _MAX_DEPTH:
-        return True  # too deep to tell: the careful path decides (and writes "<max depth>")
+    if depth > _SCAN_DEPTH:  # pragma: no cover - orjson refuses what is this deep
+        return True
     if t is dict:
         return any(_has_nonfinite(v, depth + 1) for v in value.values())
     if t is list or t is tuple:
@@ -236,10 +319,15 @@ def _encoder(option: int, name: str, doc: str) -> Callable[[Any], bytes]:
     def encode(value: Any) -> bytes:
         try:
             out = orjson.dumps(value, default=_default, option=option)
-        except (TypeError, orjson.JSONEncodeError, RecursionError):
+        except Exception:  # TypeError, JSONEncodeError, RecursionError, a raising Mapping
             return orjson.dumps(to_jsonable(value), option=option)
-        if _NULL in out and _has_nonfinite(value):
-            return orjson.dumps(to_jsonable(value), option=option)
+        if _NULL in out:
+            try:
+                nonfinite = _has_nonfinite(value)
+            except RecursionError:  # a caller already deep in its stack: be careful
+                nonfinite = True
+            if nonfinite:
+                return orjson.dumps(to_jsonable(value), option=option)
         return out
 
     encode.__name__ = encode.__qualname__ = name

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import math
 import os
 import secrets
 import threading
@@ -29,7 +30,7 @@ from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 from opentelemetry.trace import get_current_span
 
 from mcp_otel import _audit_processor as _ap
-from mcp_otel import _lifecycle, _setup, integrity, redaction
+from mcp_otel import _json, _lifecycle, _setup, integrity, limits, redaction
 from mcp_otel.exporters._file import make_private_dirs
 
 __all__ = ["AuditLogger", "install_sigterm_handler"]
@@ -49,6 +50,8 @@ ENV_OTLP = "MCP_OTEL_AUDIT_OTLP"
 DEFAULT_QUEUE_SIZE = 8192
 _NAME_CACHE_SIZE = 1024
 _NAME_CACHE_LEN = 256
+_I64_MIN = -(2**63)
+_U64_MAX = 2**64 - 1  # redaction keeps ints in [_I64_MIN, _U64_MAX] as numbers
 DEFAULT_QUEUE_TIMEOUT = 30.0
 #: Pinned limits: no OTEL_*_LIMIT variable may drop or truncate a sealed attribute.
 _LIMITS_MAX_ATTRIBUTES = 1024
@@ -434,34 +437,43 @@ class AuditLogger:
         tool_name: str | None = None,
         arguments: Any = None,
     ) -> str:
-        """Record a tool call before it runs; returns the correlation id."""
-        if params_bytes is not None and not (
-            isinstance(params_bytes, int) and not isinstance(params_bytes, bool)
-        ):
-            if arguments is None:
-                arguments = params_bytes  # Osiris' own tests pass the arguments here
-            params_bytes = None
-        name = self._name(tool_name or tool)
-        if not correlation_id:  # None or "" (as before): a fresh id
-            cid = self.make_correlation_id()
-            clean_cid = cid  # ours: nothing to mask
-        else:
-            cid = correlation_id
-            clean_cid = self._redactor.clean(cid)
-        value, size, truncated = self._freeze(arguments)
-        attrs: dict[str, Any] = {
-            "event": "tool_call",
-            "event_type": "tool_call_started",
-            "tool": name,
-            "tool_name": name,
-            "correlation_id": clean_cid,
-            "bytes_in": self._redactor.clean(params_bytes) if params_bytes is not None else size,
-            "arguments": value,
-        }
-        if truncated:
-            attrs["arguments_truncated"] = True
+        """Record a tool call before it runs; returns the correlation id.
+
+        Never raises for any value (see "Caps and safe forms" in docs/audit.md); a given
+        ``correlation_id`` is returned unchanged, whatever is written for it.
+        """
+        cid: Any = correlation_id
+        try:
+            if params_bytes is not None and not (
+                isinstance(params_bytes, int) and not isinstance(params_bytes, bool)
+            ):
+                if arguments is None:
+                    arguments = params_bytes  # Osiris' own tests pass the arguments here
+                params_bytes = None
+            name = self._name(tool_name if _given(tool_name) else tool)
+            if not _given(correlation_id):  # None or "" (as before): a fresh id
+                cid = self.make_correlation_id()
+                clean_cid = cid  # ours: nothing to mask
+            else:
+                clean_cid = self._field(correlation_id, limits.MAX_ID_CHARS)
+            value, size, truncated = self._freeze(arguments)
+            attrs: dict[str, Any] = {
+                "event": "tool_call",
+                "event_type": "tool_call_started",
+                "tool": name,
+                "tool_name": name,
+                "correlation_id": clean_cid,
+                "bytes_in": size if params_bytes is None
+                else self._field(params_bytes, limits.MAX_VALUE_CHARS),
+                "arguments": value,
+            }
+            if truncated:
+                attrs["arguments_truncated"] = True
+        except Exception as exc:
+            self._unencodable(exc)
+            return cid  # type: ignore[no-any-return]
         await self._log(attrs, SeverityNumber.INFO)
-        return cid
+        return cid  # type: ignore[no-any-return]
 
     async def log_tool_result(
         self,
@@ -474,22 +486,27 @@ class AuditLogger:
         payload_bytes: int | None = None,
         result: Any = None,
     ) -> None:
-        """Record a tool's result."""
-        size = result_bytes if result_bytes is not None else payload_bytes
-        value, measured, truncated = self._freeze(result)
-        attrs: dict[str, Any] = {
-            "event": "tool_result",
-            "event_type": "tool_call_completed",
-            "tool": self._name(tool),
-            "correlation_id": self._redactor.clean(correlation_id or event_id),
-            "duration_ms": self._redactor.clean(duration_ms),
-            "bytes_out": self._redactor.clean(size) if size is not None else measured,
-            "result": value,
-        }
-        if success is not None:
-            attrs["success"] = bool(success)
-        if truncated:
-            attrs["result_truncated"] = True
+        """Record a tool's result. Never raises for any value."""
+        try:
+            size = result_bytes if result_bytes is not None else payload_bytes
+            value, measured, truncated = self._freeze(result)
+            attrs: dict[str, Any] = {
+                "event": "tool_result",
+                "event_type": "tool_call_completed",
+                "tool": self._name(tool),
+                "correlation_id": self._cid(correlation_id, event_id),
+                "duration_ms": self._field(duration_ms, limits.MAX_VALUE_CHARS),
+                "bytes_out": measured if size is None
+                else self._field(size, limits.MAX_VALUE_CHARS),
+                "result": value,
+            }
+            if success is not None:
+                attrs["success"] = _flag(success)
+            if truncated:
+                attrs["result_truncated"] = True
+        except Exception as exc:
+            self._unencodable(exc)
+            return
         await self._log(attrs, SeverityNumber.INFO)
 
     async def log_tool_error(
@@ -501,34 +518,45 @@ class AuditLogger:
         event_id: str | None = None,
         error: Any = None,
     ) -> None:
-        """Record a failed tool call; secrets inside the error text are masked."""
-        if error_code is None:
-            error_code = "ERROR" if error else "UNKNOWN"
-        value, _, truncated = self._freeze(self._redactor.error_text(error))
-        attrs: dict[str, Any] = {
-            "event": "tool_error",
-            "event_type": "tool_call_failed",
-            "tool": self._name(tool),
-            "correlation_id": self._redactor.clean(correlation_id or event_id),
-            "duration_ms": self._redactor.clean(duration_ms),
-            "error_code": self._redactor.clean(error_code),
-            "error": value,
-        }
-        if truncated:
-            attrs["error_truncated"] = True
+        """Record a failed tool call; secrets inside the error text are masked. Never
+        raises for any value."""
+        try:
+            if error_code is None:
+                error_code = "ERROR" if limits.truth(error, True) else "UNKNOWN"
+            value, _, truncated = self._freeze(self._error_text(error))
+            attrs: dict[str, Any] = {
+                "event": "tool_error",
+                "event_type": "tool_call_failed",
+                "tool": self._name(tool),
+                "correlation_id": self._cid(correlation_id, event_id),
+                "duration_ms": self._field(duration_ms, limits.MAX_VALUE_CHARS),
+                "error_code": self._field(error_code, limits.MAX_NAME_CHARS),
+                "error": value,
+            }
+            if truncated:
+                attrs["error_truncated"] = True
+        except Exception as exc:
+            self._unencodable(exc)
+            return
         await self._log(attrs, SeverityNumber.ERROR)
 
     async def log_resource_access(self, resource_uri: str, operation: str, success: bool) -> None:
-        """Record a resource read/write."""
+        """Record a resource read/write. Never raises for any value; a ``success`` whose
+        truth value cannot be taken is written as ``status: "unknown"``."""
         now = time.time_ns()
-        attrs: dict[str, Any] = {
-            "event": "resource_access",
-            "timestamp_ms": now // 1_000_000,
-            "resource_uri": self._redactor.clean(resource_uri),
-            "operation": self._redactor.clean(operation),
-            "status": "ok" if success else "error",
-        }
-        await self._log(attrs, SeverityNumber.INFO if success else SeverityNumber.WARN, now)
+        try:
+            ok = _flag(success)
+            attrs: dict[str, Any] = {
+                "event": "resource_access",
+                "timestamp_ms": now // 1_000_000,
+                "resource_uri": self._field(resource_uri, limits.MAX_URI_CHARS),
+                "operation": self._field(operation, limits.MAX_NAME_CHARS),
+                "status": "ok" if ok is True else "error" if ok is False else "unknown",
+            }
+        except Exception as exc:
+            self._unencodable(exc)
+            return
+        await self._log(attrs, SeverityNumber.INFO if ok is True else SeverityNumber.WARN, now)
 
     def get_session_summary(self) -> dict[str, Any]:
         """The current session; after :meth:`shutdown`, the session that just ended (its
@@ -557,6 +585,7 @@ class AuditLogger:
         sess = self._session
         if sess is None or sess.pid != os.getpid():
             return True
+        timeout = limits.safe_timeout(timeout, 30.0)
         return sess.processor.force_flush(int(timeout * 1000))
 
     async def flush(self, timeout: float = 30.0) -> bool:
@@ -568,6 +597,7 @@ class AuditLogger:
 
         A later log call starts a new session (new ``session_id`` and chain).
         """
+        timeout = limits.safe_timeout(timeout, 30.0)
         with self._lock:
             sess, self._session = self._session, None
         with _LIVE_LOCK:
@@ -602,16 +632,58 @@ class AuditLogger:
     # -- internals ---------------------------------------------------------------------
 
     def _name(self, value: Any) -> Any:
-        """:meth:`Redactor.clean` for tool names: a small vocabulary repeated on every call,
-        so cleaned once per name (bounded)."""
+        """:meth:`_field` for tool names: a small vocabulary repeated on every call, so
+        cleaned once per name (bounded)."""
         if type(value) is not str:
-            return self._redactor.clean(value)
+            return self._field(value, limits.MAX_NAME_CHARS)
         cleaned = self._names.get(value)
         if cleaned is None:
-            cleaned = self._redactor.clean(value)
+            cleaned = self._field(value, limits.MAX_NAME_CHARS)
             if len(self._names) < _NAME_CACHE_SIZE and len(value) <= _NAME_CACHE_LEN:
                 self._names[value] = cleaned
         return cleaned
+
+    def _cid(self, correlation_id: Any, event_id: Any) -> Any:
+        """Osiris' ``correlation_id or event_id``, written as a capped field."""
+        return self._field(correlation_id if _given(correlation_id) else event_id,
+                           limits.MAX_ID_CHARS)
+
+    def _field(self, value: Any, cap: int) -> Any:
+        """A scalar field as written: secrets masked, JSON-safe, at most ``cap`` characters
+        (plus the cut marker); never raises (:func:`mcp_otel._json.clean_bounded`).
+
+        The common values (short text, 64-bit ints, finite floats, None, bools) take a
+        shorter path with the same result: these fields are on every call's hot path.
+        """
+        t = type(value)
+        if t is str and len(value) <= cap:
+            cleaned = self._redactor.clean(value)
+            return cleaned if len(cleaned) <= cap else limits.cut(cleaned, cap)
+        if (value is None or t is bool or (t is int and _I64_MIN <= value <= _U64_MAX)
+                or (t is float and math.isfinite(value))):
+            return value
+        return _json.clean_bounded(self._redactor.clean, value, cap)
+
+    def _error_text(self, error: Any) -> Any:
+        """:meth:`Redactor.error_text` on a value whose odd parts are made plain JSON first
+        (a mapping whose ``items()`` raises must not lose the record)."""
+        if error is None or type(error) is str:
+            return error
+        if isinstance(error, int) and not isinstance(error, bool):
+            return limits.safe_str(error)  # str() of a huge int raises
+        if isinstance(error, Mapping | list | tuple | set | frozenset):
+            error = _json.to_jsonable(error)
+        return self._redactor.error_text(error)
+
+    def _unencodable(self, exc: BaseException) -> None:
+        """A record that could not even be built (a bug, not a value: every value has a safe
+        form): counted and declared lost like one that found no room, never raised."""
+        cause = RuntimeError(f"cannot build the audit record: {type(exc).__name__}")
+        try:
+            self._current().lost_unqueued(self, cause)
+        except Exception as again:
+            _ap._stderr(f"mcp-otel audit: LOST 1 audit record: {cause}; and cannot count it: "
+                        f"{type(again).__name__}")
 
     def _freeze(self, value: Any) -> tuple[Any, int, bool]:
         """What a record carries for a payload, its original JSON size, and whether it was cut.
@@ -691,6 +763,26 @@ class AuditLogger:
 
 
 # ------------------------------------------------------------------------------ helpers
+
+
+def _given(value: Any) -> bool:
+    """Osiris' truth test for an optional argument (``x or default``), where a truth value
+    that raises counts as given; exact ``None`` and ``str`` are decided inline."""
+    if value is None:
+        return False
+    if type(value) is str:
+        return value != ""
+    return limits.truth(value, True)
+
+
+def _flag(value: Any) -> bool | str:
+    """``bool(value)``, or :func:`limits.unrepresentable` when its truth value raises."""
+    if value is True or value is False:
+        return value
+    try:
+        return bool(value)
+    except Exception:
+        return limits.unrepresentable(value)
 
 
 def _redact(redactor: redaction.Redactor, snap: redaction.Snapshot) -> redaction.RedactedValue:

@@ -102,7 +102,7 @@ from opentelemetry import trace
 from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.trace import Span, Status, StatusCode
 
-from mcp_otel import _json, _setup
+from mcp_otel import _json, _setup, limits
 from mcp_otel.exporters._file import make_private_dirs
 
 __all__ = ["DiscoveryCache"]
@@ -420,8 +420,12 @@ class DiscoveryCache:
             raise TypeError("default_ttl_hours must be a number of hours")
         if not default_ttl_hours > 0:
             raise ValueError("default_ttl_hours must be positive")
+        try:
+            default_ttl = timedelta(hours=default_ttl_hours)
+        except OverflowError:  # inf, or beyond timedelta's 999,999,999 days
+            raise ValueError("default_ttl_hours is too large") from None
         self.cache_dir = Path(cache_dir) if cache_dir is not None else _setup.data_dir() / "cache"
-        self.default_ttl = timedelta(hours=default_ttl_hours)
+        self.default_ttl = default_ttl
         state = self.cache_dir / _STATE_DIR
         make_private_dirs(state)  # and the cache directory and its parents, all 0700
         self._lock_paths = [state / f"lock.{i:02d}" for i in range(_STRIPES)]
@@ -467,6 +471,10 @@ class DiscoveryCache:
     ) -> _Key:
         if samples.__class__ is not int:
             raise TypeError("samples must be an int")
+        if (connection.__class__ is not str or component.__class__ is not str
+                or (idempotency_key is not None and idempotency_key.__class__ is not str)):
+            connection, component, idempotency_key = _exact_names(
+                connection, component, idempotency_key)
         memo = (connection, component, samples, idempotency_key)
         key = self._keys.get(memo)
         if key is not None:
@@ -475,7 +483,15 @@ class DiscoveryCache:
             raise TypeError("connection and component must be str")
         if idempotency_key is not None and not isinstance(idempotency_key, str):
             raise TypeError("idempotency_key must be str or None")
-        idem = idempotency_key or None  # Osiris: no key and an empty key are the same
+        cap = limits.MAX_CACHE_ID_CHARS
+        # str.__len__: a str subclass's own __len__ is never called (nor trusted)
+        if max(str.__len__(connection), str.__len__(component),
+               0 if idempotency_key is None else str.__len__(idempotency_key)) > cap:
+            raise ValueError(f"connection, component and idempotency_key are identifiers of "
+                             f"at most {cap} characters")
+        # Osiris: no key and an empty key are the same (no bool(): a subclass may raise)
+        idem = None if idempotency_key is None or not str.__len__(idempotency_key) \
+            else idempotency_key
         disc, full = _digests(connection, component, samples, idem)
         stored = _stored_identity(connection, component, samples, idem)
         key = _Key(
@@ -752,14 +768,19 @@ class DiscoveryCache:
         elif ttl <= timedelta(0):
             raise ValueError("ttl must be positive")
         now = datetime.now(UTC)
-        expiry = now + ttl
+        try:
+            expiry = now + ttl
+        except OverflowError:  # beyond the year 9999: the entry never expires in practice
+            expiry = datetime.max.replace(tzinfo=UTC)
         entry = {
             "discovery_id": key.discovery_id,
             "cache_key": key.cache_key,
-            "connection_id": connection,
-            "component_id": component,
+            # whole (at most MAX_CACHE_ID_CHARS, checked in _key): the identity is re-hashed
+            "connection_id": str.__str__(connection),
+            "component_id": str.__str__(component),
             "samples": samples,
-            "idempotency_key": idempotency_key,
+            "idempotency_key": None if idempotency_key is None
+            else str.__str__(idempotency_key),
             "data": data,
             "created_at": now.isoformat(),
             "expires_at": expiry.isoformat(),
@@ -843,6 +864,7 @@ class DiscoveryCache:
         """Remove every entry of ``connection`` from both tiers; returns how many entries."""
         if not isinstance(connection, str):
             raise TypeError("connection must be str")
+        connection = str.__str__(connection)
         return await self._maintenance(
             "cache.invalidate", self._invalidate, connection, conn=connection
         )
@@ -980,8 +1002,10 @@ class DiscoveryCache:
         }
 
     def get_discovery_uri(self, discovery_id: str, artifact_type: str) -> str:
-        """The Osiris resource URI of one discovery artifact."""
-        return f"osiris://mcp/discovery/{discovery_id}/{artifact_type}.json"
+        """The Osiris resource URI of one discovery artifact (never raises: a value whose
+        ``str()`` raises gives its safe form, see :func:`mcp_otel.limits.safe_str`)."""
+        return (f"osiris://mcp/discovery/{limits.safe_str(discovery_id)}/"
+                f"{limits.safe_str(artifact_type)}.json")
 
     def _start(self, name: str) -> Span | None:
         return None if self._tracer is None else self._tracer.start_span(name)
@@ -991,6 +1015,45 @@ class DiscoveryCache:
 
 _NEEDS_THREAD = object()
 _KEPT_FRESH = -2  # _reap: nothing removed, the file holds an entry that has not expired
+
+
+def _exact_names(
+    connection: Any, component: Any, idempotency_key: Any
+) -> tuple[str, str, str | None]:
+    """The key's names as exact ``str`` (a subclass may override ``__format__``,
+    ``__hash__`` or ``encode``, which the key derivation calls), or ``TypeError``."""
+    if not isinstance(connection, str) or not isinstance(component, str):
+        raise TypeError("connection and component must be str")
+    if idempotency_key is not None and not isinstance(idempotency_key, str):
+        raise TypeError("idempotency_key must be str or None")
+    return (str.__str__(connection), str.__str__(component),
+            None if idempotency_key is None else str.__str__(idempotency_key))
+
+
+def _samples_text(samples: int) -> str:
+    """``samples`` in the key: decimal, as Osiris derives it; hexadecimal (exact, and never
+    equal to a decimal text) beyond ``limits.MAX_INT_BITS``, where ``str()`` raises.
+
+    The choice depends on the value only, so every process derives the same key: a host
+    that lowered ``sys.set_int_max_str_digits()`` still gets the decimal digits, converted
+    in chunks the interpreter accepts (its minimum limit is 640 digits).
+    """
+    if samples.bit_length() > limits.MAX_INT_BITS:
+        return hex(samples)
+    try:
+        return int.__repr__(samples)
+    except ValueError:  # a lower digit limit in the host
+        pass
+    sign, rest = ("-", -samples) if samples < 0 else ("", samples)
+    chunks: list[str] = []
+    while rest:
+        rest, chunk = divmod(rest, _DECIMAL_CHUNK)
+        chunks.append(f"{chunk:0{_CHUNK_DIGITS}d}")
+    return sign + "".join(reversed(chunks)).lstrip("0")
+
+
+_CHUNK_DIGITS = 500
+_DECIMAL_CHUNK = 10**_CHUNK_DIGITS
 
 
 def _utf8(text: str) -> bytes:
@@ -1023,7 +1086,8 @@ def _digests(
     """
     head = _field(_utf8(connection)) + _field(_utf8(component)) + _field(_utf8(f"{samples:x}"))
     disc = hashlib.sha256(head).hexdigest()[:16]
-    full = hashlib.sha256(head + _field(_utf8(idempotency_key or ""))).hexdigest()[:16]
+    idem = "" if idempotency_key is None else idempotency_key
+    full = hashlib.sha256(head + _field(_utf8(idem))).hexdigest()[:16]
     return disc, full
 
 
@@ -1034,9 +1098,18 @@ def _stored_identity(
     return (
         _json.to_jsonable(connection),
         _json.to_jsonable(component),
-        _json.to_jsonable(samples),
+        _samples_stored(samples),
         _json.to_jsonable(idempotency_key) if idempotency_key else None,
     )
+
+
+def _samples_stored(samples: int) -> Any:
+    """``samples`` as an entry written with the interpreter's default digit limit holds it
+    (decimal text beyond 64 bits), whatever limit this host set."""
+    stored = _json.to_jsonable(samples)
+    if isinstance(stored, str) and samples.bit_length() <= limits.MAX_INT_BITS:
+        return _samples_text(samples)
+    return stored
 
 
 def _entry_identity(entry: dict[str, Any]) -> tuple[Any, Any, Any, Any]:

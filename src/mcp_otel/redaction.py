@@ -48,7 +48,7 @@ from typing import Any
 
 import orjson
 
-from mcp_otel import _json
+from mcp_otel import _json, limits
 
 MASK = "***MASKED***"
 
@@ -99,9 +99,9 @@ DEFAULT_ALLOW_KEYS: frozenset[str] = frozenset(
 )
 
 #: Arguments/results whose compact JSON is larger than this are replaced by a preview.
-DEFAULT_PREVIEW_LIMIT = 4096
+DEFAULT_PREVIEW_LIMIT = limits.PREVIEW_BYTES
 #: How many bytes of the (redacted) JSON the preview keeps.
-DEFAULT_PREVIEW_HEAD = 2048
+DEFAULT_PREVIEW_HEAD = limits.PREVIEW_HEAD_BYTES
 
 #: Characters of context kept past a cut before masking (:meth:`Redactor.mask_preview`,
 #: previews of large payloads): a credential that starts before the cut and ends within
@@ -557,8 +557,8 @@ class Redactor:
         t = type(value)
         if t is str:
             return self._clean_str(value)
-        if t is int:
-            return value if _I64_MIN <= value <= _U64_MAX else str(value)
+        if t is int:  # beyond 64 bits: decimal text (a summary beyond limits.MAX_INT_BITS)
+            return value if _I64_MIN <= value <= _U64_MAX else limits.int_text(value)
         if t is float:
             return value if math.isfinite(value) else _json._float(value)
         if _depth > 64:

@@ -62,7 +62,7 @@ from opentelemetry.sdk.metrics.export import (
 from opentelemetry.sdk.metrics.view import DropAggregation
 from opentelemetry.sdk.resources import Resource
 
-from mcp_otel import _json, _setup
+from mcp_otel import _json, _setup, limits
 
 __all__ = ["TelemetryEmitter", "get_telemetry", "init_telemetry"]
 
@@ -73,10 +73,11 @@ MCP_DURATION_BUCKETS: tuple[float, ...] = (
     0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 30, 60, 120, 300,
 )  # fmt: skip
 #: Distinct tool names (and error types) an emitter puts on metrics; later ones share
-#: ``_OTHER``. Keeps series bounded when a client invents tool names.
-MAX_TOOL_NAMES = 256
-MAX_ERROR_TYPES = 64
-MAX_NAME_LENGTH = 128
+#: ``_OTHER``. Keeps series bounded when a client invents tool names. (The caps live in
+#: :mod:`mcp_otel.limits`, with every other one.)
+MAX_TOOL_NAMES = limits.MAX_TOOL_NAMES
+MAX_ERROR_TYPES = limits.MAX_ERROR_TYPES
+MAX_NAME_LENGTH = limits.MAX_LABEL_CHARS
 #: Largest value one call adds to a counter (exact in JSON doubles and OTLP int64 sums).
 MAX_VALUE = 2**53 - 1
 _OTHER = "_other"
@@ -108,25 +109,32 @@ def _as_count(value: Any) -> tuple[int, bool]:
     numeric strings parsed; negatives, NaN/inf and anything else count as 0, and values
     above 2**53 - 1 (beyond what JSON and OTLP backends hold exactly) are capped there.
     The event line lists every transformed field under ``mcp_otel.invalid_fields``.
+    Subclasses are read through their base type (``int.__int__``, ...), so no override of
+    theirs can raise here; a numeric string longer than :data:`MAX_COUNT_TEXT` counts 0.
     """
     if type(value) is int and 0 <= value <= MAX_VALUE:
         return value, False
     if isinstance(value, bool):
         return int(value), True
     if isinstance(value, int):
-        number: int = value
+        number: int = int.__int__(value)
     elif isinstance(value, float):
-        if value != value or value in (float("inf"), float("-inf")):
+        real = float.__float__(value)
+        if real != real or real in (float("inf"), float("-inf")):
             return 0, True
-        number = round(value)
-        if number == value and 0 <= number <= MAX_VALUE:
+        number = round(real)
+        if number == real and 0 <= number <= MAX_VALUE:
             return number, False
     elif isinstance(value, str):
+        text = str.__str__(value)
+        if len(text) > MAX_COUNT_TEXT:
+            return 0, True
+        text = text.strip()
         try:
-            number = int(value.strip())
+            number = int(text)
         except ValueError:
             try:  # "12.7": a numeric string is parsed as a number, then rounded like one
-                parsed = float(value.strip())
+                parsed = float(text)
             except ValueError:
                 return 0, True
             if parsed != parsed or parsed in (float("inf"), float("-inf")):
@@ -137,8 +145,17 @@ def _as_count(value: Any) -> tuple[int, bool]:
     return min(max(number, 0), MAX_VALUE), True
 
 
+#: Longest numeric string :func:`_as_count` parses (a count has at most 16 digits).
+MAX_COUNT_TEXT = 64
+
+
+def _is_error(status: Any) -> bool:
+    """Osiris' ``status == "error"``, without calling a foreign ``__eq__``."""
+    return isinstance(status, str) and str.__eq__(status, "error") is True
+
+
 def _label(value: Any) -> str:
-    text = value if isinstance(value, str) else str(value)
+    text = limits.safe_str(value)
     if len(text) > MAX_NAME_LENGTH:
         text = text[:MAX_NAME_LENGTH]
     return text
@@ -165,11 +182,13 @@ def _iso(ns: int) -> str:
 _redactor: Any = None
 
 
-def _clean(value: Any) -> Any:
-    """Secrets masked and values made JSON-safe before the value reaches any sink.
+def _clean(value: Any, cap: int) -> Any:
+    """Secrets masked, JSON-safe and at most ``cap`` characters, before any sink.
 
     Uses the audit trail's :class:`mcp_otel.redaction.Redactor` (Osiris' key rules plus
-    URL/DSN passwords); falls back to plain JSON-safe encoding if it cannot be loaded.
+    URL/DSN passwords) through :func:`_json.clean_bounded`, as the audit trail's scalar
+    fields do: a value that raises gets its safe form, text is cut before masking, a list
+    or object whose JSON is longer than ``cap`` becomes that JSON text, cut.
     """
     global _redactor
     if _redactor is None:
@@ -179,12 +198,8 @@ def _clean(value: Any) -> Any:
             _redactor = Redactor()
         except Exception:  # pragma: no cover - redaction ships with the package
             _redactor = False
-    if _redactor:
-        try:
-            return _redactor.clean(value)
-        except Exception:
-            pass
-    return _json.to_jsonable(value)
+    clean = _redactor.clean if _redactor else _json.to_jsonable
+    return _json.clean_bounded(clean, value, cap)
 
 
 class _ConsistentPeriodicReader(PeriodicExportingMetricReader):
@@ -375,7 +390,7 @@ class TelemetryEmitter:
     """
 
     def __init__(self, enabled: bool = True, output_dir: Path | None = None) -> None:
-        self.enabled = bool(enabled)
+        self.enabled = limits.truth(enabled, True)  # a truth value that raises: the default
         self.output_dir = (
             Path(output_dir) if output_dir is not None else _setup.data_dir() / "telemetry"
         )
@@ -439,7 +454,7 @@ class TelemetryEmitter:
         """
         try:
             pipeline = self._pipeline()
-            is_error = status == "error"
+            is_error = _is_error(status)
             duration, bad_duration = _as_count(duration_ms)
             size_in, bad_in = _as_count(bytes_in)
             size_out, bad_out = _as_count(bytes_out)
@@ -454,9 +469,10 @@ class TelemetryEmitter:
                         totals["errors"] += 1
                 return
             seconds = _seconds(duration_ms, duration)
-            tool_name = tool if isinstance(tool, str) else str(tool)
-            if error_type is not None and not isinstance(error_type, str):
-                error_type = str(error_type)
+            # Cut before the attribute cache: its keys must not hold a client's 50 MB name.
+            tool_name = limits.cut(limits.safe_str(tool), limits.MAX_NAME_CHARS)
+            if error_type is not None:
+                error_type = limits.cut(limits.safe_str(error_type), limits.MAX_NAME_CHARS)
             cached = pipeline.attrs.get((tool_name, is_error, error_type))
             if cached is None:
                 cached = self._attributes(pipeline, tool_name, is_error, error_type)
@@ -471,19 +487,23 @@ class TelemetryEmitter:
                 if is_error:
                     inst.errors.add(1, a_error)
                 inst.operation_duration.record(seconds, a_operation)
+        except Exception:
+            _log.exception("mcp-otel telemetry: emit_tool_call failed to count")
+            return
+        try:
             if pipeline.logger is None:
                 return
             event: dict[str, Any] = {
                 "tool": tool_name,
-                "status": status if isinstance(status, str) else str(status),
+                "status": limits.cut(limits.safe_str(status), limits.MAX_NAME_CHARS),
                 "duration_ms": duration,
                 "bytes_in": size_in,
                 "bytes_out": size_out,
             }
-            if error:
-                event["error"] = _clean(str(error))
-            if metadata:
-                event["metadata"] = _clean(metadata)
+            if limits.truth(error, True):
+                event["error"] = _clean(limits.safe_str(error), limits.MAX_TEXT_CHARS)
+            if limits.truth(metadata, True):
+                event["metadata"] = _clean(metadata, limits.MAX_STRUCT_CHARS)
             if bad_duration or bad_in or bad_out:
                 event["mcp_otel.invalid_fields"] = [
                     name
@@ -496,7 +516,8 @@ class TelemetryEmitter:
                 ]
             self._emit_event(pipeline, "tool_call", event, error=is_error)
         except Exception:
-            _log.exception("mcp-otel telemetry: emit_tool_call failed")
+            _log.exception("mcp-otel telemetry: emit_tool_call counted the call but could "
+                           "not write its event")
 
     def emit_server_start(self, version: str, protocol_version: str) -> None:
         """Record the server start (and restart the uptime clock)."""
@@ -506,7 +527,8 @@ class TelemetryEmitter:
             self._emit_event(
                 pipeline,
                 "server_start",
-                {"version": _clean(version), "protocol_version": _clean(protocol_version)},
+                {"version": _clean(version, limits.MAX_NAME_CHARS),
+                 "protocol_version": _clean(protocol_version, limits.MAX_NAME_CHARS)},
             )
         except Exception:
             _log.exception("mcp-otel telemetry: emit_server_start failed")
@@ -518,7 +540,7 @@ class TelemetryEmitter:
             self._emit_event(
                 pipeline,
                 "server_stop",
-                {"reason": _clean(reason), "metrics": self._read_totals()},
+                {"reason": _clean(reason, limits.MAX_TEXT_CHARS), "metrics": self._read_totals()},
             )
             pipeline.flush(10_000)
         except Exception:
@@ -531,16 +553,17 @@ class TelemetryEmitter:
         try:
             pipeline = self._pipeline()
             duration, bad_duration = _as_count(duration_ms)
-            status = "ok" if success else "error"
+            ok = limits.truth(success, False)  # a truth value that raises: a failure
+            status = "ok" if ok else "error"
             if pipeline.instruments is not None:
                 with self._lock:
                     pipeline.instruments.handshakes.add(1, {"mcp_otel.status": status})
-            event: dict[str, Any] = {"duration_ms": duration, "success": bool(success)}
-            if client_info:
-                event["client_info"] = _clean(client_info)
+            event: dict[str, Any] = {"duration_ms": duration, "success": ok}
+            if limits.truth(client_info, True):
+                event["client_info"] = _clean(client_info, limits.MAX_STRUCT_CHARS)
             if bad_duration:
                 event["mcp_otel.invalid_fields"] = ["duration_ms"]
-            self._emit_event(pipeline, "handshake", event, error=not success)
+            self._emit_event(pipeline, "handshake", event, error=not ok)
         except Exception:
             _log.exception("mcp-otel telemetry: emit_handshake failed")
 
@@ -570,8 +593,12 @@ class TelemetryEmitter:
     # ----------------------------------------------------------------- lifecycle
 
     def force_flush(self, timeout_millis: int = 10_000) -> bool:
-        """Write pending events and export a metric snapshot now (all sinks)."""
-        return self._pipeline().flush(timeout_millis)
+        """Write pending events and export a metric snapshot now (all sinks).
+
+        A ``timeout_millis`` that is not a non-negative number uses the default.
+        """
+        millis = int(limits.safe_timeout(timeout_millis, 10_000.0))
+        return self._pipeline().flush(millis)
 
     def shutdown(self) -> None:
         """Flush and stop exporting; afterwards the emitter still counts in-process.
@@ -857,8 +884,10 @@ def _file_processor(exporter: Any) -> Any:
 
 def _seconds(raw: Any, fallback_ms: int) -> float:
     """Histogram value in seconds: the exact float when the caller gave one."""
-    if isinstance(raw, float) and raw >= 0 and raw != float("inf"):
-        return raw / 1000.0
+    if isinstance(raw, float):
+        real = float.__float__(raw)
+        if real >= 0 and real != float("inf"):
+            return real / 1000.0
     return fallback_ms / 1000.0
 
 

@@ -16,6 +16,7 @@ import pytest
 
 from mcp_otel import _json
 from mcp_otel.cache import DiscoveryCache
+from mcp_otel.limits import MAX_CACHE_ID_CHARS
 
 
 def _spin_until(ts: float) -> None:
@@ -201,7 +202,7 @@ async def test_clear_expired_removes_expired_corrupt_and_keeps_fresh(
         "../../../../etc/passwd",
         "/absolute/path",
         "a\x00b",
-        "x" * 200_000,
+        "x" * MAX_CACHE_ID_CHARS,
         "..",
         "名前/../\u202e",
     ],
@@ -217,8 +218,21 @@ async def test_hostile_names_stay_inside_the_cache_directory(
     assert sorted(p.name for p in cache_dir.parent.iterdir()) == ["cache"]
     assert sorted(os.listdir(cache_dir)) == [".mcp_otel", f"{disc}.json"]
     entry = await make_cache().get(connection, connection, 0, connection)
+    # written whole: its identity is checked by re-hashing it
     assert entry is not None and entry["connection_id"] == connection
     assert await cache.invalidate_connection(connection) == 1
+    assert list(cache_dir.glob("disc_*")) == []
+
+
+async def test_a_name_over_the_cap_is_refused_and_nothing_is_written(
+    make_cache, cache_dir
+) -> None:
+    cache = make_cache()
+    long = "x" * (MAX_CACHE_ID_CHARS + 1)
+    for call in (cache.set(long, "c", 0, {"v": 1}), cache.set("c", "c", 0, {"v": 1}, long),
+                 cache.get("c", long)):
+        with pytest.raises(ValueError, match="at most 1024 characters"):
+            await call
     assert list(cache_dir.glob("disc_*")) == []
 
 
