@@ -36,11 +36,14 @@ whose middleware returns a bare content list have no place for it, and an except
 by a tool (``ToolError``) becomes an error result only after the middleware chain, so
 neither carries it (the audit, telemetry and span have the id).
 
-Sessions: the ``initialize`` handshake reaches fastmcp middleware from fastmcp 2.13 on;
-the session's end is registered on the official SDK session's exit stack (mcp 1.x
-``BaseSession._exit_stack``, mcp 2.x ``ServerSession._connection.exit_stack``, both
-private). fastmcp 2.x does not expose the session to middleware during ``initialize``, so
-there only the handshake is recorded, not the session span and duration.
+Sessions: the ``initialize`` handshake reaches fastmcp middleware from fastmcp 2.13 on
+(the handshake event and duration are recorded there); the session's end is registered on
+the official SDK session's exit stack (mcp 1.x ``BaseSession._exit_stack``, mcp 2.x
+``ServerSession._connection.exit_stack``, both private). Where ``initialize`` brings no
+session (fastmcp 2.x hands middleware none then, and 2.9-2.12 do not pass ``initialize``
+through middleware at all), an mcp 1.x session is opened at its first request instead, so
+its span and duration start there. fastmcp 4 on protocol 2026-07-28 has no handshake and
+no session.
 
 Lifespan: ``server_start``/``server_stop`` around fastmcp's ref-counted
 ``FastMCP._lifespan_manager`` (every transport enters it, 2.1x+), wrapped on the instance;
@@ -56,6 +59,8 @@ import copy
 import functools
 import logging
 import threading
+import time
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -63,7 +68,7 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Tracer
 
-from mcp_otel._instrument._core import Instrumentation, Observer, Request, mask_text
+from mcp_otel._instrument._core import Instrumentation, Observer, Request, guard, mask_text
 
 NAME = "fastmcp"
 _log = logging.getLogger("mcp_otel.instrument")
@@ -420,6 +425,8 @@ def middleware_type() -> type:
             self._observer = observer
             self._line = line
             self._codec = ToolResultCodec()
+            # SDK sessions whose mcp.session span is open (weak: the SDK owns them).
+            self._sessions: weakref.WeakSet[Any] = weakref.WeakSet()
 
         async def on_request(self, context: Any, call_next: Callable[[Any], Awaitable[Any]]
                              ) -> Any:
@@ -437,14 +444,51 @@ def middleware_type() -> type:
             if found is _INTERNAL:
                 return await self._internal(context, call_next)
             request, session = found  # type: ignore[misc]
+            on_close = None
+            if request.method == "initialize":
+                on_close = self._on_close(session)
+            else:
+                guard(observer.handle, "session tracking", self._late_session, request,
+                      session)
             token = _OBSERVING.set(True)
             try:
                 return await observer.observe(
                     request, lambda: self._call(request, context, call_next, own_span),
-                    codec=self._codec, own_span=own_span,
-                    on_close=_on_close(session) if request.method == "initialize" else None)
+                    codec=self._codec, own_span=own_span, on_close=on_close)
             finally:
                 _OBSERVING.reset(token)
+
+        def _on_close(self, session: Any) -> Callable[[Callable[[], None]], bool] | None:
+            """The session-end hook for ``initialize``, or None where the session is out
+            of reach (then no session is opened here: one we could never end would be a
+            lie; :meth:`_late_session` opens it at its first request)."""
+            stack = _exit_stack(session) if session is not None else None
+            if stack is None:
+                return None
+
+            def on_close(end: Callable[[], None]) -> bool:
+                self._sessions.add(session)
+                stack.callback(end)
+                return True
+
+            return on_close
+
+        def _late_session(self, request: Request, session: Any) -> None:
+            """Open the session of an mcp 1.x connection whose ``initialize`` we did not
+            see with its session (fastmcp 2.x), at its first request."""
+            if session is None or hasattr(session, "_connection") or session in self._sessions:
+                return  # mcp 2.x sessions are per request on 2026-07-28: not tracked late
+            stack = _exit_stack(session)
+            if stack is None:
+                return
+            self._sessions.add(session)
+            client = getattr(session, "client_params", None)
+            info = getattr(client, "clientInfo", None)
+            end = self._observer.start_session(
+                start_ns=time.perf_counter_ns(), protocol_version=request.protocol_version,
+                session_id=request.session_id,
+                client_info=_dump(info) if info is not None else None)
+            stack.callback(end)
 
         def _own_span(self) -> bool:
             if self._line.seam_span:
@@ -478,20 +522,6 @@ def middleware_type() -> type:
                     _mask_uri(self._observer.handle, span, request.params.get("uri"))
 
     return McpOtelMiddleware
-
-
-def _on_close(session: Any) -> Callable[[Callable[[], None]], bool] | None:
-    """The session-end hook for ``initialize``, or None where the session is out of reach
-    (then no session is opened: a session we could never end would be a lie)."""
-    stack = _exit_stack(session) if session is not None else None
-    if stack is None:
-        return None
-
-    def on_close(end: Callable[[], None]) -> bool:
-        stack.callback(end)
-        return True
-
-    return on_close
 
 
 def _mask_uri(handle: Instrumentation, span: Span, uri: Any) -> None:
@@ -547,22 +577,30 @@ def _hook_lifespan(handle: Instrumentation, server: Any, observer: Observer) -> 
 
     if hasattr(type(server), "_lifespan_manager"):
         original = server._lifespan_manager
-        depth = 0
+        depth = [0]
+        lock = threading.Lock()  # event loops in several threads may share one server
+
+        def enter() -> bool:
+            with lock:
+                depth[0] += 1
+                return depth[0] == 1
+
+        def leave() -> bool:
+            with lock:
+                depth[0] -= 1
+                return depth[0] == 0
 
         @contextlib.asynccontextmanager
         async def lifespan_manager(*args: Any, **kwargs: Any) -> AsyncIterator[None]:
             # fastmcp enters it once per transport and again per low-level run (it is
             # ref-counted): the server starts with the first entry, stops with the last.
-            nonlocal depth
-            depth += 1
-            if depth == 1:
+            if enter():
                 started()
             try:
                 async with original(*args, **kwargs):
                     yield
             finally:
-                depth -= 1
-                if depth == 0:
+                if leave():
                     observer.server_stopped("shutdown")
 
         server._lifespan_manager = lifespan_manager
