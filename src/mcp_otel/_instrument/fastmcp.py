@@ -62,7 +62,7 @@ import threading
 import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from opentelemetry import trace
@@ -330,10 +330,64 @@ class ToolResultCodec:
 @dataclass
 class _Slot:
     """The request's SERVER span, handed once to fastmcp 3.x's ``server_span`` (None: the
-    SERVER span fastmcp asks for is not made at all)."""
+    SERVER span fastmcp asks for is not made at all). ``held``: the exceptions fastmcp
+    recorded on it, until we know whether they leave the request (see :class:`_SpanView`)."""
 
     span: Span | None
     used: bool = False
+    held: list[tuple[BaseException, Any, Any, bool]] = field(default_factory=list)
+
+    def release(self, escaping: BaseException | None) -> None:
+        """Record what fastmcp recorded, except the exception leaving the request: the
+        request's span records that one itself as it ends (one event, not two)."""
+        held, self.held = self.held, []
+        if self.span is None:
+            return
+        for exception, attributes, timestamp, escaped in held:
+            if exception is not escaping:
+                self.span.record_exception(exception, attributes, timestamp, escaped)
+
+
+class _SpanView(Span):
+    """The request's span as fastmcp 3.x's ``server_span`` sees it: attributes, status and
+    events go to it unchanged; it is never ended here (the observer owns it); an exception
+    fastmcp records is held until the request is over (:meth:`_Slot.release`)."""
+
+    def __init__(self, span: Span, slot: _Slot) -> None:
+        self._span = span
+        self._slot = slot
+
+    def end(self, end_time: int | None = None) -> None:
+        del end_time
+
+    def get_span_context(self) -> Any:
+        return self._span.get_span_context()
+
+    def set_attributes(self, attributes: Any) -> None:
+        self._span.set_attributes(attributes)
+
+    def set_attribute(self, key: str, value: Any) -> None:
+        self._span.set_attribute(key, value)
+
+    def add_event(self, name: str, attributes: Any = None, timestamp: int | None = None
+                  ) -> None:
+        self._span.add_event(name, attributes, timestamp)
+
+    def add_link(self, context: Any, attributes: Any = None) -> None:
+        self._span.add_link(context, attributes)
+
+    def update_name(self, name: str) -> None:
+        self._span.update_name(name)
+
+    def is_recording(self) -> bool:
+        return self._span.is_recording()
+
+    def set_status(self, status: Any, description: str | None = None) -> None:
+        self._span.set_status(status, description)
+
+    def record_exception(self, exception: BaseException, attributes: Any = None,
+                         timestamp: int | None = None, escaped: bool = False) -> None:
+        self._slot.held.append((exception, attributes, timestamp, escaped))
 
 
 _SLOT: contextvars.ContextVar[_Slot | None] = contextvars.ContextVar(
@@ -359,7 +413,7 @@ class _EnrichingTracer(Tracer):
         slot = self._slot
         if kind is SpanKind.SERVER and not slot.used:
             slot.used = True
-            yield trace.INVALID_SPAN if slot.span is None else slot.span
+            yield trace.INVALID_SPAN if slot.span is None else _SpanView(slot.span, slot)
             return
         with self._inner.start_as_current_span(name, context, kind, *args, **kwargs) as span:
             yield span
@@ -510,11 +564,20 @@ def middleware_type() -> type:
         async def _call(self, request: Request, context: Any,
                         call_next: Callable[[Any], Awaitable[Any]], own_span: bool) -> Any:
             span = trace.get_current_span()
-            token = None
+            token = slot = None
             if own_span and self._line.inner_span and span.is_recording():
-                token = _SLOT.set(_Slot(span))
+                slot = _Slot(span)
+                token = _SLOT.set(slot)
             try:
-                return await call_next(context)
+                result = await call_next(context)
+            except BaseException as exc:
+                if slot is not None:
+                    guard(self._observer.handle, "span", slot.release, exc)
+                raise
+            else:
+                if slot is not None:
+                    guard(self._observer.handle, "span", slot.release, None)
+                return result
             finally:
                 if token is not None:
                     _SLOT.reset(token)

@@ -291,6 +291,9 @@ async def test_calls_are_audited_measured_and_traced(mode: str | None) -> None:
     assert (slow_span.end_time - slow_span.start_time) >= 30_000_000
     (fail_span,) = _tool_spans(cap.spans, "fail")
     assert fail_span.attributes["error.type"] == "tool_error"
+    # One exception event, though fastmcp 3.x records it too on the span it was handed.
+    assert [e.attributes["exception.message"] for e in fail_span.events
+            if e.name == "exception"] == ["refused: nope"]
     assert len(_server_spans(cap.spans, "resources/read")) == 1
     if FASTMCP_SPANS:  # fastmcp's component attributes are on the same, single span
         assert add_span.attributes["fastmcp.component.type"] == "tool"
@@ -469,6 +472,32 @@ async def test_a_refusal_by_the_users_middleware_is_audited() -> None:
     assert [r["tool"] for r in cap.audit_events("tool_call")] == ["login", "add"]
     (error,) = cap.audit_events("tool_error")
     assert error["tool"] == "login" and "denied by policy" in error["error"]
+
+
+@pytest.mark.skipif(MAJOR != 3, reason="fastmcp 3.x records exceptions on the span it is "
+                                         "handed inside the middleware chain")
+async def test_an_exception_replaced_inside_the_chain_keeps_both_events() -> None:
+    """fastmcp 3.x records the tool's exception on the request's span; when an inner
+    middleware replaces it, that record is kept next to the one that left the request."""
+
+    class Rewrap(Middleware):
+        async def on_call_tool(self, context: Any, call_next: Any) -> Any:
+            try:
+                return await call_next(context)
+            except ToolError as exc:
+                raise ToolError(f"wrapped: {exc}") from exc
+
+    server = _server()
+    server.add_middleware(Rewrap())
+    with capture() as cap:
+        cap.instrument(server)
+        async with _client(server) as client:
+            assert _is_error(await client.call_tool_mcp("fail", {"reason": "r"}))
+    (span,) = _tool_spans(cap.spans, "fail")
+    assert [e.attributes["exception.message"] for e in span.events
+            if e.name == "exception"] == ["refused: r", "wrapped: refused: r"]
+    (error,) = cap.audit_events("tool_error")
+    assert error["error"] == "wrapped: refused: r"
 
 
 async def test_unknown_tools_and_error_results_are_tool_errors() -> None:
@@ -784,6 +813,85 @@ def test_threads_each_with_their_own_event_loop_exact_counts() -> None:
     assert cap.metric_value("mcp_otel.tool.calls", {"mcp_otel.status": "ok"}) == total
     assert len(_server_spans(cap.spans, "tools/call")) == total
     assert handle.counts().tool_calls == total
+
+
+_PROCESS_SCRIPT = """
+import asyncio, sys
+import fastmcp
+from fastmcp import Client, FastMCP
+from fastmcp.exceptions import ToolError
+import mcp_otel
+from mcp_otel.audit import AuditLogger
+from mcp_otel.telemetry import TelemetryEmitter
+
+directory, index, calls = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+server = FastMCP(f"proc-{index}")
+tool = server.tool if int(fastmcp.__version__.split(".")[0]) >= 4 else server.tool()
+
+@tool
+def add(a: int, b: int) -> int:
+    return a + b
+
+@tool
+def fail(reason: str) -> str:
+    raise ToolError(reason)
+
+async def main() -> None:
+    async with Client(server) as one, Client(server) as two:
+        async def run(client, offset):
+            for n in range(calls):
+                if n % 4 == 3:
+                    await client.call_tool_mcp("fail", {"reason": f"{index}-{n}"})
+                else:
+                    await client.call_tool_mcp("add", {"a": index, "b": offset + n})
+        await asyncio.gather(run(one, 0), run(two, 1000))
+
+audit = AuditLogger(directory + "/audit")
+telemetry = TelemetryEmitter(output_dir=directory + "/telemetry")
+handle = mcp_otel.instrument(server, audit=audit, telemetry=telemetry)
+asyncio.run(main())
+handle.uninstrument()
+audit.shutdown()
+telemetry.shutdown()
+assert handle.sink_errors == 0, handle.sink_errors
+"""
+
+
+def test_several_processes_share_one_audit_directory(tmp_path: Path) -> None:
+    """3 processes x 2 concurrent clients x 20 calls into one audit and telemetry
+    directory: exact counts, every call closed, and ``mcp-otel verify --strict`` accepts
+    the trail."""
+    import subprocess
+    import sys
+
+    from mcp_otel.cli._stats import read_jsonl
+
+    processes, calls = 3, 20
+    env = {**os.environ, "MCP_OTEL_DIR": str(tmp_path / "data")}
+    children = [subprocess.Popen([sys.executable, "-c", _PROCESS_SCRIPT, str(tmp_path),
+                                  str(i), str(calls)], env=env, stderr=subprocess.PIPE)
+                for i in range(processes)]
+    for child in children:
+        _, err = child.communicate(timeout=120)
+        assert child.returncode == 0, err.decode(errors="replace")[-2000:]
+    records = [r for path in sorted((tmp_path / "audit").glob("*.jsonl"))
+               for r in read_jsonl(path)]
+    opened = [r for r in records if r["event"] == "tool_call"]
+    results = [r for r in records if r["event"] == "tool_result"]
+    errors = [r for r in records if r["event"] == "tool_error"]
+    total = processes * 2 * calls
+    assert len(opened) == len({r["correlation_id"] for r in opened}) == total
+    assert sorted(r["correlation_id"] for r in results + errors) == sorted(
+        r["correlation_id"] for r in opened)
+    assert len(errors) == processes * 2 * (calls // 4)
+    assert len([r for r in records if r["event"] == "session_end"]) == processes
+    events = [e for path in sorted((tmp_path / "telemetry").glob("mcp_telemetry_*.jsonl"))
+              for e in read_jsonl(path) if e.get("event") == "tool_call"]
+    assert len(events) == total
+    verify = subprocess.run([sys.executable, "-m", "mcp_otel", "verify", "--strict",
+                             str(tmp_path / "audit")], env=env, capture_output=True,
+                            timeout=120)
+    assert verify.returncode == 0, verify.stdout.decode() + verify.stderr.decode()
 
 
 # ---- streamable HTTP ----------------------------------------------------------------
