@@ -897,13 +897,16 @@ def test_several_processes_share_one_audit_directory(tmp_path: Path) -> None:
 # ---- streamable HTTP ----------------------------------------------------------------
 
 
-async def test_streamable_http_through_uvicorn() -> None:
-    """fastmcp's ``http_app()`` served by uvicorn on a free port, fastmcp's HTTP client:
-    the session id of the transport is on the span, the client's trace context arrives
-    through params._meta only (no in-process context), and the counts are exact."""
+@pytest.mark.parametrize("transport", ["http", "sse"])
+async def test_http_transports_through_uvicorn(transport: str) -> None:
+    """fastmcp's ``http_app()`` (streamable HTTP, and SSE which every line still has)
+    served by uvicorn on a free port, fastmcp's own HTTP client: the client's trace
+    context arrives through params._meta only (no in-process context), streamable HTTP's
+    session id is on the span, and the counts are exact."""
     import uvicorn
 
     server = _server()
+    path = "/mcp" if transport == "http" else "/sse"
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     sock.listen(64)
@@ -912,13 +915,13 @@ async def test_streamable_http_through_uvicorn() -> None:
     parent = "b7ad6b7169203331"
     with capture() as cap:
         handle = cap.instrument(server)
-        web = uvicorn.Server(uvicorn.Config(server.http_app(), log_level="warning",
-                                            lifespan="on"))
+        web = uvicorn.Server(uvicorn.Config(server.http_app(transport=transport),
+                                            log_level="warning", lifespan="on"))
         # The listening socket exists already: the client's connection waits in its
         # backlog until uvicorn (after the app's lifespan startup) accepts it.
         serving = asyncio.create_task(web.serve(sockets=[sock]))
         try:
-            async with _client(f"http://127.0.0.1:{port}/mcp", MODES[0]) as client:
+            async with _client(f"http://127.0.0.1:{port}{path}", MODES[0]) as client:
                 if MAJOR >= 3:  # fastmcp's client injects its span into params._meta
                     remote = SpanContext(int(trace_id, 16), int(parent, 16), is_remote=True,
                                          trace_flags=TraceFlags(TraceFlags.SAMPLED))
@@ -943,7 +946,8 @@ async def test_streamable_http_through_uvicorn() -> None:
         orjson.dumps({"a": 20, "b": 22}))]
     assert f"{first.context.trace_id:032x}" == trace_id
     session_ids = {s.attributes.get("mcp.session.id") for s in spans}
-    assert len(session_ids) == 1 and None not in session_ids
+    if transport == "http":  # SSE has no session header
+        assert len(session_ids) == 1 and None not in session_ids
     assert len(cap.audit_events("tool_call")) == 11
     assert [r["tool"] for r in cap.audit_events("tool_error")] == ["fail"]
     assert counts.tool_calls == 11 and counts.tool_errors == 1
@@ -951,3 +955,70 @@ async def test_streamable_http_through_uvicorn() -> None:
     lifecycle = [e["event"] for e in cap.telemetry_events
                  if e.get("event") in ("server_start", "server_stop")]
     assert lifecycle == ["server_start", "server_stop"]
+
+
+# ---- stdio --------------------------------------------------------------------------
+
+_STDIO_SERVER = """
+import fastmcp
+from fastmcp import FastMCP
+from fastmcp.exceptions import ToolError
+import mcp_otel
+
+server = FastMCP("stdio-server")
+tool = server.tool if int(fastmcp.__version__.split(".")[0]) >= 4 else server.tool()
+
+@tool
+def add(a: int, b: int) -> int:
+    return a + b
+
+@tool
+def fail(reason: str) -> str:
+    raise ToolError(f"refused: {reason}")
+
+handle = mcp_otel.instrument(server)  # the defaults: files under MCP_OTEL_DIR
+server.run(transport="stdio")         # returns when the client closes stdin
+handle.uninstrument()                 # ends the audit session, flushes every sink
+"""
+
+
+async def test_stdio_server_as_a_subprocess_of_fastmcps_stdio_client(tmp_path: Path) -> None:
+    """A real stdio server process driven by fastmcp's own stdio client: the protocol on
+    stdout stays intact (mcp-otel writes nothing there), and the process leaves a complete
+    trail under MCP_OTEL_DIR that ``mcp-otel verify --strict`` accepts."""
+    import subprocess
+    import sys
+
+    from fastmcp.client.transports import StdioTransport
+
+    from mcp_otel.cli._stats import read_jsonl
+
+    script = tmp_path / "server.py"
+    script.write_text(_STDIO_SERVER)
+    data = tmp_path / "data"
+    env = {**os.environ, "MCP_OTEL_DIR": str(data), "PYTHONUNBUFFERED": "1"}
+    transport = StdioTransport(command=sys.executable, args=[str(script)], env=env,
+                               keep_alive=False)  # the process ends with the client
+    async with _client(transport, MODES[0]) as client:
+        results = [await client.call_tool_mcp("add", {"a": n, "b": n}) for n in range(8)]
+        bad = await client.call_tool_mcp("fail", {"reason": "stdio"})
+    assert [_texts(r) for r in results] == [[str(2 * n)] for n in range(8)]
+    assert _is_error(bad) and "refused: stdio" in _texts(bad)[0]
+    if HAS_META:
+        assert all(_meta(r)["correlation_id"].startswith("mcp_") for r in results)
+    records = [r for p in sorted((data / "audit").glob("*.jsonl")) for r in read_jsonl(p)]
+    assert [r["event"] for r in records].count("tool_call") == 9
+    assert [r["event"] for r in records].count("tool_result") == 8
+    assert [(r["tool"], r["error_code"]) for r in records if r["event"] == "tool_error"] == [
+        ("fail", "tool_error")]
+    assert records[-1]["event"] == "session_end"
+    events = [e for p in sorted(data.rglob("mcp_telemetry_*.jsonl")) for e in read_jsonl(p)]
+    assert [e["status"] for e in events if e.get("event") == "tool_call"] == ["ok"] * 8 + [
+        "error"]
+    spans = [json.loads(line) for p in sorted((data / "traces").glob("*.jsonl"))
+             for line in p.read_text().splitlines() if line.strip()]
+    tool_spans = [sp for sp in spans if str(sp.get("name", "")).startswith("tools/call ")]
+    assert len(tool_spans) == 9
+    verify = subprocess.run([sys.executable, "-m", "mcp_otel", "verify", "--strict",
+                             str(data / "audit")], env=env, capture_output=True, timeout=120)
+    assert verify.returncode == 0, verify.stdout.decode() + verify.stderr.decode()
