@@ -25,30 +25,38 @@ One SERVER span per request, never two:
   need the result (bytes out, error results) could never reach it, and the audit records
   written before the call would name another trace. So mcp-otel opens the request's span in
   its middleware, and while that request runs, the SERVER span fastmcp 3.x asks its tracer
-  for is that same span (fastmcp then adds its component attributes and errors to it, as
-  fastmcp 4 does with its seam span). This is the one place the adapter reaches into
-  fastmcp: ``fastmcp.server.telemetry.get_tracer`` is wrapped while an instrumented server
-  exists; outside an observed request it returns fastmcp's tracer unchanged.
+  for is that same span (fastmcp adds its component attributes and errors to it, as
+  fastmcp 4 does with its seam span). For that, ``fastmcp.server.telemetry.get_tracer`` is
+  wrapped while an instrumented server exists; outside an observed request it returns
+  fastmcp's tracer unchanged.
+- The official mcp 1.x ``tools/call`` handler lists the tools itself on a cache miss,
+  through fastmcp's middleware, inside the client's request: that lookup is no request of
+  its own and gets no record and no span (fastmcp 3.x's is not made either).
 
-The response ``_meta`` gets the correlation id and sizes where the result is a fastmcp
-``ToolResult`` with a ``meta`` field (fastmcp 2.14+, 3.x, 4.x). fastmcp 2.9-2.x releases
-whose middleware returns a bare content list have no place for it, and an exception raised
-by a tool (``ToolError``) becomes an error result only after the middleware chain, so
-neither carries it (the audit, telemetry and span have the id).
+The response ``_meta`` gets the correlation id and sizes where the result reaching
+middleware is a fastmcp ``ToolResult`` with a ``meta`` field (2.14.7, 3.x, 4.x). Where it
+is a bare content list (2.9) there is no place for it; an exception raised by a tool
+(``ToolError``) becomes an error result only after the middleware chain, so that result
+carries none either (the audit, telemetry and span have the id). A tool's own error
+*result* (``ToolResult(is_error=True)``, 3.4+) carries it.
 
-Sessions: the ``initialize`` handshake reaches fastmcp middleware from fastmcp 2.13 on
-(the handshake event and duration are recorded there); the session's end is registered on
-the official SDK session's exit stack (mcp 1.x ``BaseSession._exit_stack``, mcp 2.x
-``ServerSession._connection.exit_stack``, both private). Where ``initialize`` brings no
-session (fastmcp 2.x hands middleware none then, and 2.9-2.12 do not pass ``initialize``
-through middleware at all), an mcp 1.x session is opened at its first request instead, so
-its span and duration start there. fastmcp 4 on protocol 2026-07-28 has no handshake and
-no session.
+Sessions: where ``initialize`` passes through fastmcp middleware (``on_initialize``:
+2.14.7, 3.x, 4.x; not 2.9) the handshake event and duration are recorded, and the
+session's end is registered on the official SDK session's exit stack. Where
+``initialize`` brings no session (fastmcp 2.x hands middleware none then) or is not seen
+at all (2.9), an mcp 1.x session is opened at its first request instead, so its span and
+duration start there. fastmcp 4 on protocol 2026-07-28 has no handshake and no session.
 
 Lifespan: ``server_start``/``server_stop`` around fastmcp's ref-counted
-``FastMCP._lifespan_manager`` (every transport enters it, 2.1x+), wrapped on the instance;
-older 2.x releases run the low-level server's ``lifespan`` per connection, which is wrapped
-instead (private names, only here).
+``FastMCP._lifespan_manager`` (every transport enters it; 2.14.7, 3.x, 4.x), wrapped on the
+instance; where it does not exist (2.9) the low-level server's ``lifespan``, which that
+release runs per connection, is wrapped instead.
+
+Private names touched, only here: ``FastMCP._lifespan_manager`` and
+``FastMCP._mcp_server.lifespan`` (lifespan), ``fastmcp.server.telemetry.get_tracer``
+(3.x span), and of the official SDK under fastmcp ``BaseSession._exit_stack`` /
+``ServerSession._connection.exit_stack`` (session end) and ``BaseSession._in_flight``
+(the method of the request being served, mcp 1.x).
 """
 
 from __future__ import annotations
@@ -57,7 +65,6 @@ import contextlib
 import contextvars
 import copy
 import functools
-import logging
 import threading
 import time
 import weakref
@@ -71,7 +78,6 @@ from opentelemetry.trace import Span, SpanKind, Tracer
 from mcp_otel._instrument._core import Instrumentation, Observer, Request, guard, mask_text
 
 NAME = "fastmcp"
-_log = logging.getLogger("mcp_otel.instrument")
 
 #: Attribute fastmcp 4 puts on its per-request seam span (``fastmcp.server.telemetry``).
 _SEAM_MARKER = "fastmcp.span.seam"
@@ -291,8 +297,13 @@ def _is_tool_result(result: Any) -> bool:
 
 class ToolResultCodec:
     """What ``call_next`` returns for ``tools/call`` in fastmcp middleware: a ``ToolResult``
-    (2.10+; with ``meta`` from 2.14, ``is_error`` from 3.4), a bare content list (2.9), or
-    on fastmcp 4 an extension's own result model (a task's ``CreateTaskResult``)."""
+    (with ``meta`` on 2.14.7, 3.x, 4.x; ``is_error`` on 3.4+), a bare content list (2.9),
+    or on fastmcp 4 an extension's own result model (a task's ``CreateTaskResult``).
+
+    ``wire`` is the JSON of the result as fastmcp turns it into the response (content,
+    structuredContent, _meta, isError when set); the envelope fields the SDK adds around
+    it are not counted in ``bytes_out``.
+    """
 
     def wire(self, result: Any) -> Mapping[str, Any] | None:
         if result is None:
