@@ -599,9 +599,9 @@ def middleware_type() -> type:
 
 
 def _mask_uri(handle: Instrumentation, span: Span, uri: Any) -> None:
-    """fastmcp sets the raw resource URI on its span (attribute, component key, and on 4.x
-    the span name) after mcp-otel set the masked one: credentials a client put in a URI
-    must not reach a span, so every copy is masked again."""
+    """fastmcp (3.x, 4.x) sets the raw resource URI on the span after mcp-otel set the
+    masked one: credentials a client put in a URI must not reach a span, so every copy
+    (``mcp.resource.uri``, any other attribute or the name holding it) is masked again."""
     if not isinstance(uri, str) or not span.is_recording():
         return
     try:
