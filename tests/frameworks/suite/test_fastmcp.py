@@ -326,9 +326,10 @@ async def test_fastmcp_4_reuses_its_seam_span_and_the_sdk_makes_none() -> None:
 
 
 @pytest.mark.skipif(MAJOR < 4, reason="fastmcp's telemetry_mode exists from 4.0")
+@pytest.mark.parametrize("telemetry_mode", ["propagation_only", "off"])
 async def test_without_fastmcp_spans_we_open_the_span_ourselves(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(fastmcp.settings, "telemetry_mode", "propagation_only")
+        monkeypatch: pytest.MonkeyPatch, telemetry_mode: str) -> None:
+    monkeypatch.setattr(fastmcp.settings, "telemetry_mode", telemetry_mode)
     server = _server()
     with capture() as cap:
         cap.instrument(server)
@@ -338,6 +339,8 @@ async def test_without_fastmcp_spans_we_open_the_span_ourselves(
     assert span.instrumentation_scope.name == "mcp_otel.instrument"
     assert span.name == "tools/call add"
     assert "mcp_otel.correlation_id" in span.attributes
+    assert not [s for s in cap.spans if s.kind is SpanKind.SERVER
+                and s.instrumentation_scope.name == "fastmcp"]
 
 
 async def test_trace_context_from_params_meta_is_the_parent() -> None:
