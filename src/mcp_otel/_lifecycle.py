@@ -78,9 +78,12 @@ def install_signal_handlers(signals: tuple[int, ...] = _SIGNALS) -> bool:
     Returns True when every requested signal is handled by us afterwards; False from a
     thread other than the main one, where Python cannot set signal handlers.
     """
+    global _flusher
     if threading.current_thread() is not threading.main_thread():
         return False
     with _lock:
+        if _flusher is None or _flusher.pid != os.getpid():
+            _flusher = _Flusher()
         for signum in signals:
             current = signal.getsignal(signum)
             if current is _on_signal:
@@ -141,9 +144,53 @@ def bounded(work: Any, timeout: float | None = None) -> bool:
     return ok
 
 
+class _Flusher:
+    """A thread started at install time that flushes when a signal asks it to.
+
+    Why not a thread started in the handler: ``Thread.start()`` takes ``threading``'s own
+    locks and waits for the new thread, and the signal may have interrupted the main
+    thread while it held one of them (a deadlock the process never leaves). Setting an
+    ``Event`` and waiting on another with a timeout is all the handler does.
+    """
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.timeout = DEFAULT_SHUTDOWN_TIMEOUT
+        self.request = threading.Event()
+        self.done = threading.Event()
+        self.ok = False
+        threading.Thread(target=self._run, name="mcp-otel-signal-flush", daemon=True).start()
+
+    def _run(self) -> None:
+        while True:
+            self.request.wait()
+            self.request.clear()
+            try:
+                self.ok = flush_all(self.timeout)
+            except Exception as exc:
+                _log.warning("mcp-otel: flush failed: %s", exc)
+                self.ok = False
+            self.done.set()
+
+    def flush(self, timeout: float) -> bool:
+        self.timeout = timeout
+        self.ok = False
+        self.done.clear()
+        self.request.set()
+        return self.done.wait(timeout + 0.5) and self.ok
+
+
+_flusher: _Flusher | None = None
+
+
 def _on_signal(signum: int, frame: FrameType | None) -> None:
     timeout = shutdown_timeout()
-    bounded(lambda: flush_all(timeout), timeout + 0.5)
+    flusher = _flusher
+    if flusher is not None and flusher.pid == os.getpid():
+        if not flusher.flush(timeout):
+            _setup.abandon_otlp()
+    else:  # a forked child: the parent's flusher thread does not exist here
+        bounded(lambda: flush_all(timeout), timeout + 0.5)
     previous = _previous.get(signum, signal.SIG_DFL)
     if callable(previous):
         previous(signum, frame)
