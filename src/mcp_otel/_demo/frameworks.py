@@ -91,7 +91,7 @@ def installed() -> dict[str, Framework]:
             found["mcp1"] = Framework(
                 "mcp1", "mcp", mcp,
                 None if release >= (1, 8) else
-                f"mcp {mcp} has no streamable HTTP server (added in mcp 1.8)")
+                f"mcp {mcp} has no streamable HTTP server: it came in mcp 1.8")
     fastmcp = _version("fastmcp")
     if fastmcp is not None:
         found["fastmcp"] = Framework(
@@ -114,10 +114,13 @@ def resolve(name: str | None) -> Framework:
         if usable:
             return usable[0]
         reasons = "; ".join(f.unusable for f in found.values() if f.unusable)
+        if reasons:
+            raise FrameworkError(
+                f"no MCP framework here can run the demo ({reasons}); in an environment of "
+                f"its own, pip install 'mcp-otel[demo]' brings the official mcp SDK 2.x")
         raise FrameworkError(
-            "no MCP framework to run the demo on"
-            + (f" ({reasons})" if reasons else "")
-            + ": install one (pip install 'mcp-otel[demo]' brings the official mcp SDK)")
+            "no MCP framework installed: pip install 'mcp-otel[demo]' brings the official "
+            "mcp SDK 2.x (mcp 1.8+ or fastmcp 2.9-4.x also run the demo)")
     if name not in NAMES:
         raise FrameworkError(f"unknown framework {name!r}: choose one of {', '.join(NAMES)} "
                              f"(installed: {describe(found)})")
