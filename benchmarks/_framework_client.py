@@ -1,5 +1,6 @@
 """One benchmark client process for ``bench_frameworks.py``: raw JSON-RPC over streamable
-HTTP (httpx), so the same client measures every framework.
+HTTP (httpx), so the same client measures every framework. Blocking, one call at a time;
+responses (JSON or SSE) are read by the demo's framework-neutral client's decoder.
 
 ``closed SECONDS``: back-to-back ``tools/call`` for that long, prints the count.
 ``open RATE CALLS``: calls scheduled at a fixed rate; each latency runs from the
@@ -17,12 +18,14 @@ from typing import Any
 
 import httpx
 
-PROTOCOL = "2025-06-18"
+from mcp_otel._demo.client import HANDSHAKE_VERSION as PROTOCOL
+from mcp_otel._demo.client import decode_response
 
 
 class Session:
     def __init__(self, url: str) -> None:
-        self._client = httpx.Client(timeout=30.0)
+        # Redirects followed: fastmcp 2.9 answers "/mcp" with a 307 to "/mcp/".
+        self._client = httpx.Client(timeout=30.0, follow_redirects=True)
         self._url = url
         self._headers = {"accept": "application/json, text/event-stream",
                          "content-type": "application/json"}
@@ -41,24 +44,14 @@ class Session:
         sid = response.headers.get("mcp-session-id")
         if sid:
             self._headers["mcp-session-id"] = sid
-        return _message(response)
+        return decode_response(response.headers.get("content-type", ""), response.content,
+                               self._id)
 
     def call(self, text: str) -> None:
         message = self._rpc("tools/call", {"name": "echo", "arguments": {"text": text}})
         result = message.get("result")
         if not isinstance(result, dict) or result.get("isError"):
             raise RuntimeError(f"tool call failed: {message}")
-
-
-def _message(response: httpx.Response) -> dict[str, Any]:
-    if response.headers.get("content-type", "").startswith("text/event-stream"):
-        for line in response.text.splitlines():
-            if line.startswith("data:"):
-                data = json.loads(line[5:])
-                if "id" in data:
-                    return data
-        raise RuntimeError("no JSON-RPC response in the event stream")
-    return response.json()
 
 
 def main() -> None:

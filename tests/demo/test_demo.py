@@ -3,6 +3,7 @@ independent re-count of every file it left."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import io
 import os
 import re
@@ -15,6 +16,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from mcp_otel._demo.client import RpcError, decode_response
 from mcp_otel._demo.driver import (
     Check,
     FileFigures,
@@ -22,6 +24,7 @@ from mcp_otel._demo.driver import (
     Tally,
     build_checks,
 )
+from mcp_otel._demo.frameworks import Framework
 from mcp_otel.integrity import verify_paths
 from tests._otlp_sink import GrpcSink
 
@@ -55,6 +58,10 @@ def test_demo_exits_0_and_says_so(demo_run: tuple[subprocess.CompletedProcess[st
     assert result.returncode == 0, result.stdout + result.stderr
     assert "all counts agree" in result.stdout
     assert "Traceback" not in result.stderr
+    # The default framework here (the main venv holds mcp 2.x and no fastmcp).
+    version = importlib.metadata.version("mcp")
+    assert result.stderr.startswith(f"mcp-otel demo on mcp2 (mcp {version}): ")
+    assert re.search(r"servers instrumented by the adapter\s+mcp2\s+mcp2\s+yes", result.stdout)
     # Not a terminal here: plain progress lines, ending at 100%.
     total = PROCESSES * CLIENTS * CALLS
     assert f"{total}/{total} calls (100%)" in result.stderr
@@ -240,3 +247,103 @@ def test_demo_refuses_to_run_with_the_sdk_disabled(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert result.stderr.strip().startswith("mcp-otel demo: error: OTEL_SDK_DISABLED")
     assert not (tmp_path / "d").exists()
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "mcp_otel", "demo", *args], capture_output=True,
+                          text=True, timeout=60, check=False)
+
+
+def test_demo_refuses_a_framework_that_is_not_installed(tmp_path: Path) -> None:
+    version = importlib.metadata.version("mcp")
+    with pytest.raises(importlib.metadata.PackageNotFoundError):
+        importlib.metadata.version("fastmcp")  # what this test is about: it is not here
+    result = _cli("--framework", "fastmcp", "--out", str(tmp_path / "d"))
+    assert result.returncode == 2
+    assert result.stderr == ("mcp-otel demo: error: framework 'fastmcp' is not installed here "
+                             f"(installed: mcp2 (mcp {version}))\n")
+    unknown = _cli("--framework", "flask", "--out", str(tmp_path / "d"))
+    assert unknown.returncode == 2
+    assert unknown.stderr == ("mcp-otel demo: error: unknown framework 'flask': choose one of "
+                              f"mcp2, mcp1, fastmcp (installed: mcp2 (mcp {version}))\n")
+    assert not (tmp_path / "d").exists()
+
+
+def test_responses_are_read_from_json_or_an_event_stream() -> None:
+    answer = {"jsonrpc": "2.0", "id": 7, "result": {"content": []}}
+    assert decode_response("application/json", orjson.dumps(answer), 7) == answer
+    # An SSE stream: a notification first, CRLF line ends, the answer split over two data
+    # lines (joined with a newline, which JSON reads as whitespace), a comment line.
+    body = (b'event: message\r\ndata: {"jsonrpc":"2.0","method":"notifications/message",'
+            b'"params":{}}\r\n\r\n: keep-alive\r\n\r\nevent: message\r\n'
+            b'data: {"jsonrpc":"2.0","id":7,\r\ndata: "result":{"content":[]}}\r\n\r\n')
+    assert decode_response("text/event-stream; charset=utf-8", body, 7) == answer
+    with pytest.raises(RpcError, match="no answer to request 8"):
+        decode_response("text/event-stream", body, 8)
+    with pytest.raises(RpcError, match="not JSON"):
+        decode_response("text/html", b"<html>bad gateway</html>", 7)
+
+
+def _consistent(*, meta_on: set[str]) -> tuple[Tally, FileFigures]:
+    """Three calls (c2 an error) as the clients and the files would see them, when only the
+    responses of the calls in ``meta_on`` carried ``_meta``."""
+    tally, figures = Tally(calls=3, errors=1), FileFigures()
+    figures.audit_events.update({"tool_call": 3, "tool_result": 2, "tool_error": 1})
+    for cid, event in (("c1", "tool_result"), ("c2", "tool_error"), ("c3", "tool_result")):
+        figures.audit_cids_started.add(cid)
+        figures.audit_cids_closed.append(cid)
+        figures.audit_closing_event[cid] = event
+        figures.audit_bytes_in[cid] = 10
+        span = (f"trace-{cid}", f"span-{cid}")
+        figures.span_cids[span] = cid
+        figures.telemetry_bytes_by_span[span] = (10, 0 if event == "tool_error" else 50)
+        if event == "tool_result":
+            figures.audit_bytes_out[cid] = 50
+        if cid in meta_on:
+            tally.correlation_ids.add(cid)
+            tally.meta_bytes[cid] = figures.telemetry_bytes_by_span[span]
+        elif event == "tool_error":
+            tally.missing_meta_errors += 1
+        else:
+            tally.missing_meta_results += 1
+    tally.args_bytes = figures.telemetry_bytes_in = 30
+    figures.telemetry_bytes_out = 100
+    return tally, figures
+
+
+def _meta_rows(framework: Framework, tally: Tally, figures: FileFigures) -> dict[str, bool]:
+    names = ("correlation ids (response _meta = audit)",
+             "responses without _meta (errors / results)", "audit bytes in / results' bytes out",
+             "telemetry bytes in / bytes out")
+    checks = {c.name: c.ok for c in build_checks(tally, figures, [], (True, "ok"), [],
+                                                  framework)}
+    return {name: checks[name] for name in names}
+
+
+def test_responses_without_meta_are_accepted_only_where_the_framework_has_no_place_for_it(
+) -> None:
+    mcp2 = Framework("mcp2", "mcp", "2.3.0")
+    fastmcp = Framework("fastmcp", "fastmcp", "3.4.11")
+    fastmcp_old = Framework("fastmcp", "fastmcp", "2.9.0")
+    every = {"c1", "c2", "c3"}
+    assert all(_meta_rows(mcp2, *_consistent(meta_on=every)).values())
+    # fastmcp: a tool that raises answers without _meta; every other row still agrees.
+    assert all(_meta_rows(fastmcp, *_consistent(meta_on={"c1", "c3"})).values())
+    # fastmcp 2.9 has no _meta on any response.
+    assert all(_meta_rows(fastmcp_old, *_consistent(meta_on=set())).values())
+
+    # The same gaps on a framework that annotates everything are a failure...
+    rows = _meta_rows(mcp2, *_consistent(meta_on={"c1", "c3"}))
+    assert not rows["responses without _meta (errors / results)"]
+    # ... and so is a result without _meta on fastmcp 2.14+.
+    rows = _meta_rows(fastmcp, *_consistent(meta_on={"c1"}))
+    assert not rows["responses without _meta (errors / results)"]
+    # A size the response reported that the telemetry event does not have is caught.
+    tally, figures = _consistent(meta_on=every)
+    tally.meta_bytes["c3"] = (10, 51)
+    assert not _meta_rows(mcp2, tally, figures)["telemetry bytes in / bytes out"]
+    assert not _meta_rows(mcp2, tally, figures)["audit bytes in / results' bytes out"]
+    # An audit id no client saw, beyond the ones without _meta, is caught.
+    tally, figures = _consistent(meta_on={"c1", "c3"})
+    figures.audit_cids_started.add("c4")
+    assert not _meta_rows(fastmcp, tally, figures)["correlation ids (response _meta = audit)"]

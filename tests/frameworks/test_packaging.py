@@ -94,3 +94,28 @@ def test_pip_install_keeps_the_installed_framework(framework: str, wheel: Path,
     package, _, version = framework.partition("==")
     assert after[package] == version
     _run(python, "-c", "import mcp_otel, mcp_otel.audit, mcp_otel.telemetry, mcp_otel.cache")
+
+
+@pytest.mark.parametrize(("framework", "demo_on"), [("mcp==1.30.0", "mcp1"),
+                                                    ("fastmcp==2.14.7", "mcp1")])
+def test_the_demo_extra_keeps_the_installed_framework_and_runs_on_it(
+        framework: str, demo_on: str, wheel: Path, tmp_path: Path) -> None:
+    """``[demo]`` names mcp only with the bounds mcp-otel instruments (1.2.1 to 2.x): an
+    installed mcp 1.x stays, and the demo picks the framework that is there."""
+    uv = _uv()
+    venv = tmp_path / "venv"
+    python = venv / "bin" / "python"
+    _run(uv, "venv", "--quiet", "--seed", "--python", sys.executable, venv)
+    _run(uv, "pip", "install", "--quiet", "--python", python, framework)
+    before = _freeze(python)
+
+    _run(python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+         f"{wheel}[demo]")
+    after = _freeze(python)
+
+    for name in _FRAMEWORKS & before.keys():
+        assert after[name] == before[name], f"installing mcp-otel[demo] changed {name}"
+    assert {"uvicorn", "httpx"} <= after.keys()
+    chosen = _run(python, "-c", "from mcp_otel._demo.frameworks import resolve; "
+                  "print(resolve(None).name)")
+    assert chosen.strip() == demo_on

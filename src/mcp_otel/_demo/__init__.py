@@ -1,7 +1,9 @@
-"""The ``mcp-otel demo``: a real instrumented MCP server and real clients driving it.
+"""The ``mcp-otel demo``: real instrumented MCP servers and real clients driving them.
 
-``server`` holds the server process (official SDK, uvicorn, streamable HTTP on a free
-127.0.0.1 port); ``driver`` starts several of them sharing one data directory, runs the
-clients and checks that every count agrees across the audit trail, the telemetry events,
-the metric snapshots and the spans.
+``frameworks`` knows which MCP frameworks are installed and builds the demo server on one
+(``tools`` holds the tools, written once); ``server`` is one server process (uvicorn,
+streamable HTTP on a free 127.0.0.1 port); ``client`` is the framework-neutral client (raw
+JSON-RPC over streamable HTTP); ``driver`` starts several servers sharing one data
+directory, runs the clients and checks that every count agrees across the audit trail,
+the telemetry events, the metric snapshots and the spans.
 """

@@ -6,9 +6,12 @@ sink wrote (audit trail, telemetry events, metric snapshots, spans), then verifi
 audit hash chain and looks for the secrets it sent in every file. Any disagreement makes
 the command exit 1.
 
-Clients alternate between the handshake era (``mode="legacy"``: an ``initialize``, an
-``Mcp-Session-Id``, a session span) and the 2026 per-request era (``mode="auto"``), so
-both paths of the SDK are exercised against the same server processes.
+The servers run on the framework chosen with ``--framework`` (:mod:`.frameworks`); the
+clients are framework-neutral (:mod:`.client`: raw JSON-RPC over streamable HTTP), so the
+same clients and the same checks serve every framework. Clients alternate between the
+handshake era (``initialize``, an ``Mcp-Session-Id``, a session span) and ``auto``, which
+takes the 2026 per-request era where the server speaks it (mcp 2.x) and the handshake
+elsewhere, so every path a framework has is exercised against the same server processes.
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ from typing import IO, Any
 
 import orjson
 
+from mcp_otel._demo.frameworks import Framework, resolve
+from mcp_otel._demo.tools import CATALOG_URI
 from mcp_otel._reader import JsonlError, metric_attributes, read_records
 from mcp_otel.cli._stats import render_table
 
@@ -53,6 +58,8 @@ class DemoOptions:
     processes: int = 2
     out: Path = Path("mcp-otel-data")
     seed: int | None = None
+    #: ``mcp2``, ``mcp1`` or ``fastmcp``; None: the first one installed.
+    framework: str | None = None
 
 
 @dataclass
@@ -64,14 +71,28 @@ class Tally:
     by_tool: Counter[str] = field(default_factory=Counter)
     errors_by_tool: Counter[str] = field(default_factory=Counter)
     correlation_ids: set[str] = field(default_factory=set)
-    missing_meta: int = 0
-    bytes_in: int = 0
-    bytes_out: int = 0
+    #: Responses without a correlation id in ``_meta``, errors and results apart: some
+    #: frameworks have no place for it (see ``Framework.meta_on_*``).
+    missing_meta_errors: int = 0
+    missing_meta_results: int = 0
+    #: Sizes the responses' ``_meta`` reported, by correlation id.
+    meta_bytes: dict[str, tuple[int, int]] = field(default_factory=dict)
+    #: The size of the arguments the clients sent (compact JSON), over every call.
+    args_bytes: int = 0
     cache_hits: int = 0
     cache_lookups: int = 0
     resource_reads: int = 0
-    legacy_sessions: int = 0
+    #: Client connections that made the initialize handshake (each is a server session).
+    handshake_sessions: int = 0
     failures: list[str] = field(default_factory=list)
+
+    @property
+    def bytes_in(self) -> int:
+        return sum(b_in for b_in, _ in self.meta_bytes.values())
+
+    @property
+    def bytes_out(self) -> int:
+        return sum(b_out for _, b_out in self.meta_bytes.values())
 
 
 @dataclass
@@ -82,6 +103,8 @@ class ServerProcess:
     port: int
     lines: queue.Queue[str | None]
     done: dict[str, Any] | None = None
+    #: The mcp-otel adapter that instrumented it (``Instrumentation.framework``).
+    adapter: str | None = None
 
     @property
     def url(self) -> str:
@@ -125,8 +148,9 @@ def _next_message(server: ServerProcess, key: str, deadline: float) -> dict[str,
                 return message
 
 
-def start_servers(count: int, out: Path) -> list[ServerProcess]:
-    """Start ``count`` server processes sharing ``out``; wait until each listens."""
+def start_servers(count: int, out: Path, framework: str) -> list[ServerProcess]:
+    """Start ``count`` server processes on ``framework`` sharing ``out``; wait until each
+    listens."""
     env = dict(os.environ)
     env["MCP_OTEL_DIR"] = str(out)
     # The checks read the local files back: they must be written whatever the shell says.
@@ -136,7 +160,8 @@ def start_servers(count: int, out: Path) -> list[ServerProcess]:
     try:
         for _ in range(count):
             proc = subprocess.Popen(
-                [sys.executable, "-m", "mcp_otel._demo.server", "--out", str(out)],
+                [sys.executable, "-m", "mcp_otel._demo.server", "--out", str(out),
+                 "--framework", framework],
                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True, env=env,
             )
             lines: queue.Queue[str | None] = queue.Queue()
@@ -152,6 +177,7 @@ def start_servers(count: int, out: Path) -> list[ServerProcess]:
                     f"(exit status {server.proc.poll()})"
                 )
             server.port = int(message["ready"])
+            server.adapter = message.get("framework")
     except BaseException:
         stop_servers(servers)
         raise
@@ -213,34 +239,34 @@ def _plan(rng: random.Random, index: int, calls: int,
 
 async def _run_client(url: str, index: int, plan: list[tuple[str, dict[str, Any]]],
                       tally: Tally, progress: Callable[[], None]) -> None:
-    from mcp import Client
+    from mcp_otel._demo.client import DemoClient
 
-    legacy = index % 2 == 0
     try:
-        async with Client(url, mode="legacy" if legacy else "auto") as client:
-            if legacy:
-                tally.legacy_sessions += 1
-            await client.read_resource("demo://catalog")
+        async with DemoClient(url, era="handshake" if index % 2 == 0 else "auto") as client:
+            if not client.modern:
+                tally.handshake_sessions += 1
+            await client.read_resource(CATALOG_URI)
             tally.resource_reads += 1
             for tool, args in plan:
+                tally.args_bytes += len(orjson.dumps(args))
                 result = await client.call_tool(tool, args)
                 tally.calls += 1
                 tally.by_tool[tool] += 1
                 if result.is_error:
                     tally.errors += 1
                     tally.errors_by_tool[tool] += 1
-                meta = result.meta or {}
-                cid = meta.get("correlation_id")
+                cid = result.meta.get("correlation_id")
                 if isinstance(cid, str):
                     tally.correlation_ids.add(cid)
+                    tally.meta_bytes[cid] = (int(result.meta.get("bytes_in") or 0),
+                                             int(result.meta.get("bytes_out") or 0))
+                elif result.is_error:
+                    tally.missing_meta_errors += 1
                 else:
-                    tally.missing_meta += 1
-                tally.bytes_in += int(meta.get("bytes_in") or 0)
-                tally.bytes_out += int(meta.get("bytes_out") or 0)
+                    tally.missing_meta_results += 1
                 if tool == "discover_schema" and not result.is_error:
                     tally.cache_lookups += 1
-                    structured = result.structured_content or {}
-                    if structured.get("cached") is True:
+                    if isinstance(result.data, dict) and result.data.get("cached") is True:
                         tally.cache_hits += 1
                 progress()
     except Exception as exc:  # report, never hide: the summary then fails
@@ -308,10 +334,20 @@ class FileFigures:
     audit_errors_by_tool: Counter[str] = field(default_factory=Counter)
     audit_cids_started: set[str] = field(default_factory=set)
     audit_cids_closed: list[str] = field(default_factory=list)
+    #: Per correlation id: the closing event (tool_result / tool_error) and the sizes
+    #: (an Osiris ``tool_error`` record has no ``bytes_out``).
+    audit_closing_event: dict[str, str] = field(default_factory=dict)
+    audit_bytes_in: dict[str, int] = field(default_factory=dict)
+    audit_bytes_out: dict[str, int] = field(default_factory=dict)
     telemetry_calls: int = 0
     telemetry_errors: int = 0
     telemetry_bytes_in: int = 0
     telemetry_bytes_out: int = 0
+    #: Telemetry sizes by the (trace id, span id) the event was emitted under: the call's
+    #: SERVER span, which names its correlation id (``span_cids``).
+    telemetry_bytes_by_span: dict[tuple[str, str], tuple[int, int]] = field(
+        default_factory=dict)
+    span_cids: dict[tuple[str, str], str] = field(default_factory=dict)
     metric_totals: dict[str, float] = field(default_factory=dict)
     metric_errors: float = 0.0
     metric_cache_hits: float = 0.0
@@ -377,8 +413,11 @@ def read_files(out: Path, before: dict[Path, int] | None = None) -> FileFigures:
             elif rec.get("event") == "tool_call" and "status" in rec:
                 figures.telemetry_calls += 1
                 figures.telemetry_errors += int(rec.get("status") == "error")
-                figures.telemetry_bytes_in += int(rec.get("bytes_in") or 0)
-                figures.telemetry_bytes_out += int(rec.get("bytes_out") or 0)
+                sizes = (int(rec.get("bytes_in") or 0), int(rec.get("bytes_out") or 0))
+                figures.telemetry_bytes_in += sizes[0]
+                figures.telemetry_bytes_out += sizes[1]
+                figures.telemetry_bytes_by_span[(str(rec.get("trace_id")),
+                                                 str(rec.get("span_id")))] = sizes
     for (metric, key), (_ts, value) in latest.items():
         figures.metric_totals[metric] = figures.metric_totals.get(metric, 0.0) + value
         if metric == "mcp_otel.cache.requests":
@@ -394,8 +433,11 @@ def _audit_record(figures: FileFigures, rec: dict[str, Any]) -> None:
     cid = rec.get("correlation_id")
     if event == "tool_call" and isinstance(cid, str):
         figures.audit_cids_started.add(cid)
+        figures.audit_bytes_in[cid] = int(rec.get("bytes_in") or 0)
     elif event in ("tool_result", "tool_error") and isinstance(cid, str):
         figures.audit_cids_closed.append(cid)
+        figures.audit_closing_event[cid] = event
+        figures.audit_bytes_out[cid] = int(rec.get("bytes_out") or 0)
         if event == "tool_error":
             figures.audit_errors_by_tool[str(rec.get("tool"))] += 1
 
@@ -406,6 +448,9 @@ def _span_record(figures: FileFigures, rec: dict[str, Any]) -> None:
         figures.tool_spans += 1
         if rec.get("error.type") is not None:
             figures.tool_error_spans += 1
+        cid = rec.get("mcp_otel.correlation_id")
+        if isinstance(cid, str):
+            figures.span_cids[(str(rec.get("trace_id")), str(rec.get("span_id")))] = cid
     elif name == "mcp.session":
         figures.session_spans += 1
     elif name == "cache.get" and isinstance(rec.get("cache.hit"), bool):
@@ -473,7 +518,16 @@ def verify_audit(out: Path) -> tuple[bool | None, str]:
 
 
 def build_checks(tally: Tally, figures: FileFigures, servers: list[ServerProcess],
-                 verified: tuple[bool | None, str], leaks: list[str]) -> list[Check]:
+                 verified: tuple[bool | None, str], leaks: list[str],
+                 framework: Framework | None = None) -> list[Check]:
+    """The checks, each comparing what the files say with what it must be.
+
+    The reference is what the clients saw. Sizes: every call's ``bytes_in`` is the size
+    of the arguments the client sent; ``bytes_out`` is known to the client only from the
+    response's ``_meta``, so the files' sizes are compared per call (by correlation id;
+    telemetry events through the SERVER span they were emitted under) for the calls whose
+    response carried it, and the metric totals with the telemetry totals over all calls.
+    """
     checks: list[Check] = []
 
     def add(name: str, observed: Any, expected: Any, ok: bool | None = None) -> None:
@@ -481,34 +535,59 @@ def build_checks(tally: Tally, figures: FileFigures, servers: list[ServerProcess
                             observed == expected if ok is None else ok))
 
     add("client failures", len(tally.failures), 0)
+    if framework is not None:
+        add("servers instrumented by the adapter",
+            ", ".join(sorted({str(s.adapter) for s in servers})), framework.name)
     add("server processes reported", sum(1 for s in servers if s.done), len(servers))
     add("audit tool_call records", figures.audit_events["tool_call"], tally.calls)
     closed = figures.audit_events["tool_result"] + figures.audit_events["tool_error"]
     add("audit result+error records", closed, tally.calls)
     add("audit tool_error records", figures.audit_events["tool_error"], tally.errors)
+    started = figures.audit_cids_started
     add("correlation ids (response _meta = audit)",
-        len(tally.correlation_ids & figures.audit_cids_started), len(tally.correlation_ids),
-        ok=tally.missing_meta == 0
-        and tally.correlation_ids == figures.audit_cids_started
+        len(tally.correlation_ids & started), len(tally.correlation_ids),
+        ok=tally.correlation_ids <= started
+        and len(started) == tally.calls
         and len(figures.audit_cids_closed) == len(set(figures.audit_cids_closed))
-        and set(figures.audit_cids_closed) == tally.correlation_ids)
+        and set(figures.audit_cids_closed) == started)
+    # The calls whose response had no correlation id are exactly the audit's other ids,
+    # and only the kind the framework cannot annotate.
+    unseen = started - tally.correlation_ids
+    unseen_errors = sum(figures.audit_closing_event.get(c) == "tool_error" for c in unseen)
+    expected_missing = _expected_missing_meta(tally, framework)
+    add("responses without _meta (errors / results)",
+        (tally.missing_meta_errors, tally.missing_meta_results), expected_missing,
+        ok=(tally.missing_meta_errors, tally.missing_meta_results) == expected_missing
+        and len(unseen) == sum(expected_missing) and unseen_errors == expected_missing[0])
+    seen = tally.correlation_ids
+    results_seen = [c for c in seen if figures.audit_closing_event.get(c) == "tool_result"]
+    add("audit bytes in / results' bytes out",
+        (sum(figures.audit_bytes_in.values()),
+         sum(figures.audit_bytes_out.get(c, 0) for c in results_seen)),
+        (tally.args_bytes, sum(tally.meta_bytes.get(c, (0, 0))[1] for c in results_seen)))
     add("audit resource_access records", figures.audit_events["resource_access"],
         tally.resource_reads)
     add("telemetry tool_call events", figures.telemetry_calls, tally.calls)
     add("telemetry error events", figures.telemetry_errors, tally.errors)
-    add("telemetry bytes in/out", (figures.telemetry_bytes_in, figures.telemetry_bytes_out),
-        (tally.bytes_in, tally.bytes_out))
+    by_cid = {figures.span_cids[key]: sizes
+              for key, sizes in figures.telemetry_bytes_by_span.items()
+              if key in figures.span_cids}
+    add("telemetry bytes in / bytes out",
+        (figures.telemetry_bytes_in, sum(by_cid[c][1] for c in seen if c in by_cid)),
+        (tally.args_bytes, tally.bytes_out),
+        ok=figures.telemetry_bytes_in == tally.args_bytes
+        and all(by_cid.get(c) == tally.meta_bytes.get(c) for c in seen))
     add("metric mcp_otel.tool.calls", _int(figures.metric_totals.get("mcp_otel.tool.calls")),
         tally.calls)
     add("metric mcp_otel.tool.errors",
         _int(figures.metric_totals.get("mcp_otel.tool.errors")), tally.errors)
-    add("metric tool input/output bytes",
+    add("metric tool input/output bytes (= telemetry)",
         (_int(figures.metric_totals.get("mcp_otel.tool.input")),
          _int(figures.metric_totals.get("mcp_otel.tool.output"))),
-        (tally.bytes_in, tally.bytes_out))
+        (figures.telemetry_bytes_in, figures.telemetry_bytes_out))
     add("tools/call spans", figures.tool_spans, tally.calls)
     add("tools/call error spans", figures.tool_error_spans, tally.errors)
-    add("session spans", figures.session_spans, tally.legacy_sessions)
+    add("session spans (handshake clients)", figures.session_spans, tally.handshake_sessions)
     add("cache hits (spans / clients)", (figures.cache_hit_spans, figures.cache_get_spans),
         (tally.cache_hits, tally.cache_lookups))
     add("cache hits (metrics / clients)",
@@ -525,6 +604,19 @@ def build_checks(tally: Tally, figures: FileFigures, servers: list[ServerProcess
     return checks
 
 
+def _expected_missing_meta(tally: Tally, framework: Framework | None) -> tuple[int, int]:
+    """(errors, results) whose response cannot carry the correlation id on ``framework``.
+
+    Every error of the demo is raised by its tool (``ToolError``), so a framework that
+    annotates no raised error leaves all of them without it.
+    """
+    if framework is None or (framework.meta_on_results and framework.meta_on_raised_errors):
+        return (0, 0)
+    if not framework.meta_on_results:
+        return (tally.errors, tally.calls - tally.errors)
+    return (tally.errors, 0)
+
+
 def _int(value: float | None) -> int | None:
     return None if value is None else int(value)
 
@@ -536,10 +628,11 @@ def _fmt(value: Any) -> str:
 
 
 def render_summary(tally: Tally, figures: FileFigures, checks: list[Check],
-                   out: Path, elapsed: float) -> str:
+                   out: Path, elapsed: float, framework: Framework | None = None) -> str:
     hit_ratio = (100 * tally.cache_hits / tally.cache_lookups) if tally.cache_lookups else 0.0
     head = [
         ["figure", "value"],
+        ["framework", framework.label if framework else "-"],
         ["tool calls", str(tally.calls)],
         ["errors", f"{tally.errors} ({100 * tally.errors / max(1, tally.calls):.1f}%)"],
         ["audit records", str(sum(figures.audit_events.values()))],
@@ -551,7 +644,7 @@ def render_summary(tally: Tally, figures: FileFigures, checks: list[Check],
         ["files written", f"{len(figures.files)} under {out}"],
         ["elapsed", f"{elapsed:.1f} s"],
     ]
-    rows = [["check", "files say", "clients saw", "ok"]]
+    rows = [["check", "files say", "expected", "ok"]]
     rows += [[c.name, c.observed, c.expected, "yes" if c.ok else "NO"] for c in checks]
     parts = [render_table(head), "", render_table(rows)]
     if tally.failures:
@@ -566,20 +659,26 @@ def render_summary(tally: Tally, figures: FileFigures, checks: list[Check],
 
 def run(options: DemoOptions, stdout: IO[str] | None = None, stderr: IO[str] | None = None,
         ) -> int:
-    """Run the demo; 0 when every count agrees, 1 otherwise."""
+    """Run the demo; 0 when every count agrees, 1 otherwise.
+
+    Raises ``FrameworkError`` when ``options.framework`` cannot run here (before anything
+    is written).
+    """
     stdout = stdout or sys.stdout
     stderr = stderr or sys.stderr
+    framework = resolve(options.framework)
     out = options.out.resolve()
     out.mkdir(parents=True, exist_ok=True, mode=0o700)
     sec = _Secrets(password=f"pw-{secrets.token_hex(12)}", api_key=f"sk-{secrets.token_hex(16)}",
                    dsn_password=f"dsnpw{secrets.token_hex(10)}")
     total = options.processes * options.clients * options.calls
     otlp = " and OTLP" if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") else ""
-    stderr.write(f"mcp-otel demo: {options.processes} server process(es) x {options.clients} "
-                 f"client(s) x {options.calls} call(s); writing JSONL{otlp} to {out}\n")
+    stderr.write(f"mcp-otel demo on {framework.label}: {options.processes} server process(es) "
+                 f"x {options.clients} client(s) x {options.calls} call(s); writing JSONL{otlp} "
+                 f"to {out}\n")
     started = time.monotonic()
     before = snapshot_sizes(out)
-    servers = start_servers(options.processes, out)
+    servers = start_servers(options.processes, out, framework.name)
     progress = Progress(total, stderr)
     try:
         tally = asyncio.run(run_clients(servers, options, sec, progress))
@@ -589,9 +688,9 @@ def run(options: DemoOptions, stdout: IO[str] | None = None, stderr: IO[str] | N
     figures = read_files(out, before)
     verified = verify_audit(out)
     leaks = scan_secrets(sorted(p for p in out.rglob("*") if p.is_file()), sec.values())
-    checks = build_checks(tally, figures, servers, verified, leaks)
+    checks = build_checks(tally, figures, servers, verified, leaks, framework)
     elapsed = time.monotonic() - started
-    stdout.write(render_summary(tally, figures, checks, out, elapsed) + "\n")
+    stdout.write(render_summary(tally, figures, checks, out, elapsed, framework) + "\n")
     failed = [c for c in checks if not c.ok]
     if failed:
         stdout.write(f"\n{len(failed)} check(s) disagree: "

@@ -18,13 +18,18 @@ def _positive(text: str) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from mcp_otel._demo.frameworks import FrameworkError, resolve
     from mcp_otel.cli import CliError
 
     try:
+        framework = resolve(args.framework)
+    except FrameworkError as exc:
+        raise CliError(str(exc)) from None
+    try:
         from mcp_otel._demo.driver import DemoOptions, run
     except ImportError as exc:
-        raise CliError(f"the demo needs the 'demo' extra (pip install 'mcp-otel[demo]', which "
-                       f"brings mcp 2.x: use an environment of its own): {exc}") from None
+        raise CliError(f"the demo needs the 'demo' extra (pip install 'mcp-otel[demo]'): "
+                       f"{exc}") from None
     from mcp_otel._setup import sdk_disabled
 
     if sdk_disabled():
@@ -34,7 +39,7 @@ def _run(args: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir():
         raise CliError(f"--out {out}: exists and is not a directory")
     options = DemoOptions(clients=args.clients, calls=args.calls, processes=args.processes,
-                          out=out, seed=args.seed)
+                          out=out, seed=args.seed, framework=framework.name)
     try:
         return run(options)
     except RuntimeError as exc:
@@ -47,11 +52,16 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "demo",
         help="run instrumented MCP servers with real clients and cross-check every count",
-        description="Start real MCP server process(es) (official SDK, streamable HTTP on "
-                    "127.0.0.1) instrumented by mcp-otel, drive them with real MCP clients, "
-                    "then check that the audit trail, telemetry events, metrics and spans "
-                    "agree with what the clients saw. Exits 1 if any count disagrees.",
+        description="Start real MCP server process(es) (on the framework of your choice, "
+                    "streamable HTTP on 127.0.0.1) instrumented by mcp-otel, drive them with "
+                    "real MCP clients, then check that the audit trail, telemetry events, "
+                    "metrics and spans agree with what the clients saw. Exits 1 if any count "
+                    "disagrees.",
     )
+    parser.add_argument("--framework", metavar="NAME", default=None,
+                        help="the server framework: mcp2 (official SDK 2.x MCPServer), mcp1 "
+                             "(official SDK 1.x FastMCP) or fastmcp (standalone fastmcp "
+                             "2.9-4.x); default: the first of these installed")
     parser.add_argument("--clients", type=_positive, default=4,
                         help="clients per server process (default 4)")
     parser.add_argument("--calls", type=_positive, default=25,
