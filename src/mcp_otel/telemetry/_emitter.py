@@ -45,8 +45,8 @@ from mcp_otel.telemetry._values import (
     _bounded_label,
     _clean,
     _is_error,
-    _iso,
     _seconds,
+    _stamps,
 )
 
 _log = logging.getLogger("mcp_otel.telemetry")
@@ -211,7 +211,13 @@ class TelemetryEmitter:
         if pipeline.events is None and pipeline.logger is None:
             return
         try:
+            now = time.time_ns()
+            iso, otel_timestamp = _stamps(now)
             event: dict[str, Any] = {
+                "event": "tool_call",
+                "session_id": self.session_id,
+                "timestamp": iso,
+                "timestamp_ms": now // 1_000_000,
                 "tool": tool_name,
                 "status": status
                 if type(status) is str and len(status) <= limits.MAX_NAME_CHARS
@@ -234,7 +240,7 @@ class TelemetryEmitter:
                     )
                     if bad
                 ]
-            self._emit_event(pipeline, "tool_call", event, error=is_error)
+            self._write_event(pipeline, event, _TOOL_CALL, is_error, now, otel_timestamp)
         except Exception:
             _log.exception("mcp-otel telemetry: emit_tool_call counted the call but could "
                            "not write its event")
@@ -391,28 +397,44 @@ class TelemetryEmitter:
     def _emit_event(
         self, pipeline: Pipeline, event: str, fields: Mapping[str, Any], *, error: bool = False
     ) -> None:
-        events, logger = pipeline.events, pipeline.logger
-        if events is None and logger is None:
+        if pipeline.events is None and pipeline.logger is None:
             return
         now = time.time_ns()
+        iso, otel_timestamp = _stamps(now)
         attributes = {
             "event": event,
             "session_id": self.session_id,
-            "timestamp": _iso(now),
+            "timestamp": iso,
             "timestamp_ms": now // 1_000_000,
             **fields,
         }
+        self._write_event(pipeline, attributes, EVENT_PREFIX + event, error, now, otel_timestamp)
+
+    @staticmethod
+    def _write_event(
+        pipeline: Pipeline,
+        attributes: dict[str, Any],
+        event_name: str,
+        error: bool,
+        now: int,
+        otel_timestamp: str,
+    ) -> None:
+        """To the file (in it when this returns) and, when configured, to OTLP."""
+        logger, events = pipeline.logger, pipeline.events
         if logger is not None:
             logger.emit(
                 timestamp=now,
                 observed_timestamp=now,
                 severity_number=SEVERITY_WARN if error else SEVERITY_INFO,
                 severity_text="WARN" if error else "INFO",
-                event_name=EVENT_PREFIX + event,
-                attributes=attributes,
+                event_name=event_name,
+                attributes=dict(attributes) if events is not None else attributes,
             )
         if events is not None:
-            events.write(attributes, EVENT_PREFIX + event, error, now)
+            events.write(attributes, event_name, error, otel_timestamp)
+
+
+_TOOL_CALL = EVENT_PREFIX + "tool_call"
 
 
 def _version() -> str:

@@ -28,11 +28,11 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
 from opentelemetry._logs import SeverityNumber
 
 from mcp_otel import _json
 from mcp_otel.exporters import SCHEMA_VERSION, JsonlLogExporter
-from mcp_otel.exporters._flat import rfc3339
 
 _log = logging.getLogger("mcp_otel.telemetry")
 
@@ -56,22 +56,31 @@ class EventFile:
         self._lost_lock = threading.Lock()
         self.lost = 0
 
-    def write(self, attributes: dict[str, Any], event_name: str, error: bool, now: int) -> None:
-        """Append the event's line now; count it as lost if the file refuses it."""
+    def write(
+        self, attributes: dict[str, Any], event_name: str, error: bool, otel_timestamp: str
+    ) -> None:
+        """Append the event's line now; count it as lost if the file refuses it.
+
+        Takes ``attributes`` over: the envelope fields are added to it in place.
+        """
         severity, number = _WARN if error else _INFO
         # Osiris' own ``timestamp`` attribute wins; the record's goes to otel.timestamp
         # (the flat format's clash rule). No other envelope name is an event field.
-        line = {
-            **attributes,
-            "otel.timestamp": rfc3339(now),
-            "severity": severity,
-            "severity_number": number,
-            "event_name": event_name,
-            "schema_version": SCHEMA_VERSION,
-        }
+        attributes["otel.timestamp"] = otel_timestamp
+        attributes["severity"] = severity
+        attributes["severity_number"] = number
+        attributes["event_name"] = event_name
+        attributes["schema_version"] = SCHEMA_VERSION
         if self._resource is not None:
-            line["resource"] = self._resource
-        if not self._file.write(_json.dumps_line(line)):
+            attributes["resource"] = self._resource
+        try:
+            line = orjson.dumps(attributes, option=orjson.OPT_APPEND_NEWLINE)
+        except Exception:  # a lone surrogate in a name, an odd value: the careful encoder
+            line = _json.dumps_line(attributes)
+        else:
+            if b"null" in line:  # maybe a NaN orjson wrote as null: the careful encoder
+                line = _json.dumps_line(attributes)
+        if not self._file.append_line(line):
             self.count_lost(1)
 
     def count_lost(self, n: int) -> None:

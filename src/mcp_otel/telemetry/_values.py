@@ -102,24 +102,31 @@ def _seconds(raw: Any, fallback_ms: int) -> float:
     return fallback_ms / 1000.0
 
 
-_iso_cache: tuple[int, str] = (-1, "")
+_stamp_cache: tuple[int, str] = (-1, "")
+
+
+def _stamps(ns: int) -> tuple[str, str]:
+    """Osiris' ``datetime.now(UTC).isoformat()`` form and the RFC 3339 form with
+    nanoseconds (the flat format's ``otel.timestamp``) of one timestamp.
+
+    The date and time up to the second are formatted once per second (one tuple, read
+    and replaced atomically); like ``isoformat()`` the fraction is left out of the first
+    when its microseconds are zero.
+    """
+    global _stamp_cache
+    seconds, rest = divmod(ns, 1_000_000_000)
+    cached, prefix = _stamp_cache
+    if cached != seconds:
+        prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+        _stamp_cache = (seconds, prefix)
+    micros = rest // 1000
+    iso = f"{prefix}.{micros:06d}+00:00" if micros else f"{prefix}+00:00"
+    return iso, f"{prefix}.{rest:09d}Z"
 
 
 def _iso(ns: int) -> str:
-    """Osiris' ``datetime.now(UTC).isoformat()`` form, from the event's own timestamp.
-
-    The date and time up to the second are formatted once per second (one tuple, read
-    and replaced atomically), the microseconds per call; like ``isoformat()`` the
-    fraction is left out when it is zero.
-    """
-    global _iso_cache
-    seconds, rest = divmod(ns, 1_000_000_000)
-    cached, prefix = _iso_cache
-    if cached != seconds:
-        prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
-        _iso_cache = (seconds, prefix)
-    micros = rest // 1000
-    return f"{prefix}.{micros:06d}+00:00" if micros else f"{prefix}+00:00"
+    """Osiris' ``datetime.now(UTC).isoformat()`` form of ``ns``."""
+    return _stamps(ns)[0]
 
 
 _redactor: Any = None
