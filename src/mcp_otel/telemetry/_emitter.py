@@ -31,16 +31,18 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from opentelemetry.context import get_current
 from opentelemetry.sdk.resources import Resource
 
 from mcp_otel import limits
 from mcp_otel.telemetry import _pipeline as _pipelines
 from mcp_otel.telemetry._events import EVENT_PREFIX, SEVERITY_INFO, SEVERITY_WARN
-from mcp_otel.telemetry._instruments import Cell
+from mcp_otel.telemetry._instruments import DURATION_BATCH, Cell
 from mcp_otel.telemetry._pipeline import Pipeline
 from mcp_otel.telemetry._values import (
     MAX_ERROR_TYPES,
     MAX_TOOL_NAMES,
+    MAX_VALUE,
     _as_count,
     _bounded_label,
     _clean,
@@ -175,10 +177,20 @@ class TelemetryEmitter:
             pipeline = self._box[0]
             if pipeline.pid != _pid:
                 pipeline = self._pipeline()
-            is_error = _is_error(status)
-            duration, bad_duration = _as_count(duration_ms)
-            size_in, bad_in = _as_count(bytes_in)
-            size_out, bad_out = _as_count(bytes_out)
+            is_error = status == "error" if type(status) is str else _is_error(status)
+            # The common case inline (exact ints in range); anything else: _as_count.
+            if type(duration_ms) is int and 0 <= duration_ms <= MAX_VALUE:
+                duration, bad_duration = duration_ms, False
+            else:
+                duration, bad_duration = _as_count(duration_ms)
+            if type(bytes_in) is int and 0 <= bytes_in <= MAX_VALUE:
+                size_in, bad_in = bytes_in, False
+            else:
+                size_in, bad_in = _as_count(bytes_in)
+            if type(bytes_out) is int and 0 <= bytes_out <= MAX_VALUE:
+                size_out, bad_out = bytes_out, False
+            else:
+                size_out, bad_out = _as_count(bytes_out)
             # Cut before the cell cache: its keys must not hold a client's 50 MB name.
             tool_name = (
                 tool if type(tool) is str and len(tool) <= limits.MAX_NAME_CHARS
@@ -190,7 +202,13 @@ class TelemetryEmitter:
             if cell is None:
                 cell = self._cell(pipeline, tool_name, is_error, error_type)
             tally = pipeline.tally
+            timed = pipeline.operation_duration is not None
             with tally.lock:
+                if timed:
+                    tally.pending.append(
+                        (duration / 1000.0 if type(duration_ms) is int
+                         else _seconds(duration_ms, duration), cell.a_operation, get_current())
+                    )
                 cell.calls += 1
                 cell.bytes_in += size_in
                 cell.bytes_out += size_out
@@ -202,9 +220,8 @@ class TelemetryEmitter:
                 totals[3] += duration
                 if is_error:
                     totals[4] += 1
-            histogram = pipeline.operation_duration
-            if histogram is not None:
-                histogram.record(_seconds(duration_ms, duration), cell.a_operation)
+            if timed and len(tally.pending) >= DURATION_BATCH:
+                tally.drain()
         except Exception:
             _log.exception("mcp-otel telemetry: emit_tool_call failed to count")
             return

@@ -75,6 +75,7 @@ class Pipeline:
         return lost
 
     def flush(self, timeout_millis: int) -> bool:
+        self.tally.drain()
         ok = True
         sinks: list[Any] = [self.events, self.logger_provider, *self.exporting_readers]
         for sink in sinks:
@@ -138,7 +139,7 @@ def build(output_dir: Path, *, exporting: bool, events: bool, version: str) -> P
     pipeline.meter_provider = provider
     meter = provider.get_meter(_instruments.SCOPE, version)
     _instruments.register(meter, pipeline.tally, _instruments.weak_start(pipeline))
-    pipeline.operation_duration = _instruments.operation_duration(meter)
+    pipeline.operation_duration = pipeline.tally.histogram = _instruments.operation_duration(meter)
     pipeline.session_duration = _instruments.session_duration(meter)
     if events:
         _build_events(pipeline, output_dir, resource, version)
