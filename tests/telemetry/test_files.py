@@ -231,11 +231,16 @@ def test_exported_snapshots_are_consistent_while_writers_run(
     for line in read_lines(tmp_path, "mcp_metrics_*.jsonl"):
         if line["metric"] in READBACK:
             snapshots[line["timestamp"]][READBACK[line["metric"]]] += line["value"]
+        elif line["metric"] == "mcp.server.operation.duration":
+            snapshots[line["timestamp"]]["histogram"] += line["count"]
     assert len(snapshots) >= 2  # at least one periodic export besides the final one
     for totals in snapshots.values():
         n = totals["tool_calls"]
         assert (totals["total_bytes_in"], totals["total_bytes_out"]) == (3 * n, 5 * n)
         assert totals["total_duration_ms"] == 2 * n
+        # Durations are recorded in batches, but every collection records the pending
+        # ones first: the histogram never lags the counts in an export.
+        assert totals["histogram"] >= n
     assert max(s["tool_calls"] for s in snapshots.values()) == 4 * calls
 
 
