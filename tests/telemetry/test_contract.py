@@ -170,3 +170,20 @@ def test_init_telemetry_without_a_directory_raises_and_keeps_no_singleton(
         assert init_telemetry() is emitter  # first call wins; no directory needed now
     finally:
         emitter.shutdown()
+
+
+def test_an_event_carries_the_span_it_was_emitted_in(
+    tmp_path: Path, make_emitter: Factory
+) -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+
+    telemetry = make_emitter(enabled=True, output_dir=tmp_path)
+    tracer = TracerProvider().get_tracer("test")
+    with tracer.start_as_current_span("tools/call t") as span:
+        telemetry.emit_tool_call("t", "ok", 1, 2, 3)
+    telemetry.emit_tool_call("t", "ok", 1, 2, 3)  # outside any span
+    inside, outside = _events(tmp_path)
+    context = span.get_span_context()
+    assert (inside["trace_id"], inside["span_id"]) == (
+        f"{context.trace_id:032x}", f"{context.span_id:016x}")
+    assert "trace_id" not in outside and "span_id" not in outside

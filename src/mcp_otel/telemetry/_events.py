@@ -7,7 +7,8 @@ record per event cost more than the write itself.
 
 How: the line is built here, in the ``flat`` format of the JSONL log exporter (Osiris'
 fields at the top level, then the record envelope: ``otel.timestamp``, ``severity``,
-``severity_number``, ``event_name``, ``schema_version``, and ``resource`` when
+``severity_number``, ``event_name``, ``trace_id``/``span_id`` of the current span (when
+there is one), ``schema_version``, and ``resource`` when
 ``MCP_OTEL_JSONL_RESOURCE`` asks for it) and appended with one locked ``write`` through
 the exporter's own :class:`~mcp_otel.exporters.LockedJsonlFile`: the same thread lock,
 ``flock`` across processes, rotation, fsync policy, modes and symlink checks as every
@@ -30,6 +31,7 @@ from typing import Any
 
 import orjson
 from opentelemetry._logs import SeverityNumber
+from opentelemetry.trace import get_current_span
 
 from mcp_otel import _json
 from mcp_otel.exporters import SCHEMA_VERSION, JsonlLogExporter
@@ -70,6 +72,12 @@ class EventFile:
         attributes["severity"] = severity
         attributes["severity_number"] = number
         attributes["event_name"] = event_name
+        # The span the event was emitted in, as the SDK's Logger.emit would record it.
+        span = get_current_span().get_span_context()
+        if span.trace_id:
+            attributes["trace_id"] = f"{span.trace_id:032x}"
+            if span.span_id:
+                attributes["span_id"] = f"{span.span_id:016x}"
         attributes["schema_version"] = SCHEMA_VERSION
         if self._resource is not None:
             attributes["resource"] = self._resource
