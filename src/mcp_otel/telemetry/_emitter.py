@@ -221,7 +221,7 @@ class TelemetryEmitter:
                 if is_error:
                     totals[4] += 1
             if timed and len(tally.pending) >= DURATION_BATCH:
-                tally.drain()
+                tally.drain(wait=False)
         except Exception:
             _log.exception("mcp-otel telemetry: emit_tool_call failed to count")
             return

@@ -117,23 +117,35 @@ class Tally:
         #: Durations not yet in the SDK histogram: (seconds, attributes, context).
         self.pending: list[tuple[float, dict[str, str], Any]] = []
         self.histogram: Histogram | None = None
+        self._draining = threading.Lock()  # one drain (or collection) records at a time
         self._collecting = threading.local()
 
-    def drain(self) -> None:
+    def drain(self, *, wait: bool = True) -> None:
         """Record the pending durations into the SDK histogram, in one go.
 
         Why batches: one ``Histogram.record`` between a tool call's other work costs about
         twice what it costs in a loop of records (the SDK's code and data are cold by the
         time the next call comes). The caller's context is kept per duration, so
-        exemplars still point at the span the call ran in.
+        exemplars still point at the span the call ran in. ``wait=False`` (an emitting
+        thread) gives up when another drain or a collection is running: the durations
+        stay pending for the next one.
         """
-        histogram = self.histogram
-        if histogram is None:
+        if self.histogram is None:
             return
-        with self.lock:
-            batch, self.pending = self.pending, []
-        for seconds, attributes, context in batch:
-            histogram.record(seconds, attributes, context)
+        if not self._draining.acquire(blocking=wait):
+            return
+        try:
+            with self.lock:
+                batch, self.pending = self.pending, []
+            self._record(batch)
+        finally:
+            self._draining.release()
+
+    def _record(self, batch: list[tuple[float, dict[str, str], Any]]) -> None:
+        histogram = self.histogram
+        if histogram is not None:
+            for seconds, attributes, context in batch:
+                histogram.record(seconds, attributes, context)
 
     def read(self) -> dict[str, int]:
         """A consistent copy of the five totals."""
@@ -142,10 +154,19 @@ class Tally:
         return dict(zip(METRIC_KEYS, totals, strict=True))
 
     def snapshot(self) -> list[list[Observation]]:
-        """Observations of every counter, copied under the lock in one go."""
-        with self.lock:
-            sums = [(c, c.calls, c.bytes_in, c.bytes_out, c.duration) for c in self.cells]
-            handshakes = list(self.handshakes.items())
+        """Observations of every counter, copied under the lock in one go.
+
+        The pending durations are taken in the same locked step and recorded before this
+        returns, and no other drain is half done meanwhile: the SDK collects the histogram
+        after the observable callbacks, so an export never counts a call whose duration
+        it lacks.
+        """
+        with self._draining:
+            with self.lock:
+                sums = [(c, c.calls, c.bytes_in, c.bytes_out, c.duration) for c in self.cells]
+                handshakes = list(self.handshakes.items())
+                batch, self.pending = self.pending, []
+            self._record(batch)
         calls: dict[Any, list[Any]] = {}
         errors: dict[Any, list[Any]] = {}
         tools: dict[Any, list[Any]] = {}
@@ -189,9 +210,6 @@ class Tally:
         snapshot = getattr(local, "snapshot", None)
         used: set[int] | None = getattr(local, "used", None)
         if snapshot is None or used is None or index in used:
-            # Durations first: the SDK collects the histogram after these callbacks, so
-            # the export holds a duration for every call it counts.
-            self.drain()
             snapshot = local.snapshot = self.snapshot()
             used = local.used = set()
         used.add(index)
