@@ -55,6 +55,7 @@ from typing import Literal
 
 try:
     import fcntl
+    from fcntl import LOCK_EX, LOCK_UN, flock
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
@@ -489,30 +490,28 @@ class LockedJsonlFile:
         ``False``: the line is not in the file.
         """
         fd = self._fd
-        if fd is None or self._monotonic() >= self._fast_until:
+        now = self._monotonic()
+        if fd is None or now >= self._fast_until:
             return self._append_checked(line)
         with self._lock:
-            if fd != self._fd or self._closed:
-                fd = None
-            else:
+            if fd == self._fd and not self._closed:
                 try:
-                    fcntl.flock(fd, fcntl.LOCK_EX)
+                    flock(fd, LOCK_EX)
                     try:
                         size = os.lseek(fd, 0, os.SEEK_END)
-                        data = line
-                        if size > 0 and size != self._end and self._torn_tail(fd, size):
-                            data = b"\n" + line  # a writer died mid-line: see _write_locked
-                        self._append_all(fd, size, data)
-                        self._end = size + len(data)
+                        if size != self._end and size > 0 and self._torn_tail(fd, size):
+                            line = b"\n" + line  # a writer died mid-line: see _write_locked
+                        self._append_all(fd, size, line)
+                        self._end = size + len(line)
                     finally:
-                        fcntl.flock(fd, fcntl.LOCK_UN)
+                        flock(fd, LOCK_UN)
                 except OSError as exc:
                     self._fast_until = 0.0
                     self._close_fd()
                     self._report_os_error(exc, len(line))
                     return False
                 self._dirty = True
-                if self._monotonic() - self._last_sync >= FSYNC_INTERVAL_S:
+                if now - self._last_sync >= FSYNC_INTERVAL_S:
                     self._sync_locked(force=False)
                 return True
         return self._append_checked(line)  # the file changed under us: the full path
