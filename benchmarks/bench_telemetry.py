@@ -1,6 +1,7 @@
 """Cost of one ``TelemetryEmitter.emit_tool_call`` against its baselines, same run.
 
-Variants (microseconds per call, wall clock, all threads together):
+Variants (microseconds per call, all threads together; wall clock, and the process's CPU
+time, which moves less when other jobs load the machine):
 
 * ``bare-sdk``       -- the OTel SDK calls ``emit_tool_call`` stands for: one
   ``Histogram.record`` (``mcp.server.operation.duration``) and two ``Counter.add`` (bytes
@@ -39,6 +40,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
@@ -126,8 +128,9 @@ class _ReportFix:
             f.write(orjson.dumps(event, option=orjson.OPT_APPEND_NEWLINE))
 
 
-def _drive(emit: Emit, calls: int, threads: int) -> float:
-    """Seconds for ``calls`` emits spread over ``threads`` threads started together."""
+def _drive(emit: Emit, calls: int, threads: int) -> tuple[float, float]:
+    """Wall-clock and process CPU seconds for ``calls`` emits spread over ``threads``
+    threads started together (CPU: every thread of the process, background ones too)."""
     per_thread = calls // threads
     barrier = threading.Barrier(threads + 1)
 
@@ -140,10 +143,10 @@ def _drive(emit: Emit, calls: int, threads: int) -> float:
     for w in workers:
         w.start()
     barrier.wait()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for w in workers:
         w.join()
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - cpu
 
 
 def _lines(directory: Path, pattern: str) -> list[dict[str, object]]:
@@ -166,8 +169,8 @@ def _check_snapshot(out: Path, calls: int) -> None:
     ) == calls
 
 
-def _run(variant: str, calls: int, threads: int, workdir: Path) -> float:
-    """One verified run; returns microseconds per call."""
+def _run(variant: str, calls: int, threads: int, workdir: Path) -> tuple[float, float]:
+    """One verified run; returns wall-clock and CPU microseconds per call."""
     calls = calls // threads * threads
     out = Path(tempfile.mkdtemp(dir=workdir))
     if variant == "bare-sdk":
@@ -190,7 +193,7 @@ def _run(variant: str, calls: int, threads: int, workdir: Path) -> float:
         assert fix.metrics["tool_calls"] == calls
         if with_file:
             assert len(_lines(out, "mcp_telemetry.jsonl")) == calls
-    return seconds / calls * 1e6
+    return seconds[0] / calls * 1e6, seconds[1] / calls * 1e6
 
 
 VARIANTS = ("bare-sdk", "mcp-otel", "dict+lock", "mcp-otel+events", "dict+lock+file")
@@ -211,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     thread_counts = [int(t) for t in args.threads.split(",")]
     results: dict[tuple[str, int], list[float]] = {}
+    cpu: dict[tuple[str, int], list[float]] = {}
     started = _dt.datetime.now(_dt.UTC)
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="bench-telemetry-") as tmp:
@@ -219,41 +223,46 @@ def main(argv: list[str] | None = None) -> int:
             order = VARIANTS if round_no % 2 == 0 else tuple(reversed(VARIANTS))
             for threads in thread_counts:
                 for variant in order:
-                    results.setdefault((variant, threads), []).append(
-                        _run(variant, args.calls, threads, workdir)
-                    )
+                    wall, used = _run(variant, args.calls, threads, workdir)
+                    results.setdefault((variant, threads), []).append(wall)
+                    cpu.setdefault((variant, threads), []).append(used)
             print(f"round {round_no + 1}/{args.rounds} done", file=sys.stderr)
     load_after = os.getloadavg()
 
-    def ratio(variant: str, baseline: str, threads: int) -> float:
-        return median_ratio(results[(variant, threads)], results[(baseline, threads)])
+    def ratio(variant: str, baseline: str, threads: int, data: dict[Any, list[float]]) -> float:
+        return median_ratio(data[(variant, threads)], data[(baseline, threads)])
 
     print(f"# bench_telemetry {started:%Y-%m-%d %H:%M} UTC")
     print(f"# {_machine()}")
     print(f"# load average {load_before[0]:.1f} before, {load_after[0]:.1f} after")
-    print(f"# {args.calls} calls per run, {args.rounds} alternating rounds; medians")
-    header, rule = "| variant |", "|---|"
-    for t in thread_counts:
-        label = f"{t} thread{'s' if t > 1 else ''}"
-        header += f" {label} µs/call | vs bare-sdk | vs dict+lock+file |"
-        rule += "---:|---:|---:|"
-    print(header)
-    print(rule)
-    for variant in VARIANTS:
-        row = f"| {variant} |"
+    print(f"# {args.calls} calls per run, {args.rounds} alternating rounds; medians; ratios "
+          "are medians of per-round ratios")  # fmt: skip
+    for title, data in (("wall clock", results), ("process CPU time", cpu)):
+        print(f"\n{title}, µs per call:\n")
+        header, rule = "| variant |", "|---|"
         for t in thread_counts:
-            value = statistics.median(results[(variant, t)])
-            row += (f" {value:.2f} | {ratio(variant, 'bare-sdk', t):.2f}x |"
-                    f" {ratio(variant, 'dict+lock+file', t):.2f}x |")  # fmt: skip
-        print(row)
+            label = f"{t} thread{'s' if t > 1 else ''}"
+            header += f" {label} | vs bare-sdk | vs dict+lock+file |"
+            rule += "---:|---:|---:|"
+        print(header)
+        print(rule)
+        for variant in VARIANTS:
+            row = f"| {variant} |"
+            for t in thread_counts:
+                value = statistics.median(data[(variant, t)])
+                row += (f" {value:.2f} | {ratio(variant, 'bare-sdk', t, data):.2f}x |"
+                        f" {ratio(variant, 'dict+lock+file', t, data):.2f}x |")  # fmt: skip
+            print(row)
+    print()
     met_all = True
     for variant, baseline, limit in TARGETS:
         for t in thread_counts:
-            value = ratio(variant, baseline, t)
-            met = value <= limit
-            met_all = met_all and met
-            print(f"# {t} thread(s): {variant} = {value:.2f}x {baseline} "
-                  f"(target <= {limit:.2f}x: {'met' if met else 'NOT met'})")  # fmt: skip
+            for title, data in (("wall", results), ("CPU", cpu)):
+                value = ratio(variant, baseline, t, data)
+                met = value <= limit
+                met_all = met_all and met
+                print(f"# {t} thread(s), {title}: {variant} = {value:.2f}x {baseline} "
+                      f"(target <= {limit:.2f}x: {'met' if met else 'NOT met'})")  # fmt: skip
     return 0 if met_all else 1
 
 

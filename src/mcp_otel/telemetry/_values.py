@@ -119,9 +119,10 @@ def _stamps(ns: int) -> tuple[str, str]:
     if cached != seconds:
         prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
         _stamp_cache = (seconds, prefix)
-    micros = rest // 1000
-    iso = f"{prefix}.{micros:06d}+00:00" if micros else f"{prefix}+00:00"
-    return iso, f"{prefix}.{rest:09d}Z"
+    fraction = "%09d" % rest  # noqa: UP031 - faster than a format spec on this path
+    if rest < 1000:  # no microseconds: isoformat() writes none
+        return f"{prefix}+00:00", f"{prefix}.{fraction}Z"
+    return f"{prefix}.{fraction[:6]}+00:00", f"{prefix}.{fraction}Z"
 
 
 def _iso(ns: int) -> str:
