@@ -203,11 +203,12 @@ class TelemetryEmitter:
                 cell = self._cell(pipeline, tool_name, is_error, error_type)
             tally = pipeline.tally
             timed = pipeline.operation_duration is not None
+            context = get_current()
             with tally.lock:
                 if timed:
                     tally.pending.append(
                         (duration / 1000.0 if type(duration_ms) is int
-                         else _seconds(duration_ms, duration), cell.a_operation, get_current())
+                         else _seconds(duration_ms, duration), cell.a_operation, context)
                     )
                 cell.calls += 1
                 cell.bytes_in += size_in
@@ -225,7 +226,8 @@ class TelemetryEmitter:
         except Exception:
             _log.exception("mcp-otel telemetry: emit_tool_call failed to count")
             return
-        if pipeline.events is None and pipeline.logger is None:
+        events, logger = pipeline.events, pipeline.logger
+        if events is None and logger is None:
             return
         try:
             now = time.time_ns()
@@ -257,7 +259,10 @@ class TelemetryEmitter:
                     )
                     if bad
                 ]
-            self._write_event(pipeline, event, _TOOL_CALL, is_error, now, otel_timestamp)
+            if logger is not None:
+                self._log_event(logger, event, _TOOL_CALL, is_error, now, copy=events is not None)
+            if events is not None:
+                events.write(event, _TOOL_CALL, is_error, otel_timestamp, context)
         except Exception:
             _log.exception("mcp-otel telemetry: emit_tool_call counted the call but could "
                            "not write its event")
@@ -439,16 +444,25 @@ class TelemetryEmitter:
         """To the file (in it when this returns) and, when configured, to OTLP."""
         logger, events = pipeline.logger, pipeline.events
         if logger is not None:
-            logger.emit(
-                timestamp=now,
-                observed_timestamp=now,
-                severity_number=SEVERITY_WARN if error else SEVERITY_INFO,
-                severity_text="WARN" if error else "INFO",
-                event_name=event_name,
-                attributes=dict(attributes) if events is not None else attributes,
-            )
+            TelemetryEmitter._log_event(logger, attributes, event_name, error, now,
+                                        copy=events is not None)  # fmt: skip
         if events is not None:
-            events.write(attributes, event_name, error, otel_timestamp)
+            events.write(attributes, event_name, error, otel_timestamp, get_current())
+
+    @staticmethod
+    def _log_event(
+        logger: Any, attributes: dict[str, Any], event_name: str, error: bool, now: int, *,
+        copy: bool,
+    ) -> None:
+        logger.emit(
+            timestamp=now,
+            observed_timestamp=now,
+            severity_number=SEVERITY_WARN if error else SEVERITY_INFO,
+            severity_text="WARN" if error else "INFO",
+            event_name=event_name,
+            # the file's writer adds its envelope to the dict it is given
+            attributes=dict(attributes) if copy else attributes,
+        )
 
 
 _TOOL_CALL = EVENT_PREFIX + "tool_call"

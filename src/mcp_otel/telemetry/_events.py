@@ -31,6 +31,7 @@ from typing import Any
 
 import orjson
 from opentelemetry._logs import SeverityNumber
+from opentelemetry.context import Context
 from opentelemetry.trace import get_current_span
 
 from mcp_otel import _json
@@ -59,7 +60,12 @@ class EventFile:
         self.lost = 0
 
     def write(
-        self, attributes: dict[str, Any], event_name: str, error: bool, otel_timestamp: str
+        self,
+        attributes: dict[str, Any],
+        event_name: str,
+        error: bool,
+        otel_timestamp: str,
+        context: Context,
     ) -> None:
         """Append the event's line now; count it as lost if the file refuses it.
 
@@ -73,7 +79,7 @@ class EventFile:
         attributes["severity_number"] = number
         attributes["event_name"] = event_name
         # The span the event was emitted in, as the SDK's Logger.emit would record it.
-        span = get_current_span().get_span_context()
+        span = get_current_span(context).get_span_context()
         if span.trace_id:
             attributes["trace_id"] = f"{span.trace_id:032x}"
             if span.span_id:
