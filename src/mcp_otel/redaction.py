@@ -39,7 +39,6 @@ from __future__ import annotations
 import base64
 import datetime as _dt
 import math
-import os
 import re
 import string
 from collections.abc import Iterable, Mapping
@@ -48,7 +47,7 @@ from typing import Any
 
 import orjson
 
-from mcp_otel import _json, limits
+from mcp_otel import _json, _settings, limits
 
 MASK = "***MASKED***"
 
@@ -346,9 +345,9 @@ class Redactor:
 
     def __post_init__(self) -> None:
         extra = {"_".join(key_parts(k)) for k in self.secret_keys if k}
-        extra |= _split_env_list(os.environ.get("MCP_OTEL_REDACT_KEYS"))
+        extra |= _split_env_list(_settings.env_text("MCP_OTEL_REDACT_KEYS"))
         allow = {"_".join(key_parts(k)) for k in self.allow_keys if k}
-        allow |= _split_env_list(os.environ.get("MCP_OTEL_REDACT_ALLOW"))
+        allow |= _split_env_list(_settings.env_text("MCP_OTEL_REDACT_ALLOW"))
         self._parts = DEFAULT_SECRET_PARTS | {k for k in extra if "_" not in k}
         self._compounds = DEFAULT_SECRET_KEYS | {k for k in extra if "_" in k}
         self._allow = DEFAULT_ALLOW_KEYS | allow
