@@ -360,8 +360,11 @@ class AuditLogger:
             preview_bytes, ENV_PREVIEW, redaction.DEFAULT_PREVIEW_LIMIT, int, minimum=0,
             arg="preview_bytes",
         )
+        # Secret names given here join the process's one policy, so spans, telemetry
+        # events and error texts mask them too, not only this trail.
+        redaction.configure(secret_keys=secret_keys, allow_keys=allow_keys)
         self._redactor = redaction.Redactor(
-            secret_keys=secret_keys, allow_keys=allow_keys, preview_limit=preview,
+            preview_limit=preview,
             preview_head=min(redaction.DEFAULT_PREVIEW_HEAD, preview),
         )
         self._otlp = _settings.bool_setting(otlp, ENV_OTLP, True, arg="otlp")
