@@ -102,7 +102,7 @@ from opentelemetry import trace
 from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.trace import Span, Status, StatusCode
 
-from mcp_otel import _json, _settings, _setup, limits
+from mcp_otel import _fork, _json, _settings, _setup, limits
 from mcp_otel.exporters._file import make_private_dirs
 
 __all__ = ["DiscoveryCache"]
@@ -213,8 +213,7 @@ def _after_fork_in_child() -> None:
         cache._after_fork_in_child()
 
 
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+_fork.register(_fork.COMPONENTS, after_in_child=_after_fork_in_child)
 
 
 def _counts_for(provider: _metrics_api.MeterProvider) -> _Counts:
