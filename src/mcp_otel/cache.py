@@ -31,7 +31,8 @@ Disk is the truth; memory is a cache of disk.
   cost an extra disk read, never a stale answer. Because the bump follows the file change
   and the reader reads the slot before the file, a reader that saw the new slot value also
   sees the new file; one that saw the old value re-validates on its next hit.
-* **Expiry.** Every hit, from either tier, checks ``expires_at`` against the clock. An
+* **Expiry.** Every hit, from either tier, checks ``expires_at`` against the clock (the
+  constructor's ``clock``, :func:`time.time` unless a test gives a settable one). An
   expired entry is dropped from memory and its file removed under the lock (after checking
   again that the file still holds an expired entry), so expiry removes it from both tiers.
 * **Identity.** Osiris joined the key fields with ``|`` (``("a|b", "c")`` and
