@@ -54,8 +54,10 @@ def _uv() -> str:
 
 def _clean_env(**extra: str) -> dict[str, str]:
     """The environment of a user's shell: none of this test run's Python or telemetry
-    settings (``PYTHONPATH`` would put the source tree back on the path)."""
-    drop = ("PYTHON", "VIRTUAL_ENV", "OTEL_", "MCP_OTEL_", "UV_", "PIP_", "CONDA")
+    settings (``PYTHONPATH`` would put the source tree back on the path). Index settings
+    (``PIP_INDEX_URL``, ``UV_INDEX_URL``, ...) stay: they say where packages come from."""
+    drop = ("PYTHON", "VIRTUAL_ENV", "OTEL_", "MCP_OTEL_", "CONDA", "UV_PYTHON",
+            "UV_SYSTEM_PYTHON", "UV_PROJECT", "PIP_TARGET", "PIP_PREFIX", "PIP_USER")
     env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
     env["UV_PYTHON_DOWNLOADS"] = "never"  # use the interpreter given, never fetch one
     env.update(extra)
