@@ -101,7 +101,8 @@ class DiscoveryCache:
         self._gens = self._disk.generations  # read directly on the hot path
         self._observer = _observe._Observer(tracer_provider, meter_provider, self.cache_dir)
         self._memory = _MemoryTier(self._observer)
-        self._key = _Keys().key
+        self._records = self._memory.records  # read directly on the hot path
+        self._keys = _Keys()
         self._forked = False
         _CACHES.add(self)
 
@@ -129,8 +130,8 @@ class DiscoveryCache:
         idempotency_key: str | None = None,
     ) -> dict[str, Any] | None:
         """The whole entry, from memory (re-validated) or disk, or None; never raises on I/O."""
-        key = self._key(connection, component, samples, idempotency_key)
-        rec = self._memory.get(key.cache_key)
+        key = self._keys.key(connection, component, samples, idempotency_key)
+        rec = self._records.get(key.cache_key)
         if rec is not None:
             now = self._clock()
             if (
@@ -172,7 +173,7 @@ class DiscoveryCache:
         if self._clock() >= self._gens.recheck_at:
             self._maintain(span)
         answered = self._observer.answered
-        rec = self._memory.get(key.cache_key)
+        rec = self._memory.records.get(key.cache_key)
         if rec is not None and rec.identity != key.identity:
             # Another request's record under the same 64-bit cache_key: never served; it
             # stays (it is valid for its own request) unless the disk entry replaces it.
@@ -262,7 +263,7 @@ class DiscoveryCache:
         Raises ``OSError`` (after leaving the cache as it was) when the entry cannot be
         written; argument errors raise ``TypeError``/``ValueError``.
         """
-        key = self._key(connection, component, samples, idempotency_key)
+        key = self._keys.key(connection, component, samples, idempotency_key)
         if ttl is None:
             ttl = self.default_ttl
         elif not isinstance(ttl, timedelta):
@@ -347,7 +348,7 @@ class DiscoveryCache:
             self._observer.note(span, "disk_evicted", disc, reason="invalidated")
 
         self._disk.remove_connection(connection, removed)
-        for cache_key, rec in list(self._memory.items()):
+        for cache_key, rec in list(self._memory.records.items()):
             if rec.identity[0] != connection:
                 continue
             if self._memory.forget(cache_key, rec, span, "invalidated"):
@@ -364,7 +365,7 @@ class DiscoveryCache:
         self._maintain(span)  # writers always check (a stat): they must bump the live file
         now = self._clock()
         removed = size = 0
-        for cache_key, rec in list(self._memory.items()):
+        for cache_key, rec in list(self._memory.records.items()):
             if now >= rec.expires:
                 self._memory.forget(cache_key, rec, span, "expired")
         for disc in self._disk.doubtful():
@@ -390,7 +391,7 @@ class DiscoveryCache:
             self._observer.note(span, "disk_evicted", disc, reason="clear_all")
 
         self._disk.remove_all(gone)
-        for cache_key in list(self._memory):
+        for cache_key in list(self._memory.records):
             self._memory.forget(cache_key, None, span, "clear_all")
         self._disk.remove_abandoned_temporaries()
         return removed, size
@@ -400,7 +401,7 @@ class DiscoveryCache:
     def get_cache_stats(self) -> dict[str, Any]:
         """Osiris' statistics: memory entries, expired ones, disk files and bytes."""
         now = self._clock()
-        records = list(self._memory.values())
+        records = list(self._memory.records.values())
         files, size = self._disk.usage()
         return {
             "memory_entries": len(records),

@@ -53,16 +53,17 @@ class _Record:
         return attrs
 
 
-class _MemoryTier(dict[str, _Record]):
-    """``cache_key`` -> record, in insertion order (the oldest first), at most
-    ``MCP_OTEL_CACHE_MAX_MEMORY_ENTRIES`` records. A dict itself, so that the hot path's
-    lookup is a plain ``dict.get``; changes go through the methods, which count and show
-    every record that leaves (``memory_evicted`` and why) through the cache's observer."""
+class _MemoryTier:
+    """``records``: ``cache_key`` -> record, in insertion order (the oldest first), at most
+    ``MCP_OTEL_CACHE_MAX_MEMORY_ENTRIES`` of them. A plain dict, so that the hot path's
+    lookup is an exact ``dict.get`` (the interpreter's fast path; a dict subclass loses it).
+    Changes go through the methods, which count and show every record that leaves
+    (``memory_evicted`` and why) through the cache's observer."""
 
-    __slots__ = ("_lock", "_max", "_observer")
+    __slots__ = ("_lock", "_max", "_observer", "records")
 
     def __init__(self, observer: _Observer) -> None:
-        super().__init__()
+        self.records: dict[str, _Record] = {}
         self._lock = threading.Lock()  # guards compound changes, not reads
         self._max = _max_memory_entries()
         self._observer = observer
@@ -72,23 +73,24 @@ class _MemoryTier(dict[str, _Record]):
 
     def remember(self, cache_key: str, rec: _Record, span: Span | None) -> None:
         """Store ``rec`` as the newest record, evicting the oldest beyond capacity."""
+        records = self.records
         evicted: list[_Record] = []
         with self._lock:
-            self.pop(cache_key, None)
-            self[cache_key] = rec
-            while len(self) > self._max:
-                oldest = next(iter(self))
-                evicted.append(self.pop(oldest))
+            records.pop(cache_key, None)
+            records[cache_key] = rec
+            while len(records) > self._max:
+                oldest = next(iter(records))
+                evicted.append(records.pop(oldest))
         for old in evicted:
             self._observer.note(span, "memory_evicted", old.discovery_id, reason="capacity")
 
     def forget(self, cache_key: str, rec: _Record | None, span: Span | None, why: str) -> bool:
         """Drop one record (only ``rec`` itself when given) and count why."""
         with self._lock:
-            current = self.get(cache_key)
+            current = self.records.get(cache_key)
             if current is None or (rec is not None and current is not rec):
                 return False
-            del self[cache_key]
+            del self.records[cache_key]
         if why in ("expired", "stale_dropped"):
             self._observer.note(span, why, current.discovery_id, **{A_TIER: "memory"})
         self._observer.note(span, "memory_evicted", current.discovery_id, reason=why)
@@ -97,8 +99,8 @@ class _MemoryTier(dict[str, _Record]):
     def drop_all(self, span: Span | None) -> None:
         """Forget every record: disk may have changed in ways no generation shows."""
         with self._lock:
-            dropped = list(self.values())
-            self.clear()
+            dropped = list(self.records.values())
+            self.records.clear()
         for rec in dropped:
             self._observer.note(
                 span, "stale_dropped", rec.discovery_id, reason="generation file replaced"
