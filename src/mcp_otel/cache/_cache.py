@@ -21,7 +21,7 @@ from opentelemetry import metrics as _metrics_api
 from opentelemetry import trace
 from opentelemetry.trace import Span
 
-from mcp_otel import _fork, _settings, _setup, limits
+from mcp_otel import _fork, _setup, limits
 from mcp_otel.cache import _observe
 from mcp_otel.cache._coherency import _current
 from mcp_otel.cache._identity import (
@@ -44,7 +44,6 @@ from mcp_otel.cache._store import (
     _parse,
 )
 
-_ENV_FSYNC = "MCP_OTEL_CACHE_FSYNC"
 _NEEDS_THREAD = object()
 
 _CACHES: weakref.WeakSet[DiscoveryCache] = weakref.WeakSet()
@@ -97,7 +96,7 @@ class DiscoveryCache:
         self.cache_dir = Path(cache_dir) if cache_dir is not None else _setup.data_dir() / "cache"
         self.default_ttl = default_ttl
         self._clock = clock
-        self._disk = _DiskStore(self.cache_dir, clock, _settings.env_bool(_ENV_FSYNC, True))
+        self._disk = _DiskStore(self.cache_dir, clock)
         self._gens = self._disk.generations  # read directly on the hot path
         self._observer = _observe._Observer(tracer_provider, meter_provider, self.cache_dir)
         self._memory = _MemoryTier(self._observer)

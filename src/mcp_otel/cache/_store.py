@@ -28,7 +28,7 @@ from typing import Any
 
 import orjson
 
-from mcp_otel import _json, limits
+from mcp_otel import _json, _settings, limits
 from mcp_otel.cache._coherency import (
     _O_CLOEXEC,
     _O_NOFOLLOW,
@@ -41,6 +41,7 @@ from mcp_otel.exporters._file import make_private_dirs
 
 _log = logging.getLogger("mcp_otel.cache")
 
+_ENV_FSYNC = "MCP_OTEL_CACHE_FSYNC"  # false: atomic and coherent, but not durable
 _INLINE_READ_MAX = 256 * 1024  # bigger entries are read in a worker thread
 _ENTRY_NAME = re.compile(r"(disc_[0-9a-f]{16})\.json")
 _TMP_NAME = re.compile(r"\.tmp\.(disc_[0-9a-f]{16})\.\d+\.[0-9a-f]{8}")
@@ -62,14 +63,14 @@ class _Corrupt(Exception):
 class _DiskStore:
     """The entry files of one cache directory, with its stripe locks and generation file."""
 
-    def __init__(self, cache_dir: Path, clock: Callable[[], float], durable: bool) -> None:
+    def __init__(self, cache_dir: Path, clock: Callable[[], float]) -> None:
         self.dir = cache_dir
         state = cache_dir / _STATE_DIR
         make_private_dirs(state)  # and the cache directory and its parents, all 0700
         self._locks = _StripeLocks(state)
         self.generations = _Generations(state, clock)
         self._clock = clock
-        self._durable = durable  # MCP_OTEL_CACHE_FSYNC
+        self._durable = _settings.env_bool(_ENV_FSYNC, True)
 
     def path(self, discovery_id: str) -> Path:
         return self.dir / f"{discovery_id}.json"
