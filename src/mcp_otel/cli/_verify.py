@@ -91,4 +91,54 @@ def _human(report: integrity.VerifyReport) -> str:
         f"{report.error_count} error(s), {report.warning_count} warning(s)"
         + (" [strict]" if report.strict else "")
     )
+    out.extend(_fleet(report))
     return "\n".join(out) + "\n"
+
+
+#: Sessions listed one by one in the human output (the JSON report lists them all).
+_MAX_SESSION_LINES = 50
+
+
+def _ranges(ranges: list[list[int]]) -> str:
+    text = ", ".join(f"{a}" if a == b else f"{a}..{b}" for a, b in ranges)
+    return text + (" ..." if len(ranges) >= integrity.MAX_RANGES else "")
+
+
+def _fleet(report: integrity.VerifyReport) -> list[str]:
+    """Per host, then every session that is not complete: what an operator needs to tell
+    records lost in transit (``missing``) from tampering (``tampered``) from a writer still
+    running (``open``). Only when the records came with a resource (an archive), or when
+    some session is not complete."""
+    hosts = report.hosts()
+    shown = [s for s in report.sessions.values() if s.status != "complete"]
+    if not shown and all(h["host"] is None for h in hosts):
+        return []
+    out = []
+    for h in hosts:
+        states = ", ".join(f"{n} {st}" for st in integrity.STATUSES
+                           if (n := h["status"].get(st)))
+        out.append(f"host {h['host'] or '-'} (service {h['service'] or '-'}): "
+                   f"{h['sessions']} session(s) [{states}], {h['records']} record(s), "
+                   f"{h['missing']} missing, {h['declared_lost']} declared lost")
+    order = {st: i for i, st in enumerate(integrity.STATUSES)}
+    shown.sort(key=lambda s: (order.get(s.status, 0), s.host or "", s.session_id))
+    for s in shown[:_MAX_SESSION_LINES]:
+        parts = [f"{s.status.upper():10} session {s.session_id} host {s.host or '-'}: "
+                 f"{s.records} record(s) seq {s.first_seq}..{s.last_seq}"]
+        if s.missing:
+            parts.append(f"missing seq {_ranges(s.gaps)} ({s.missing} records)")
+        if s.declared_lost:
+            parts.append(f"declared lost {s.declared_lost}"
+                         + (f" (seq {_ranges(s.declared)})"
+                            if s.declared else ""))
+        tampered = sorted(c for c in s.problems if c in integrity.TAMPER_CODES)
+        if tampered:
+            parts.append("tampered: " + ", ".join(f"{c} x{s.problems[c]}" for c in tampered))
+        if not s.ended:
+            parts.append("no end record" + (f", last record at {s.last_timestamp}"
+                                            if s.last_timestamp else ""))
+        out.append("; ".join(parts))
+    if len(shown) > _MAX_SESSION_LINES:
+        out.append(f"... {len(shown) - _MAX_SESSION_LINES} more session(s) not complete "
+                   "(--json lists every session)")
+    return out
