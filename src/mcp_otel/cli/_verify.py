@@ -114,6 +114,9 @@ def _fleet(report: integrity.VerifyReport) -> list[str]:
     if not shown and all(h["host"] is None for h in hosts):
         return []
     out = []
+    if report.otlp_lines:
+        out.append(f"OTLP: {report.otlp_lines} line(s), {report.other_records} other log "
+                   "record(s) skipped")
     for h in hosts:
         states = ", ".join(f"{n} {st}" for st in integrity.STATUSES
                            if (n := h["status"].get(st)))
