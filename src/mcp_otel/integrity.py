@@ -18,6 +18,7 @@ import hmac
 import os
 import re
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -242,12 +243,17 @@ class VerifyLimits:
     has failed anyway, and garbage then costs milliseconds, not one step per line.
     ``max_sessions``: chains followed per run; records of further sessions still have their
     hash checked (``too_many_sessions``).
+    ``max_recent``: the last records remembered (session, seq, hash; ~250 bytes each) to
+    recognise a record that arrives again identical (``duplicate``: an exporter retried a
+    request that had in fact arrived, so an archive holds a batch twice); a copy of an
+    older record is ``out_of_order``.
     """
 
     max_line_bytes: int = _reader.MAX_LINE_BYTES
     max_kept_findings: int = 100
     max_file_findings: int = 1000
     max_sessions: int = 50_000
+    max_recent: int = 65_536
 
 
 @dataclass
@@ -536,6 +542,9 @@ class _Verifier:
         self._resource: dict[str, Any] | None = None
         self.host: str | None = None  # of the record being checked
         self.service: str | None = None
+        # Oldest first (see max_recent). An OrderedDict: popping a plain dict's first key
+        # again and again scans the deleted slots before it, a cost that grows with the run.
+        self.recent: OrderedDict[tuple[str, int], str] = OrderedDict()
 
     def add(self, code: str, message: str, line: int | None = None,
             session: str | None = None, *, path: str | None = None) -> None:
@@ -764,11 +773,12 @@ class _Verifier:
             tail = self.tails[sid] = _Tail(seq=seq, hash=digest)
             self._accept(tail, sess, rec, seq, lineno)
             return
-        if seq == tail.seq and digest == tail.hash:
-            # The same record again, right after itself: a batch delivered twice (an
-            # exporter retried a request that had arrived). Nothing is lost or changed.
-            add("duplicate", f"seq {seq} appears twice in a row (a batch delivered twice?)",
-                lineno, sid)
+        if seq <= tail.seq and self.recent.get((sid, seq)) == digest:
+            # A record seen before, identical (same hash, and the hash matched): a batch
+            # delivered twice (an exporter retried a request that had arrived). Nothing
+            # is lost or changed, and the chain goes on from its tail.
+            add("duplicate", f"seq {seq} arrives again, identical to the copy already "
+                "seen (a batch delivered twice?)", lineno, sid)
             return
         if tail.ended:
             add("after_end", f"seq {seq} appears after the session's end record", lineno, sid)
@@ -800,6 +810,10 @@ class _Verifier:
 
     def _accept(self, tail: _Tail, sess: SessionReport, rec: dict[str, Any], seq: int,
                 lineno: int) -> None:
+        recent = self.recent
+        recent[(sess.session_id, seq)] = rec[F_HASH]
+        if len(recent) > self.limits.max_recent:
+            recent.popitem(last=False)
         sess.records += 1
         sess.first_seq = seq if sess.first_seq is None else min(sess.first_seq, seq)
         sess.last_seq = seq if sess.last_seq is None else max(sess.last_seq, seq)

@@ -231,3 +231,19 @@ def test_cli_fleet_report(otlp_chain: Path, capsys: pytest.CaptureFixture[str]) 
     assert cli_main(["verify", "--json", str(otlp_chain)]) == 1
     doc = json.loads(capsys.readouterr().out)
     assert doc["sessions"][0]["gaps"] == [[10, 10]] and doc["hosts"][0]["missing"] == 1
+
+
+def test_a_batch_delivered_twice_is_a_duplicate_not_tampering(otlp_chain: Path) -> None:
+    docs = _docs(otlp_chain)
+    assert len(docs) >= 3
+    n = len(_records(docs[:1]))
+    again = docs[:2] + [json.loads(json.dumps(docs[0]))] + docs[2:]  # line 1 re-sent
+    report = integrity.verify_paths([_save(otlp_chain, again)])
+    assert report.ok and report.counts == {"duplicate": n}, report.to_dict()["errors"]
+    (sess,) = report.sessions.values()
+    assert (sess.records, sess.status) == (17, "complete")
+    assert not integrity.verify_paths([otlp_chain], strict=True).ok
+
+    # Beyond the window of remembered records, a copy is out of order (an error).
+    report = integrity.verify_paths([otlp_chain], limits=integrity.VerifyLimits(max_recent=1))
+    assert not report.ok and report.counts.get("out_of_order", 0) >= n - 1
