@@ -237,7 +237,7 @@ def test_a_batch_delivered_twice_is_a_duplicate_not_tampering(otlp_chain: Path) 
     docs = _docs(otlp_chain)
     assert len(docs) >= 3
     n = len(_records(docs[:1]))
-    again = docs[:2] + [json.loads(json.dumps(docs[0]))] + docs[2:]  # line 1 re-sent
+    again = [*docs[:2], json.loads(json.dumps(docs[0])), *docs[2:]]  # line 1 re-sent
     report = integrity.verify_paths([_save(otlp_chain, again)])
     assert report.ok and report.counts == {"duplicate": n}, report.to_dict()["errors"]
     (sess,) = report.sessions.values()

@@ -20,7 +20,6 @@ import asyncio
 import sys
 from typing import Any
 
-from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
 
@@ -42,7 +41,8 @@ def _arguments(i: int) -> dict[str, Any]:
 def _other_logs() -> None:
     """Ordinary application logs, one with a ``seq`` attribute of its own."""
     provider = LoggerProvider(resource=_setup.build_resource())
-    provider.add_log_record_processor(SimpleLogRecordProcessor(OTLPLogExporter()))
+    # The SDK's own OTLP log exporter for OTEL_EXPORTER_OTLP_PROTOCOL, like an application's.
+    provider.add_log_record_processor(SimpleLogRecordProcessor(_setup.otlp_exporter("logs")))
     logger = provider.get_logger("app")
     from opentelemetry._logs import LogRecord
 
