@@ -247,3 +247,33 @@ def test_a_batch_delivered_twice_is_a_duplicate_not_tampering(otlp_chain: Path) 
     # Beyond the window of remembered records, a copy is out of order (an error).
     report = integrity.verify_paths([otlp_chain], limits=integrity.VerifyLimits(max_recent=1))
     assert not report.ok and report.counts.get("out_of_order", 0) >= n - 1
+
+
+def _dense_line(scope: str, budget: int) -> bytes:
+    """One OTLP line just under ``budget`` bytes of the smallest log records possible (the
+    most objects per byte: the worst case for memory once parsed)."""
+    rec = b'{"attributes":[{"key":"k","value":{"intValue":"1"}}]},'
+    head = b'{"resourceLogs":[{"resource":{},"scopeLogs":[{"scope":{"name":"' + \
+        scope.encode() + b'"},"logRecords":['
+    n = (budget - len(head) - 8) // len(rec)
+    return head + rec * (n - 1) + rec[:-1] + b"]}]}]}\n"
+
+
+@pytest.mark.parametrize(("scope", "lines", "code"), [
+    ("app", 8, "no_records"),  # 8 MiB of other logs: read whole, nothing kept
+    (integrity.AUDIT_SCOPE, 20, "too_many_findings"),  # audit-scope garbage: given up early
+])
+def test_hostile_otlp_files_stay_in_bounded_memory(
+        tmp_path: Path, scope: str, lines: int, code: str) -> None:
+    from .test_bounded_reading import _bounded, run_cli
+
+    path = tmp_path / "logs.jsonl"
+    line = _dense_line(scope, _reader.MAX_LINE_BYTES)
+    assert len(line) <= _reader.MAX_LINE_BYTES + 1
+    with path.open("wb") as fh:
+        for _ in range(lines):
+            fh.write(line)
+    m = run_cli("verify", "--json", str(path))
+    _bounded(m)
+    doc = json.loads(m.stdout)
+    assert m.returncode == 1 and code in doc["counts"], doc["counts"]
