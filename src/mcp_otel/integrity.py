@@ -283,7 +283,9 @@ class SessionReport:
     findings about this session, by code. ``status``: ``tampered`` (a record was changed,
     added, moved or forged), ``missing`` (records absent: lost in transit or deleted),
     ``open`` (no end record: writer still running, or it crashed, or its last records have
-    not arrived), ``unverified`` (HMAC chain, no key), else ``complete``.
+    not arrived), ``unverified`` (HMAC chain, no key), else ``complete``. ``duplicates``:
+    records that arrived again identical (not counted in ``records``; one ``duplicate``
+    finding per run of them).
     """
 
     session_id: str
@@ -302,6 +304,7 @@ class SessionReport:
     last_timestamp: str | None = None
     problems: dict[str, int] = field(default_factory=dict)
     status: str = "open"
+    duplicates: int = 0
 
     def _range(self, ranges: list[list[int]], first: int, last: int) -> None:
         if len(ranges) < MAX_RANGES:
@@ -393,6 +396,7 @@ class _Tail:
     seq: int
     hash: str
     ended: bool = False
+    in_duplicates: bool = False  # the session's last record read was a duplicate
 
 
 def is_audit_file_name(name: str) -> bool:
@@ -416,6 +420,8 @@ def expand_paths(paths: Iterable[str | os.PathLike[str]],
 
 
 _CHAIN_KEYS = frozenset({F_SESSION, F_SEQ, F_HASH})
+#: Findings that do not count towards giving up on a file: a healthy file can hold many.
+_NOT_GIVING_UP = frozenset({"declared_loss", "duplicate"})
 _STRUCTURAL = re.compile(r'["{}\[\]]')
 _STRING_STOP = re.compile(r'["\\]')
 #: Deeper nesting than this is no record mcp-otel wrote (orjson reads at most 1024 levels).
@@ -555,7 +561,7 @@ class _Verifier:
             report.warning_count += 1
         else:
             report.error_count += 1
-        if code != "declared_loss":
+        if code not in _NOT_GIVING_UP:
             self.found += 1
         if session is not None:
             sess = report.sessions.get(session)
@@ -774,12 +780,18 @@ class _Verifier:
             self._accept(tail, sess, rec, seq, lineno)
             return
         if seq <= tail.seq and self.recent.get((sid, seq)) == digest:
-            # A record seen before, identical (same hash, and the hash matched): a batch
-            # delivered twice (an exporter retried a request that had arrived). Nothing
-            # is lost or changed, and the chain goes on from its tail.
-            add("duplicate", f"seq {seq} arrives again, identical to the copy already "
-                "seen (a batch delivered twice?)", lineno, sid)
+            # A record seen before, identical (same hash; its hash was checked above): a
+            # batch delivered twice (an exporter retried a request that had arrived).
+            # Nothing is lost or changed, and the chain goes on from its tail. One finding
+            # per run of copies, so a re-sent batch of thousands is one line of report.
+            sess.duplicates += 1
+            if not tail.in_duplicates:
+                tail.in_duplicates = True
+                add("duplicate", f"seq {seq} arrives again, identical to the copy already "
+                    "seen (a batch delivered twice?); the session's duplicates are counted "
+                    "in its report", lineno, sid)
             return
+        tail.in_duplicates = False
         if tail.ended:
             add("after_end", f"seq {seq} appears after the session's end record", lineno, sid)
         if seq == tail.seq + 1:
