@@ -244,7 +244,7 @@ class VerifyLimits:
     ``max_sessions``: chains followed per run; records of further sessions still have their
     hash checked (``too_many_sessions``).
     ``max_recent``: the last records remembered (session, seq, hash; ~250 bytes each) to
-    recognise a record that arrives again identical (``duplicate``: an exporter retried a
+    recognise an OTLP record that arrives again identical (``duplicate``: an exporter retried a
     request that had in fact arrived, so an archive holds a batch twice); a copy of an
     older record is ``out_of_order``.
     """
@@ -779,11 +779,14 @@ class _Verifier:
             tail = self.tails[sid] = _Tail(seq=seq, hash=digest)
             self._accept(tail, sess, rec, seq, lineno)
             return
-        if seq <= tail.seq and self.recent.get((sid, seq)) == digest:
-            # A record seen before, identical (same hash; its hash was checked above): a
-            # batch delivered twice (an exporter retried a request that had arrived).
-            # Nothing is lost or changed, and the chain goes on from its tail. One finding
-            # per run of copies, so a re-sent batch of thousands is one line of report.
+        if seq <= tail.seq and self.index is not None \
+                and self.recent.get((sid, seq)) == digest:
+            # In an OTLP line, a record seen before, identical (same hash; its hash was
+            # checked above): a batch delivered twice (an exporter retried a request that
+            # had arrived; OTLP delivery is at-least-once). Nothing is lost or changed, and
+            # the chain goes on from its tail. One finding per run of copies, so a re-sent
+            # batch of thousands is one line of report. The audit logger never writes a
+            # record twice to its own file: there, a copy is ``out_of_order``.
             sess.duplicates += 1
             if not tail.in_duplicates:
                 tail.in_duplicates = True
