@@ -277,3 +277,54 @@ def test_hostile_otlp_files_stay_in_bounded_memory(
     _bounded(m)
     doc = json.loads(m.stdout)
     assert m.returncode == 1 and code in doc["counts"], doc["counts"]
+
+
+def _otlp_doc(records: list[dict[str, Any]], host: str) -> dict[str, Any]:
+    """Records as one OTLP/JSON LogsData, encoded by the project's ``otlp`` writer."""
+    from mcp_otel.exporters._otlp_json import _any
+
+    logs = [{"attributes": [{"key": k, "value": _any(v)} for k, v in r.items()]}
+            for r in records]
+    return {"resourceLogs": [{
+        "resource": {"attributes": [
+            {"key": "service.instance.id", "value": {"stringValue": host}}]},
+        "scopeLogs": [{"scope": {"name": integrity.AUDIT_SCOPE}, "logRecords": logs}]}]}
+
+
+def test_declared_losses_and_hmac_survive_the_hop(tmp_path: Path) -> None:
+    """A chain with a writer-declared loss, HMAC-keyed, spread over two hosts' lines."""
+    key = b"fleet-key"
+    records: dict[str, list[dict[str, Any]]] = {}
+    for host in ("h1", "h2"):
+        chain = integrity.Chain(f"mcp_{host}", key)
+        out = records[host] = []
+        for seq in range(1, 8):
+            attrs: dict[str, Any] = {"event": "tool_call", "n": seq, "ratio": 1.0}
+            chain.seal(attrs)
+            if host == "h2" and seq in (3, 4):  # a batch the writer could not write
+                if seq == 4:
+                    chain.lost(3, 4)
+                continue
+            out.append(attrs)
+            chain.committed()
+        end: dict[str, Any] = {"event": integrity.END_EVENT}
+        chain.seal(end)
+        out.append(end)
+    docs = [_otlp_doc(records["h1"][:4], "h1"), _otlp_doc(records["h2"], "h2"),
+            _otlp_doc(records["h1"][4:], "h1")]
+    path = _save(tmp_path / "logs.jsonl", docs)
+
+    report = integrity.verify_paths([path], key=key)
+    assert report.ok and report.counts == {"declared_loss": 1}, report.to_dict()["errors"]
+    h1, h2 = (report.sessions[f"mcp_{h}"] for h in ("h1", "h2"))
+    assert (h1.status, h1.records, h1.host) == ("complete", 8, "h1")
+    assert (h2.status, h2.records, h2.declared, h2.declared_lost, h2.missing) == \
+        ("complete", 6, [[3, 4]], 2, 0)
+    assert not integrity.verify_paths([path], key=key, strict=True).ok
+
+    unkeyed = integrity.verify_paths([path])
+    assert not unkeyed.ok and unkeyed.counts["key_required"] == 2
+    assert {s.status for s in unkeyed.sessions.values()} == {"unverified"}
+    wrong = integrity.verify_paths([path], key=b"other")
+    assert wrong.counts["hash_mismatch"] == 14 and \
+        {s.status for s in wrong.sessions.values()} == {"tampered"}
