@@ -33,6 +33,7 @@ RECORDS = 40  # per writer in the intact round, plus the end record
 BEFORE, DURING, AFTER = 20, 15, 20  # outage round: records before, during, after the outage
 OTHER_LOGS = 3  # per writer (tests/stack/_fleet_writer.py)
 WRITER = REPO / "tests" / "stack" / "_fleet_writer.py"
+KEY = "fleet-test-hmac-key"  # every writer's chain is HMAC-SHA-256 with it
 
 
 @dataclass
@@ -74,7 +75,7 @@ def _start(collector: Collector, root: Path, host: str, phases: list[int],
         OTEL_EXPORTER_OTLP_TIMEOUT="1",
         PYTHONPATH=os.pathsep.join([str(REPO / "src"), str(REPO)]),
     )
-    env.pop("MCP_OTEL_AUDIT_KEY", None)
+    env["MCP_OTEL_AUDIT_KEY"] = KEY
     log_dir = root / host
     with (root / f"{host}.stderr").open("w") as stderr:
         proc = subprocess.Popen(
@@ -112,8 +113,8 @@ def _wait_archived(archive: Path, wanted: set[tuple[str, int]], other: int) -> N
     wait_until(done, f"{len(wanted)} audit record(s) in the collector's archive")
 
 
-def _verify(*paths: Path) -> integrity.VerifyReport:
-    return integrity.verify_paths(list(paths))
+def _verify(*paths: Path, key: str | None = KEY) -> integrity.VerifyReport:
+    return integrity.verify_paths(list(paths), key=key)
 
 
 def _by_host(report: integrity.VerifyReport) -> dict[str, integrity.SessionReport]:
@@ -150,8 +151,9 @@ def fleet(collector: Collector, tmp_path_factory: pytest.TempPathFactory
 
 def test_fleet_archive_verifies_and_reports_tampering_and_transit_loss(
         fleet: tuple[Collector, Path], tmp_path: Path,
-        capsys: pytest.CaptureFixture[str]) -> None:
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     collector, root = fleet
+    monkeypatch.delenv("MCP_OTEL_AUDIT_KEY", raising=False)  # verify_paths would read it
     archive = collector.archive_dir
     already, other_before = _archived(archive) if archive.exists() else (set(), 0)
 
@@ -175,6 +177,9 @@ def test_fleet_archive_verifies_and_reports_tampering_and_transit_loss(
         assert (s.session_id, s.records, s.first_seq, s.last_seq, s.status, s.service) == \
             (w.session, end, 1, end, "complete", "mcp-fleet")
     assert report.other_records >= HOSTS * OTHER_LOGS  # the app logs, skipped
+    unkeyed = _verify(intact, key=None)  # HMAC chains cannot be checked without the key
+    assert not unkeyed.ok and unkeyed.counts == {"key_required": HOSTS}
+    assert {s.status for s in unkeyed.sessions.values()} == {"unverified"}
     for w in writers:  # the local files agree
         local = _verify(w.log_dir)
         assert local.ok and not local.warnings and local.sessions[w.session].records == end
@@ -240,6 +245,7 @@ def test_fleet_archive_verifies_and_reports_tampering_and_transit_loss(
     end2 = BEFORE + DURING + AFTER + 1
     _wait_archived(archive, {(w.session, end2) for w in writers2}, 0)
 
+    monkeypatch.setenv("MCP_OTEL_AUDIT_KEY", KEY)  # where the CLI reads it
     assert cli_main(["verify", "--json", str(archive)]) == 1
     doc = json.loads(capsys.readouterr().out)
     assert doc["counts"] == {"gap": HOSTS}, doc["errors"]
