@@ -814,8 +814,10 @@ class _Verifier:
             else:
                 sess.missing += seq - tail.seq - 1
                 sess._range(sess.gaps, tail.seq + 1, seq - 1)
-                add("gap", f"seq {tail.seq + 1}..{seq - 1} missing before seq {seq} "
-                    "(lines deleted or moved)", lineno, sid)
+                why = "lines deleted or moved" if self.index is None else \
+                    "never arrived: lost in transit, or deleted"
+                add("gap", f"seq {tail.seq + 1}..{seq - 1} missing before seq {seq} ({why})",
+                    lineno, sid)
         else:
             add("out_of_order", f"seq {seq} after seq {tail.seq} (lines inserted, moved or "
                 "swapped)", lineno, sid)

@@ -70,6 +70,8 @@ def _where(f: integrity.Finding) -> str:
     parts = []
     if f.path:
         parts.append(f"{f.path}:{f.line}" if f.line else f.path)
+    if f.record:
+        parts.append(f"record {f.record}")  # its place in an OTLP line (one batch)
     if f.session_id:
         parts.append(f"session {f.session_id}")
     return " ".join(parts)
