@@ -31,7 +31,8 @@ Disk is the truth; memory is a cache of disk.
   cost an extra disk read, never a stale answer. Because the bump follows the file change
   and the reader reads the slot before the file, a reader that saw the new slot value also
   sees the new file; one that saw the old value re-validates on its next hit.
-* **Expiry.** Every hit, from either tier, checks ``expires_at`` against the clock. An
+* **Expiry.** Every hit, from either tier, checks ``expires_at`` against the clock (the
+  constructor's ``clock``, :func:`time.time` unless a test gives a settable one). An
   expired entry is dropped from memory and its file removed under the lock (after checking
   again that the file still holds an expired entry), so expiry removes it from both tiers.
 * **Identity.** Osiris joined the key fields with ``|`` (``("a|b", "c")`` and
@@ -102,7 +103,7 @@ from opentelemetry import trace
 from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.trace import Span, Status, StatusCode
 
-from mcp_otel import _json, _setup, limits
+from mcp_otel import _fork, _json, _settings, _setup, limits
 from mcp_otel.exporters._file import make_private_dirs
 
 __all__ = ["DiscoveryCache"]
@@ -213,8 +214,7 @@ def _after_fork_in_child() -> None:
         cache._after_fork_in_child()
 
 
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+_fork.register(_fork.COMPONENTS, after_in_child=_after_fork_in_child)
 
 
 def _counts_for(provider: _metrics_api.MeterProvider) -> _Counts:
@@ -343,8 +343,9 @@ class _Corrupt(Exception):
 class _Generations:
     """The shared, mmap'd file of generation counters (see the module docstring)."""
 
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(self, state_dir: Path, clock: Callable[[], float]) -> None:
         self._path = state_dir / _GEN_FILE
+        self._clock = clock
         self._lock = threading.Lock()
         self.recheck_at = 0.0
         self._open()
@@ -365,7 +366,7 @@ class _Generations:
         self._fd = fd
         weakref.finalize(self, os.close, fd)  # the mmap keeps a descriptor of its own
         self.view = memoryview(self._mmap).cast("Q")
-        self.recheck_at = time.time() + _RECHECK_GEN_FILE_S
+        self.recheck_at = self._clock() + _RECHECK_GEN_FILE_S
 
     def after_fork_in_child(self) -> None:
         self._lock = threading.Lock()
@@ -381,7 +382,7 @@ class _Generations:
     def replaced(self) -> bool:
         """True (after re-mapping) when the file was deleted or replaced under us."""
         with self._lock:
-            self.recheck_at = time.time() + _RECHECK_GEN_FILE_S
+            self.recheck_at = self._clock() + _RECHECK_GEN_FILE_S
             try:
                 st = os.stat(self._path, follow_symlinks=False)
                 mine = os.fstat(self._fd)
@@ -406,6 +407,14 @@ class DiscoveryCache:
 
     Entries returned by :meth:`get` are shared with the memory tier (as in Osiris): treat
     them as read-only.
+
+    ``clock`` (keyword only, not in Osiris) is the time source for everything the cache
+    decides by time: ``created_at``/``expires_at`` of a ``set``, expiry on every hit and in
+    :meth:`clear_expired`/:meth:`get_cache_stats`, and the once-a-second re-check of the
+    generation file. It returns seconds since the epoch, like the default
+    :func:`time.time`: entries are shared with other processes, whose clocks must agree.
+    A test passes a settable clock so that expiry happens when the test moves it, not
+    after a wait.
     """
 
     def __init__(
@@ -415,7 +424,11 @@ class DiscoveryCache:
         *,
         tracer_provider: trace.TracerProvider | None = None,
         meter_provider: _metrics_api.MeterProvider | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
+        if not callable(clock):
+            raise TypeError("clock must be a callable returning seconds since the epoch")
+        _clock_reading(clock)  # a clock that gives no time fails here, not in get()
         if isinstance(default_ttl_hours, bool) or not isinstance(default_ttl_hours, int | float):
             raise TypeError("default_ttl_hours must be a number of hours")
         if not default_ttl_hours > 0:
@@ -429,11 +442,12 @@ class DiscoveryCache:
         state = self.cache_dir / _STATE_DIR
         make_private_dirs(state)  # and the cache directory and its parents, all 0700
         self._lock_paths = [state / f"lock.{i:02d}" for i in range(_STRIPES)]
-        self._gens = _Generations(state)
+        self._clock = clock
+        self._gens = _Generations(state, clock)
         self._memory: dict[str, _Record] = {}
         self._mlock = threading.Lock()  # guards compound changes of _memory, not reads
         self._max_memory = _max_memory_entries()
-        self._fsync = _setup.env_flag(_ENV_FSYNC, True)
+        self._fsync = _settings.env_bool(_ENV_FSYNC, True)
         self._keys: dict[tuple[str, str, int, str | None], _Key] = {}
         # Files only under cache_dir: see _setup (component providers).
         self._tracer = _tracer_for(tracer_provider, self.cache_dir)
@@ -519,7 +533,7 @@ class DiscoveryCache:
         key = self._key(connection, component, samples, idempotency_key)
         rec = self._memory.get(key.cache_key)
         if rec is not None:
-            now = time.time()
+            now = self._clock()
             if (
                 now < rec.expires
                 and rec.generation == self._gens.view[rec.slot]
@@ -574,7 +588,7 @@ class DiscoveryCache:
         fresh one (another ``set`` landed meanwhile), the lookup runs ``again`` once and
         answers from that entry.
         """
-        if time.time() >= self._gens.recheck_at:
+        if self._clock() >= self._gens.recheck_at:
             self._maintain(span)
         rec = self._memory.get(key.cache_key)
         if rec is not None and rec.identity != key.identity:
@@ -584,7 +598,7 @@ class DiscoveryCache:
             _event(span, "identity_mismatch", key.discovery_id, **{A_TIER: "memory"})
             rec = None
         if rec is not None:
-            if time.time() >= rec.expires:
+            if self._clock() >= rec.expires:
                 if not blocking:
                     return _NEEDS_THREAD
                 self._forget(key.cache_key, rec, span, "expired")
@@ -615,7 +629,7 @@ class DiscoveryCache:
             if self._reap(key, span) == _KEPT_FRESH and again:
                 return self._lookup(key, span, blocking, again=False)
             return self._answer(span, None, "none")
-        if time.time() >= parsed.expires:
+        if self._clock() >= parsed.expires:
             if not blocking:
                 return _NEEDS_THREAD
             if self._reap(key, span) == _KEPT_FRESH and again:
@@ -725,7 +739,7 @@ class DiscoveryCache:
                 raw = _read_entry_file(path, blocking=True)
                 assert raw is not None
                 parsed = _parse(raw, key.discovery_id)
-                why = "expired" if time.time() >= parsed.expires else ""
+                why = "expired" if self._clock() >= parsed.expires else ""
                 if not why and unreachable and not _reachable(parsed.entry, key.discovery_id):
                     why = "identity_mismatch"
             except FileNotFoundError:
@@ -767,7 +781,7 @@ class DiscoveryCache:
             raise TypeError("ttl must be a datetime.timedelta or None")
         elif ttl <= timedelta(0):
             raise ValueError("ttl must be positive")
-        now = datetime.now(UTC)
+        now = _clock_reading(self._clock)
         try:
             expiry = now + ttl
         except OverflowError:  # beyond the year 9999: the entry never expires in practice
@@ -906,7 +920,7 @@ class DiscoveryCache:
 
     def _clear_expired(self, span: Span | None) -> tuple[int, int]:
         self._maintain(span)  # writers always check (a stat): they must bump the live file
-        now = time.time()
+        now = self._clock()
         removed = size = 0
         for cache_key, rec in list(self._memory.items()):
             if now >= rec.expires:
@@ -916,7 +930,7 @@ class DiscoveryCache:
                 raw = _read_entry_file(path, blocking=True)
                 assert raw is not None
                 parsed = _parse(raw, disc)
-                if time.time() < parsed.expires and _reachable(parsed.entry, disc):
+                if self._clock() < parsed.expires and _reachable(parsed.entry, disc):
                     continue
             except FileNotFoundError:
                 continue
@@ -986,7 +1000,7 @@ class DiscoveryCache:
 
     def get_cache_stats(self) -> dict[str, Any]:
         """Osiris' statistics: memory entries, expired ones, disk files and bytes."""
-        now = time.time()
+        now = self._clock()
         records = list(self._memory.values())
         files = self._entry_files()
         size = 0
@@ -1015,6 +1029,21 @@ class DiscoveryCache:
 
 _NEEDS_THREAD = object()
 _KEPT_FRESH = -2  # _reap: nothing removed, the file holds an entry that has not expired
+
+
+def _clock_reading(clock: Callable[[], float]) -> datetime:
+    """One reading of ``clock`` as an aware datetime; ``ValueError`` when it is not a
+    finite number of seconds since the epoch that ``datetime`` can represent."""
+    reading = clock()
+    try:
+        if isinstance(reading, bool) or not isinstance(reading, int | float):
+            raise TypeError
+        return datetime.fromtimestamp(reading, UTC)
+    except (TypeError, ValueError, OverflowError, OSError):
+        text = limits.safe_str(reading)[:64]
+        raise ValueError(
+            f"the cache's clock returned {text!r}, not seconds since the epoch"
+        ) from None
 
 
 def _exact_names(
@@ -1221,19 +1250,7 @@ def _belongs_to(
 
 
 def _max_memory_entries() -> int:
-    raw = os.environ.get(_ENV_MAX_MEMORY, "").strip()
-    if not raw:
-        return _DEFAULT_MAX_MEMORY
-    try:
-        value = int(raw)
-    except ValueError:
-        value = 0
-    if value < 1:
-        _log.warning(
-            "%s=%r is not a positive integer; using %d", _ENV_MAX_MEMORY, raw, _DEFAULT_MAX_MEMORY
-        )
-        return _DEFAULT_MAX_MEMORY
-    return value
+    return _settings.env_number(_ENV_MAX_MEMORY, _DEFAULT_MAX_MEMORY, int, minimum=1)
 
 
 def _read_entry_file(path: Path, blocking: bool) -> bytes | None:
