@@ -26,7 +26,7 @@ from typing import Any
 
 import orjson
 
-from mcp_otel import _reader
+from mcp_otel import reader
 
 CHAIN_VERSION = "mcp-otel-audit/1"
 ALG_SHA256 = "sha256"
@@ -249,7 +249,7 @@ class VerifyLimits:
     older record is ``out_of_order``.
     """
 
-    max_line_bytes: int = _reader.MAX_LINE_BYTES
+    max_line_bytes: int = reader.MAX_LINE_BYTES
     max_kept_findings: int = 100
     max_file_findings: int = 1000
     max_sessions: int = 50_000
@@ -401,7 +401,7 @@ class _Tail:
 
 def is_audit_file_name(name: str) -> bool:
     """A name the audit logger gives its files (``mcp_audit_*.jsonl``, ``.jsonl.gz``)."""
-    return name.startswith(AUDIT_FILE_PREFIX) and _reader.is_jsonl_name(name)
+    return name.startswith(AUDIT_FILE_PREFIX) and reader.is_jsonl_name(name)
 
 
 def expand_paths(paths: Iterable[str | os.PathLike[str]],
@@ -416,7 +416,7 @@ def expand_paths(paths: Iterable[str | os.PathLike[str]],
     ``FileNotFoundError`` for a missing path; a directory that cannot be listed goes to
     ``on_error`` (default: raised).
     """
-    return _reader.find_files(paths, below=is_audit_file_name, on_error=on_error)
+    return reader.find_files(paths, below=is_audit_file_name, on_error=on_error)
 
 
 _CHAIN_KEYS = frozenset({F_SESSION, F_SEQ, F_HASH})
@@ -583,7 +583,7 @@ class _Verifier:
         """Stream one file line by line (memory stays flat however large it is)."""
         self.path, self.kept, self.found, self.records = name, 0, 0, 0
         self.file_otlp = False
-        lines = _reader.read_lines(path, max_line_bytes=self.limits.max_line_bytes)
+        lines = reader.read_lines(path, max_line_bytes=self.limits.max_line_bytes)
         lineno = 0
         failed = False
         try:
@@ -595,7 +595,7 @@ class _Verifier:
                              "the rest of the file was not read", lineno)
                     break
         except OSError as exc:
-            code = "too_large" if isinstance(exc, _reader.ReadLimitError) else "unreadable"
+            code = "too_large" if isinstance(exc, reader.ReadLimitError) else "unreadable"
             self.add(code, f"cannot read file: {exc.strerror or exc}")
             failed = True
         finally:
@@ -635,7 +635,7 @@ class _Verifier:
         if not isinstance(rec, dict):
             self.add("not_audit", "line is not a JSON object", lineno)
             return
-        if _reader.is_otlp_line(rec):
+        if reader.is_otlp_line(rec):
             self._otlp(rec, lineno, terminated)
             return
         res = rec.get("resource")
@@ -667,19 +667,19 @@ class _Verifier:
             self.add("torn_line", "last line lacks its newline (write cut short)", lineno)
         index = 0
         try:
-            for log in _reader.otlp_logs(doc):
+            for log in reader.otlp_logs(doc):
                 index = self.index = log.index
                 if log.scope != AUDIT_SCOPE and not log.attribute_keys() >= _CHAIN_KEYS:
                     self.report.other_records += 1
                     continue
                 try:
-                    attrs = _reader.otlp_attributes(log)
-                except _reader.OtlpError as exc:
+                    attrs = reader.otlp_attributes(log)
+                except reader.OtlpError as exc:
                     self.add("bad_otlp", f"audit record {index} of the line: {exc}", lineno)
                     continue
                 self._host(log.resource)
                 self._record(attrs, lineno, True)
-        except _reader.OtlpError as exc:
+        except reader.OtlpError as exc:
             self.index = None
             self.add("bad_otlp", f"line breaks the OTLP/JSON mapping after its record {index}:"
                      f" {exc} (the rest of the line was not read)", lineno)

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from mcp_otel import _reader, integrity
+from mcp_otel import integrity, reader
 from mcp_otel.audit import AuditLogger
 from mcp_otel.cli import main as cli_main
 from mcp_otel.exporters import JsonlLogExporter, RotationPolicy
@@ -39,7 +39,7 @@ from mcp_otel.exporters import JsonlLogExporter, RotationPolicy
                                  {"key": "b"}]}}, {"a": 0.0, "b": None}),
 ])
 def test_any_value_follows_the_otlp_json_mapping(node: Any, value: Any) -> None:
-    got = _reader.any_value(node)
+    got = reader.any_value(node)
     assert got == value and type(got) is type(value)
 
 
@@ -57,20 +57,20 @@ def _nested(depth: int) -> dict[str, Any]:
     {"stringValue": "a", "intValue": "1"}, {"mapValue": {}}, {"arrayValue": []},
     {"arrayValue": {"values": {}}}, {"kvlistValue": {"values": [{"key": 1}]}},
     {"kvlistValue": {"values": [{"key": "a"}, {"key": "a"}]}},
-    _nested(_reader.MAX_ANY_DEPTH + 1),
+    _nested(reader.MAX_ANY_DEPTH + 1),
 ])
 def test_any_value_refuses_what_the_mapping_does_not_allow(node: Any) -> None:
-    with pytest.raises(_reader.OtlpError):
-        _reader.any_value(node)
+    with pytest.raises(reader.OtlpError):
+        reader.any_value(node)
 
 
 def test_decoding_stays_linear_on_a_large_hostile_document() -> None:
     """100k attributes in one record, and a 1 MB digit string, decode in bounded time."""
     attrs = [{"key": f"k{i}", "value": {"intValue": str(i)}} for i in range(100_000)]
     start = time.perf_counter()
-    assert len(_reader.key_values(attrs)) == 100_000
-    with pytest.raises(_reader.OtlpError):
-        _reader.any_value({"intValue": "9" * 1_000_000})
+    assert len(reader.key_values(attrs)) == 100_000
+    with pytest.raises(reader.OtlpError):
+        reader.any_value({"intValue": "9" * 1_000_000})
     assert time.perf_counter() - start < 5  # a quadratic int() alone would take minutes
 
 
@@ -268,8 +268,8 @@ def test_hostile_otlp_files_stay_in_bounded_memory(
     from .test_bounded_reading import _bounded, run_cli
 
     path = tmp_path / "logs.jsonl"
-    line = _dense_line(scope, _reader.MAX_LINE_BYTES)
-    assert len(line) <= _reader.MAX_LINE_BYTES + 1
+    line = _dense_line(scope, reader.MAX_LINE_BYTES)
+    assert len(line) <= reader.MAX_LINE_BYTES + 1
     with path.open("wb") as fh:
         for _ in range(lines):
             fh.write(line)

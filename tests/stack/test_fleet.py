@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from mcp_otel import _reader, integrity
+from mcp_otel import integrity, reader
 from mcp_otel.cli import main as cli_main
 from tests._support import wait_until
 from tests.stack._peers import REPO, Collector
@@ -93,11 +93,11 @@ def _archived(archive: Path) -> tuple[set[tuple[str, int]], int]:
     seen: set[tuple[str, int]] = set()
     other = 0
     for path in sorted(archive.glob("logs*.jsonl")):
-        for raw in _reader.read_lines(path):
+        for raw in reader.read_lines(path):
             if not raw.terminated or not raw.data.startswith(b'{"resourceLogs"'):
                 continue
-            for log in _reader.otlp_logs(json.loads(raw.data)):
-                attrs = _reader.otlp_attributes(log)
+            for log in reader.otlp_logs(json.loads(raw.data)):
+                attrs = reader.otlp_attributes(log)
                 if log.scope == integrity.AUDIT_SCOPE:
                     seen.add((attrs["session_id"], attrs["seq"]))
                 else:

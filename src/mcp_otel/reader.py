@@ -1,5 +1,8 @@
 """The one reader of mcp-otel's JSON Lines files: ``verify``, ``stats``, the demo and
-``mcp_otel.testing`` all read through it.
+``mcp_otel.testing`` all read through it, and so can users' own tools (the names in
+``__all__`` are public API): ``read_records`` for the flat files, ``find_files`` for a
+directory tree (rotated and gzipped files included), ``otlp_logs``/``otlp_attributes`` for
+newline-delimited OTLP/JSON such as the Collector's file-exporter archive.
 
 Why one streaming reader with caps: these files are read back by tools that must not trust
 them (a file may be damaged, cut by a crash, replaced by an attacker, or be no JSONL at
@@ -34,6 +37,12 @@ from pathlib import Path
 from typing import Any, BinaryIO, NamedTuple
 
 import orjson
+
+__all__ = [
+    "MAX_LINE_BYTES", "JsonlError", "OtlpError", "OtlpLogRecord", "RawLine", "ReadLimitError",
+    "find_files", "is_otlp_line", "metric_attributes", "otlp_attributes", "otlp_logs",
+    "read_lines", "read_records",
+]
 
 #: Longest line read (bytes, without its newline); longer lines are skipped, not held.
 MAX_LINE_BYTES = 1 << 20
