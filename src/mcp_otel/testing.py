@@ -271,7 +271,7 @@ class Capture:
                 shutil.rmtree(self.directory, ignore_errors=True)
 
     def _read_back(self) -> None:
-        from mcp_otel._reader import metric_attributes, read_records
+        from mcp_otel.reader import metric_attributes, read_records
 
         for path in sorted((self.directory / "audit").glob("*.jsonl")):
             self.audit_records.extend(read_records(path))

@@ -53,6 +53,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
+from mcp_otel import _fork
+from mcp_otel._settings import stderr_line
+
 try:
     import fcntl
     from fcntl import LOCK_EX, LOCK_UN, flock
@@ -102,10 +105,7 @@ def _utc_date(now: float) -> str:
     return time.strftime("%Y%m%d", time.gmtime(now))
 
 
-def _stderr(message: str) -> None:
-    # Straight to fd 2: sys.stderr may be replaced, closed, or routed into logging.
-    with contextlib.suppress(OSError):
-        os.write(2, message.encode("utf-8", "backslashreplace"))
+_stderr = stderr_line
 
 
 def _datasync(fd: int) -> None:
@@ -234,12 +234,12 @@ def _after_fork_child() -> None:
     _INSTANCES_LOCK.release()
 
 
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(
-        before=_before_fork,
-        after_in_parent=_after_fork_parent,
-        after_in_child=_after_fork_child,
-    )
+_fork.register(
+    _fork.FILES,
+    before=_before_fork,
+    after_in_parent=_after_fork_parent,
+    after_in_child=_after_fork_child,
+)
 
 
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)

@@ -34,7 +34,7 @@ from typing import Any
 from opentelemetry.context import get_current
 from opentelemetry.sdk.resources import Resource
 
-from mcp_otel import limits
+from mcp_otel import _fork, limits
 from mcp_otel.telemetry import _pipeline as _pipelines
 from mcp_otel.telemetry._events import EVENT_PREFIX, SEVERITY_INFO, SEVERITY_WARN
 from mcp_otel.telemetry._instruments import DURATION_BATCH, Cell
@@ -63,21 +63,15 @@ def _shutdown_box(box: list[Pipeline]) -> None:
 
 _live: weakref.WeakSet[TelemetryEmitter] = weakref.WeakSet()
 
-#: This process's id, refreshed by the at-fork hook: cheaper than ``os.getpid()`` per call.
-_pid = os.getpid()
-
 
 def _after_fork_in_child() -> None:
     # Only fresh locks here (one may have been held by another thread at fork time);
     # the pipeline is rebuilt lazily on first use, after all the SDK's own fork hooks.
-    global _pid
-    _pid = os.getpid()
     for emitter in list(_live):
         emitter._build_lock = threading.Lock()
 
 
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+_fork.register(_fork.COMPONENTS, after_in_child=_after_fork_in_child)
 
 
 def resolve_output_dir(output_dir: Path | str | os.PathLike[str] | None, enabled: bool) -> Path:
@@ -175,7 +169,7 @@ class TelemetryEmitter:
         """
         try:
             pipeline = self._box[0]
-            if pipeline.pid != _pid:
+            if pipeline.pid != _fork.pid():
                 pipeline = self._pipeline()
             is_error = status == "error" if type(status) is str else _is_error(status)
             # The common case inline (exact ints in range); anything else: _as_count.
@@ -371,7 +365,7 @@ class TelemetryEmitter:
 
     def _pipeline(self) -> Pipeline:
         pipeline = self._box[0]
-        if pipeline.pid != _pid:
+        if pipeline.pid != _fork.pid():
             self._forked()
             pipeline = self._box[0]
         return pipeline

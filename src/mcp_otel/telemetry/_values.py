@@ -130,24 +130,14 @@ def _iso(ns: int) -> str:
     return _stamps(ns)[0]
 
 
-_redactor: Any = None
-
-
 def _clean(value: Any, cap: int) -> Any:
     """Secrets masked, JSON-safe and at most ``cap`` characters, before any sink.
 
-    Uses the audit trail's :class:`mcp_otel.redaction.Redactor` (Osiris' key rules plus
-    URL/DSN passwords) through :func:`_json.clean_bounded`, as the audit trail's scalar
-    fields do: a value that raises gets its safe form, text is cut before masking, a list
-    or object whose JSON is longer than ``cap`` becomes that JSON text, cut.
+    Uses the audit trail's masking policy (:func:`mcp_otel.redaction.policy`: Osiris' key
+    rules plus URL/DSN passwords) through :func:`_json.clean_bounded`, as the audit
+    trail's scalar fields do: a value that raises gets its safe form, text is cut before
+    masking, a list or object whose JSON is longer than ``cap`` becomes that JSON text, cut.
     """
-    global _redactor
-    if _redactor is None:
-        try:
-            from mcp_otel.redaction import Redactor
+    from mcp_otel import redaction
 
-            _redactor = Redactor()
-        except Exception:  # pragma: no cover - redaction ships with the package
-            _redactor = False
-    clean = _redactor.clean if _redactor else _json.to_jsonable
-    return _json.clean_bounded(clean, value, cap)
+    return _json.clean_bounded(redaction.policy().clean, value, cap)
