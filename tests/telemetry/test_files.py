@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import json
 import os
 import stat
 import threading
@@ -284,3 +285,18 @@ def test_numeric_strings_are_parsed_like_numbers(tmp_path: Path, make_emitter: F
     telemetry.emit_tool_call("t", "ok", "nan", "x", "-4.2")
     m = telemetry.metrics
     assert (m["total_duration_ms"], m["total_bytes_in"], m["total_bytes_out"]) == (13, 3, 1000)
+
+
+def test_the_format_argument_wins_over_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MCP_OTEL_JSONL_FORMAT", "flat")
+    emitter = TelemetryEmitter(output_dir=tmp_path, format="otlp")
+    try:
+        emitter.emit_tool_call("a", "ok", 1, 2, 3)
+        line = json.loads(emitter.telemetry_file.read_text().splitlines()[0])
+        assert "resourceLogs" in line
+    finally:
+        emitter.shutdown()
+    with pytest.raises(ValueError, match="format"):
+        TelemetryEmitter(output_dir=tmp_path, format="xml")  # type: ignore[arg-type]

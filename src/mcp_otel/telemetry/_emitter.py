@@ -29,12 +29,13 @@ import time
 import weakref
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from opentelemetry.context import get_current
 from opentelemetry.sdk.resources import Resource
 
 from mcp_otel import _fork, limits
+from mcp_otel.exporters._config import resolve_format
 from mcp_otel.telemetry import _pipeline as _pipelines
 from mcp_otel.telemetry._events import EVENT_PREFIX, SEVERITY_INFO, SEVERITY_WARN
 from mcp_otel.telemetry._instruments import DURATION_BATCH, Cell
@@ -100,7 +101,9 @@ class TelemetryEmitter:
     ``mcp_telemetry_{date}.jsonl`` there, each written before its ``emit_*`` returns;
     metric snapshots (every ``OTEL_METRIC_EXPORT_INTERVAL`` ms and at flush/shutdown) to
     ``mcp_metrics_{date}.jsonl``; both also over OTLP when an endpoint is configured.
-    ``events=False`` (an extension) keeps the metrics and writes no events.
+    ``events=False`` (an extension) keeps the metrics and writes no events. ``format``
+    (an extension): the line format of both files, ``flat`` or ``otlp``; ``None`` reads
+    ``MCP_OTEL_JSONL_FORMAT`` (default ``flat``).
     """
 
     def __init__(
@@ -109,10 +112,13 @@ class TelemetryEmitter:
         output_dir: Path | None = None,
         *,
         events: bool = True,
+        format: Literal["flat", "otlp"] | None = None,
     ) -> None:
         self.enabled = limits.truth(enabled, True)  # a truth value that raises: the default
         self.output_dir = resolve_output_dir(output_dir, self.enabled)
         self._events = limits.truth(events, True)
+        # Checked now (a bad argument is the caller's error), else MCP_OTEL_JSONL_FORMAT.
+        self._format = resolve_format(format)
         self.session_id = self._new_session_id()
         self._build_lock = threading.Lock()
         self._closed = False
@@ -388,6 +394,7 @@ class TelemetryEmitter:
             exporting=self.enabled and not self._closed,
             events=self._events,
             version=_version(),
+            line_format=self._format,
         )
 
     def _cell(

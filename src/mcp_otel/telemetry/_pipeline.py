@@ -28,7 +28,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricReader
 from opentelemetry.sdk.resources import Resource
 
-from mcp_otel import _setup
+from mcp_otel import _settings, _setup
 from mcp_otel.telemetry import _instruments
 from mcp_otel.telemetry._events import EventFile
 from mcp_otel.telemetry._instruments import Cell, Tally
@@ -114,7 +114,9 @@ class Pipeline:
                 _log.warning("mcp-otel telemetry: shutdown failed: %s", exc)
 
 
-def build(output_dir: Path, *, exporting: bool, events: bool, version: str) -> Pipeline:
+def build(
+    output_dir: Path, *, exporting: bool, events: bool, version: str, line_format: str
+) -> Pipeline:
     """A fresh pipeline for this process: exporting ones create ``output_dir`` now."""
     pipeline = Pipeline(pid=os.getpid(), started=time.monotonic())
     if _setup.sdk_disabled():
@@ -126,7 +128,8 @@ def build(output_dir: Path, *, exporting: bool, events: bool, version: str) -> P
     # With the resource, snapshots of several processes sharing the file stay apart (one
     # series per service.instance.id, as in a backend).
     snapshots = _setup.jsonl_exporter(
-        "metrics", output_dir / "mcp_metrics_{date}.jsonl", include_resource=True
+        "metrics", output_dir / "mcp_metrics_{date}.jsonl", include_resource=True,
+        format=line_format,
     )
     # _setup.metric_readers: fork-safe exporters, and the OTel default interval (with a
     # warning) when OTEL_METRIC_EXPORT_INTERVAL holds a value the SDK rejects.
@@ -142,7 +145,7 @@ def build(output_dir: Path, *, exporting: bool, events: bool, version: str) -> P
     pipeline.operation_duration = pipeline.tally.histogram = _instruments.operation_duration(meter)
     pipeline.session_duration = _instruments.session_duration(meter)
     if events:
-        _build_events(pipeline, output_dir, resource, version)
+        _build_events(pipeline, output_dir, resource, version, line_format)
     return pipeline
 
 
@@ -157,8 +160,12 @@ def _make_dir(output_dir: Path) -> None:
         _log.warning("mcp-otel telemetry: cannot create %s: %s", output_dir, exc)
 
 
-def _build_events(pipeline: Pipeline, output_dir: Path, resource: Resource, version: str) -> None:
-    exporter = _setup.jsonl_exporter("logs", output_dir / "mcp_telemetry_{date}.jsonl")
+def _build_events(
+    pipeline: Pipeline, output_dir: Path, resource: Resource, version: str, line_format: str
+) -> None:
+    exporter = _setup.jsonl_exporter(
+        "logs", output_dir / "mcp_telemetry_{date}.jsonl", format=line_format
+    )
     otlp = _setup.otlp_exporter("logs")
     otlp_file = exporter is not None and exporter.config.format == "otlp"
     if exporter is not None and not otlp_file:
@@ -182,7 +189,9 @@ def _build_events(pipeline: Pipeline, output_dir: Path, resource: Resource, vers
         pipeline.otlp_file_exporter = exporter
         provider.add_log_record_processor(SimpleLogRecordProcessor(_setup.fork_safe(exporter)))
     if otlp is not None:
-        queue_size = max(EVENT_QUEUE_SIZE, _env_int("OTEL_BLRP_MAX_QUEUE_SIZE"))
+        queue_size = max(
+            EVENT_QUEUE_SIZE, _settings.env_number("OTEL_BLRP_MAX_QUEUE_SIZE", 0, int)
+        )
         # never raising over an OTEL_BLRP_* value the SDK rejects (see _setup); a collector
         # that is down never slows the host server
         provider.add_log_record_processor(
@@ -190,10 +199,3 @@ def _build_events(pipeline: Pipeline, output_dir: Path, resource: Resource, vers
         )
     pipeline.logger_provider = provider
     pipeline.logger = provider.get_logger(_instruments.SCOPE, version)
-
-
-def _env_int(name: str) -> int:
-    try:
-        return int(os.environ.get(name, "0"))
-    except ValueError:
-        return 0
