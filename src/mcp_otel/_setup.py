@@ -405,13 +405,13 @@ def _spans_path() -> Path:
     return data_dir() / "traces" / "mcp_spans_{date}.jsonl"
 
 
-def _shared_exporters(signal: str, path: Path | None = None) -> list[Any]:
+def _shared_exporters(signal: str, path: Path | None = None, **options: Any) -> list[Any]:
     """A shared provider's exporters for ``signal``: the local JSONL file (unless
     ``MCP_OTEL_LOCAL_EXPORT`` is off), then OTLP when configured; any that could not be
     built are left out."""
     exporters = []
     if local_export_enabled():
-        exporters.append(jsonl_exporter(signal, path))
+        exporters.append(jsonl_exporter(signal, path, **options))
     exporters.append(otlp_exporter(signal))
     return [e for e in exporters if e is not None]
 
@@ -476,13 +476,26 @@ def get_meter_provider() -> metrics.MeterProvider:
     return _shared_meter_provider()
 
 
+def provider_in_this_process(provider: Any) -> Any:
+    """``provider``, unless it is mcp-otel's shared meter provider inherited through a fork:
+    then this process's own (the inherited copy's exporters are inert in the child, so a
+    component still holding it would count into nothing)."""
+    with _lock:
+        inherited = provider in _ours and provider is not _meter_provider
+    if inherited and isinstance(provider, MeterProvider):
+        return get_meter_provider()
+    return provider
+
+
 def _shared_meter_provider() -> MeterProvider:
     global _meter_provider
     _check_pid()
     with _lock:
         if _meter_provider is None:
             _meter_provider = MeterProvider(
-                metric_readers=metric_readers(_shared_exporters("metrics")),
+                # Every line names its process (service.instance.id): the one metrics file
+                # of a data directory holds several processes' cumulative series.
+                metric_readers=metric_readers(_shared_exporters("metrics", include_resource=True)),
                 resource=build_resource(),
             )
             _ours.add(_meter_provider)

@@ -104,10 +104,15 @@ def instrument(
 
         audit = AuditLogger(_setup.data_dir() / "audit")
         owns_audit = True
+    meter_provider = meter_provider or _setup.get_meter_provider()
     if telemetry is None:
         from mcp_otel.telemetry import init_telemetry
 
-        telemetry = init_telemetry(output_dir=_setup.data_dir() / "telemetry")
+        # Its counters go to the same provider as the rest: one metrics file per data
+        # directory (metrics/), not a second one under telemetry/.
+        telemetry = init_telemetry(
+            output_dir=_setup.data_dir() / "telemetry", meter_provider=meter_provider
+        )
         owns_telemetry = True
 
     handle = Instrumentation(
@@ -116,7 +121,7 @@ def instrument(
         telemetry=None if telemetry is False else telemetry,
         cache=cache,
         tracer_provider=tracer_provider or ensure_global_tracer_provider(),
-        meter_provider=meter_provider or _setup.get_meter_provider(),
+        meter_provider=meter_provider,
         framework=adapter.NAME,
         owns_audit=owns_audit,
         owns_telemetry=owns_telemetry,

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import Any
 
 from mcp_otel.telemetry._emitter import TelemetryEmitter
 from mcp_otel.telemetry._events import EVENT_PREFIX
@@ -56,8 +57,12 @@ _telemetry: TelemetryEmitter | None = None
 _telemetry_lock = threading.Lock()
 
 
-def init_telemetry(enabled: bool = True, output_dir: Path | None = None) -> TelemetryEmitter:
+def init_telemetry(
+    enabled: bool = True, output_dir: Path | None = None, *, meter_provider: Any = None
+) -> TelemetryEmitter:
     """The process-wide emitter; the first call's arguments win (thread-safe).
+
+    ``meter_provider`` (an extension): see :class:`TelemetryEmitter`.
 
     Like the constructor, the first call needs ``output_dir`` (or ``MCP_OTEL_DIR``) when
     ``enabled``: ``ValueError("output_dir is required")`` otherwise.
@@ -67,7 +72,9 @@ def init_telemetry(enabled: bool = True, output_dir: Path | None = None) -> Tele
         return _telemetry
     with _telemetry_lock:
         if _telemetry is None:
-            _telemetry = TelemetryEmitter(enabled=enabled, output_dir=output_dir)
+            _telemetry = TelemetryEmitter(
+                enabled=enabled, output_dir=output_dir, meter_provider=meter_provider
+            )
         return _telemetry
 
 

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from opentelemetry.context import get_current
+from opentelemetry.metrics import MeterProvider
 from opentelemetry.sdk.resources import Resource
 
 from mcp_otel import _fork, limits
@@ -103,7 +104,10 @@ class TelemetryEmitter:
     ``mcp_metrics_{date}.jsonl``; both also over OTLP when an endpoint is configured.
     ``events=False`` (an extension) keeps the metrics and writes no events. ``format``
     (an extension): the line format of both files, ``flat`` or ``otlp``; ``None`` reads
-    ``MCP_OTEL_JSONL_FORMAT`` (default ``flat``).
+    ``MCP_OTEL_JSONL_FORMAT`` (default ``flat``). ``meter_provider`` (an extension): the
+    counters and histograms live on that provider and are exported by its readers, and no
+    ``mcp_metrics`` file is written (``instrument()`` passes the provider of the data
+    directory's one metrics file).
     """
 
     def __init__(
@@ -113,12 +117,14 @@ class TelemetryEmitter:
         *,
         events: bool = True,
         format: Literal["flat", "otlp"] | None = None,
+        meter_provider: MeterProvider | None = None,
     ) -> None:
         self.enabled = limits.truth(enabled, True)  # a truth value that raises: the default
         self.output_dir = resolve_output_dir(output_dir, self.enabled)
         self._events = limits.truth(events, True)
         # Checked now (a bad argument is the caller's error), else MCP_OTEL_JSONL_FORMAT.
         self._format = resolve_format(format)
+        self._meter_provider = meter_provider
         self.session_id = self._new_session_id()
         self._build_lock = threading.Lock()
         self._closed = False
@@ -134,8 +140,11 @@ class TelemetryEmitter:
         return self.output_dir / f"mcp_telemetry_{time.strftime('%Y%m%d', time.gmtime())}.jsonl"
 
     @property
-    def metrics_file(self) -> Path:
-        """Today's metric snapshot file."""
+    def metrics_file(self) -> Path | None:
+        """Today's metric snapshot file; ``None`` when the metrics go to a ``meter_provider``
+        given to the constructor."""
+        if self._meter_provider is not None:
+            return None
         return self.output_dir / f"mcp_metrics_{time.strftime('%Y%m%d', time.gmtime())}.jsonl"
 
     @property
@@ -395,6 +404,7 @@ class TelemetryEmitter:
             events=self._events,
             version=_version(),
             line_format=self._format,
+            meter_provider=self._meter_provider,
         )
 
     def _cell(

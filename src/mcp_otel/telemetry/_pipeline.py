@@ -56,6 +56,8 @@ class Pipeline:
     operation_duration: Histogram | None = None
     session_duration: Histogram | None = None
     exporting_readers: list[MetricReader] = field(default_factory=list)
+    #: A provider given to the emitter (``meter_provider=``): flushed, never shut down.
+    external_provider: Any = None
     events: EventFile | None = None
     otlp_file_exporter: Any = None
     logger_provider: LoggerProvider | None = None
@@ -78,6 +80,8 @@ class Pipeline:
         self.tally.drain()
         ok = True
         sinks: list[Any] = [self.events, self.logger_provider, *self.exporting_readers]
+        if hasattr(self.external_provider, "force_flush"):  # an SDK provider, not the API's
+            sinks.append(self.external_provider)
         for sink in sinks:
             if sink is None:
                 continue
@@ -115,9 +119,20 @@ class Pipeline:
 
 
 def build(
-    output_dir: Path, *, exporting: bool, events: bool, version: str, line_format: str
+    output_dir: Path,
+    *,
+    exporting: bool,
+    events: bool,
+    version: str,
+    line_format: str,
+    meter_provider: Any = None,
 ) -> Pipeline:
-    """A fresh pipeline for this process: exporting ones create ``output_dir`` now."""
+    """A fresh pipeline for this process: exporting ones create ``output_dir`` now.
+
+    With ``meter_provider`` the counters and histograms live on that provider (its readers
+    export them with everything else it holds) and the emitter writes no metrics file of
+    its own: one metrics file per data directory, not one per component.
+    """
     pipeline = Pipeline(pid=os.getpid(), started=time.monotonic())
     if _setup.sdk_disabled():
         return pipeline
@@ -125,6 +140,12 @@ def build(
     if not exporting:
         return pipeline
     _make_dir(output_dir)
+    if meter_provider is not None:
+        provider = pipeline.external_provider = _setup.provider_in_this_process(meter_provider)
+        _instrument_meter(pipeline, provider.get_meter(_instruments.SCOPE, version))
+        if events:
+            _build_events(pipeline, output_dir, resource, version, line_format)
+        return pipeline
     # With the resource, snapshots of several processes sharing the file stay apart (one
     # series per service.instance.id, as in a backend).
     snapshots = _setup.jsonl_exporter(
@@ -140,13 +161,16 @@ def build(
         metric_readers=pipeline.exporting_readers, resource=resource, shutdown_on_exit=False
     )
     pipeline.meter_provider = provider
-    meter = provider.get_meter(_instruments.SCOPE, version)
-    _instruments.register(meter, pipeline.tally, _instruments.weak_start(pipeline))
-    pipeline.operation_duration = pipeline.tally.histogram = _instruments.operation_duration(meter)
-    pipeline.session_duration = _instruments.session_duration(meter)
+    _instrument_meter(pipeline, provider.get_meter(_instruments.SCOPE, version))
     if events:
         _build_events(pipeline, output_dir, resource, version, line_format)
     return pipeline
+
+
+def _instrument_meter(pipeline: Pipeline, meter: Any) -> None:
+    _instruments.register(meter, pipeline.tally, _instruments.weak_start(pipeline))
+    pipeline.operation_duration = pipeline.tally.histogram = _instruments.operation_duration(meter)
+    pipeline.session_duration = _instruments.session_duration(meter)
 
 
 def _make_dir(output_dir: Path) -> None:
