@@ -96,6 +96,16 @@ def matches(server: Any) -> bool:
     return isinstance(server, FastMCP)
 
 
+def server_classes() -> tuple[type, ...]:
+    """The public class whose construction zero-code instrumentation hooks:
+    ``fastmcp.FastMCP`` (its subclasses, such as proxies, construct through it)."""
+    try:
+        from fastmcp import FastMCP
+    except Exception:
+        return ()
+    return (FastMCP,)
+
+
 def classify_error(exc: BaseException) -> str:
     """``tool_error`` for fastmcp's ``ToolError`` (as fastmcp 4's span says), the JSON-RPC
     code for the SDK's protocol errors, else the exception's class name."""

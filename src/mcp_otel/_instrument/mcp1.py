@@ -98,6 +98,18 @@ def matches(server: Any) -> bool:
     return _lowlevel_or_none(server) is not None
 
 
+def server_classes() -> tuple[type, ...]:
+    """The public classes whose construction zero-code instrumentation hooks: mcp 1.x's
+    low-level ``Server`` and ``FastMCP`` (none on mcp 2.x, where importing
+    ``mcp.server.fastmcp`` raises on purpose, or without mcp)."""
+    try:
+        from mcp.server.fastmcp import FastMCP
+        from mcp.server.lowlevel import Server
+    except Exception:
+        return ()
+    return (Server, FastMCP)
+
+
 def _is_v1_lowlevel(obj: Any) -> bool:
     try:
         from mcp.server.lowlevel import Server
