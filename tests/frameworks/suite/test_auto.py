@@ -12,8 +12,12 @@ server is instrumented.
 """
 
 # No `from __future__ import annotations`: see test_smoke.py.
+import importlib.metadata
 import json
 import os
+import subprocess
+import sys
+import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -102,6 +106,7 @@ async def test_a_server_is_instrumented_once_when_created(instrumentor: Any, kin
         outcomes = [await session.call_tool("add", {"a": i, "b": 1}) for i in range(3)]
     assert [o.text for o in outcomes] == ["1", "2", "3"]
     assert handle.counts().tool_calls == 3
+    assert instrumentor.instrumented_servers() == [server]  # serving built no other
 
     # The program instruments it explicitly too: that call takes over, one audit session.
     explicit = mcp_otel.instrument(server)
@@ -148,3 +153,100 @@ async def test_uninstrument_restores_classes_and_servers(instrumentor: Any, kind
     # Nothing is left hooked: each server can be instrumented explicitly again.
     for server in (*servers, later):
         mcp_otel.instrument(server).uninstrument()
+
+
+# ---- the real command, in this line's environment -------------------------------------
+
+#: An unmodified stdio server in each family's own style (nothing imports mcp-otel).
+_SCRIPTS = {
+    "mcp1": """
+        import anyio
+        import mcp.types as types
+        from mcp.server.lowlevel import Server
+        from mcp.server.stdio import stdio_server
+
+        server = Server("zero-code")
+
+        @server.list_tools()
+        async def list_tools():
+            return [types.Tool(name="add", description="add", inputSchema={
+                "type": "object", "properties": {"a": {"type": "integer"},
+                                                 "b": {"type": "integer"}}})]
+
+        @server.call_tool()
+        async def call_tool(name, arguments):
+            return [types.TextContent(type="text", text=str(arguments["a"] + arguments["b"]))]
+
+        async def main():
+            async with stdio_server() as (read, write):
+                await server.run(read, write, server.create_initialization_options())
+
+        anyio.run(main)
+    """,
+    "mcp2": """
+        from mcp.server.mcpserver import MCPServer
+
+        server = MCPServer("zero-code")
+
+        @server.tool()
+        def add(a: int, b: int) -> str:
+            return str(a + b)
+
+        server.run()
+    """,
+    "fastmcp": """
+        from fastmcp import FastMCP
+
+        server = FastMCP("zero-code")
+
+        @server.tool()
+        def add(a: int, b: int) -> str:
+            return str(a + b)
+
+        server.run()
+    """,
+}
+
+
+def _entry_point_registered() -> bool:
+    return any(ep.name == "mcp_otel"
+               for ep in importlib.metadata.entry_points(group="opentelemetry_instrumentor"))
+
+
+async def test_unmodified_stdio_server_under_opentelemetry_instrument(tmp_path: Path) -> None:
+    """``opentelemetry-instrument python server.py`` with this line's framework: every call
+    audited once, the trail verifies strictly."""
+    from mcp import ClientSession, StdioServerParameters
+    from mcp.client.stdio import stdio_client
+
+    command = Path(sys.executable).with_name("opentelemetry-instrument")
+    require(command.exists() and _entry_point_registered(),
+            "opentelemetry-instrument or mcp-otel's opentelemetry_instrumentor entry point "
+            "is missing from this environment: rebuild it (scripts/framework-envs.sh)")
+    family = "fastmcp" if LINE.family.startswith("fastmcp") else LINE.family
+    script = tmp_path / "server.py"
+    script.write_text(textwrap.dedent(_SCRIPTS[family]))
+    data = tmp_path / "data"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "MCP_OTEL_"))}
+    if env.get("PYTHONPATH"):  # the child runs in tmp_path: relative entries would miss
+        env["PYTHONPATH"] = os.pathsep.join(
+            os.path.abspath(p) for p in env["PYTHONPATH"].split(os.pathsep) if p)
+    env.update(MCP_OTEL_DIR=str(data), OTEL_TRACES_EXPORTER="none",
+               OTEL_METRICS_EXPORTER="none", OTEL_LOGS_EXPORTER="none")
+    params = StdioServerParameters(command=str(command), args=[sys.executable, str(script)],
+                                   env=env, cwd=str(tmp_path))
+    texts = []
+    async with stdio_client(params) as (read, write), ClientSession(read, write) as client:
+        await client.initialize()
+        for i in range(4):
+            result = await client.call_tool("add", {"a": i, "b": 1})
+            texts.append(result.content[0].text)
+    assert texts == ["1", "2", "3", "4"]
+
+    verify = subprocess.run([sys.executable, "-m", "mcp_otel", "verify", "--strict",
+                             str(data / "audit")], capture_output=True, text=True,
+                            timeout=60, check=False)
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    records = [json.loads(line) for path in sorted((data / "audit").glob("*.jsonl"))
+               for line in path.read_bytes().splitlines() if line.strip()]
+    assert [r["event"] for r in records] == ["tool_call", "tool_result"] * 4 + ["session_end"]
