@@ -158,10 +158,10 @@ class AutoInstrumentation:
             return
         try:
             handle = instrument(server, **self._options)
-        except ValueError:  # instrumented already, by the user: theirs stays
-            _log.debug("mcp-otel: %s is instrumented already", type(server).__qualname__)
-            return
         except Exception as exc:
+            if isinstance(exc, ValueError) and "already instrumented" in str(exc):
+                _log.debug("mcp-otel: %s is instrumented already", type(server).__qualname__)
+                return  # by the program itself, inside a subclass constructor: theirs stays
             _log.warning("mcp-otel: could not instrument %s.%s (%s: %s); it runs without "
                          "mcp-otel", type(server).__module__, type(server).__qualname__,
                          type(exc).__name__, exc)
