@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import logging
+import os
 import subprocess
 import sys
 import threading
@@ -55,6 +56,29 @@ def test_import_mcp_otel_does_not_load_the_instrumentation_package() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=60, check=True).stdout.split()
     assert out == ["False", "mcp_otel.instrumentation", "True"]
+
+
+def test_frameworks_are_hooked_when_the_program_imports_them() -> None:
+    """The launcher instruments before the program runs: it must not import mcp itself
+    (seconds of start-up for a program that never builds a server)."""
+    code = """if True:
+        import sys
+        from mcp_otel.instrumentation import McpOtelInstrumentor
+        McpOtelInstrumentor().instrument()
+        print(any(m == "mcp" or m.startswith(("mcp.", "fastmcp")) for m in sys.modules))
+        from mcp.server.mcpserver import MCPServer
+        server = MCPServer("late")
+        handle = McpOtelInstrumentor().instrumentation_of(server)
+        print(handle is not None and handle.framework)
+        McpOtelInstrumentor().uninstrument()
+        print(handle.active, getattr(MCPServer.__init__, "_mcp_otel_auto", False))
+    """
+    env = {**os.environ, "MCP_OTEL_DIR": os.environ["MCP_OTEL_DIR"],
+           "MCP_OTEL_HANDLE_SIGNALS": "false"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, check=False, env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "mcp2", "False", "False"]
 
 
 def test_it_names_no_framework_so_no_dependency_check_refuses_it() -> None:

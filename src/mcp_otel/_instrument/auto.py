@@ -5,8 +5,9 @@ Why the constructor: whatever transport later serves it (stdio, streamable HTTP,
 in-memory client, a server mounted in another), a server object is made once, through its
 class's ``__init__``, and that object is exactly what a user would have handed to
 ``instrument()``. The classes hooked are public ones each adapter names
-(``server_classes()``: mcp 1.x ``Server`` and ``FastMCP``, mcp 2.x ``Server`` and
-``MCPServer``, ``fastmcp.FastMCP``), so this module touches no framework internals.
+(``SERVER_CLASSES``: mcp 1.x ``Server`` and ``FastMCP``, mcp 2.x ``Server`` and
+``MCPServer``, ``fastmcp.FastMCP``), so this module touches no framework internals. A
+class is hooked when the program imports its module, not before.
 
 Rules this module keeps:
 
@@ -62,19 +63,36 @@ class _Patch:
     wrapper: Callable[..., None]
 
 
-def supported_classes() -> tuple[type, ...]:
-    """Every installed server class the adapters name, each once."""
-    found: list[type] = []
+def class_names() -> tuple[tuple[str, str], ...]:
+    """(public module, class name) of every server class the adapters name, each once."""
+    found: list[tuple[str, str]] = []
     for name in _ADAPTERS:
         try:
             module = importlib.import_module(f"mcp_otel._instrument.{name}")
-            classes = module.server_classes()
-        except Exception as exc:  # a framework too broken to import is not hooked
+        except Exception as exc:  # an adapter this install cannot load
             _log.debug("mcp-otel: no zero-code hooks for %s (%s)", name, exc)
             continue
-        for cls in classes:
-            if isinstance(cls, type) and not any(cls is seen for seen in found):
-                found.append(cls)
+        for entry in module.SERVER_CLASSES:
+            if entry not in found:
+                found.append(entry)
+    return tuple(found)
+
+
+def _resolve(module: Any, name: str) -> type | None:
+    cls = getattr(module, name, None)
+    return cls if isinstance(cls, type) else None
+
+
+def supported_classes() -> tuple[type, ...]:
+    """Every installed server class the adapters name, each once (imports them)."""
+    found: list[type] = []
+    for module_name, name in class_names():
+        try:
+            cls = _resolve(importlib.import_module(module_name), name)
+        except Exception:  # not this framework line (mcp.server.fastmcp on mcp 2.x, ...)
+            continue
+        if cls is not None and not any(cls is seen for seen in found):
+            found.append(cls)
     return tuple(found)
 
 
@@ -114,15 +132,53 @@ class AutoInstrumentation:
     # ---- hooks ------------------------------------------------------------------------
 
     def _install(self) -> None:
+        """Hook each class when the program imports its module (now, if it did already).
+
+        Why after import rather than importing every framework here: the launcher loads
+        instrumentors before the program starts, and importing mcp or fastmcp costs
+        seconds that a program which never builds a server (or uses another framework)
+        should not pay. wrapt's post-import hooks (public API; wrapt comes with
+        opentelemetry-instrumentation) call back once the module is fully imported,
+        before the program can use the class. Without wrapt, the modules are imported now.
+        """
         self._active = True
-        for cls in supported_classes():
-            self._patch(cls)
+        modules = list(dict.fromkeys(module for module, _ in class_names()))
+        try:
+            from wrapt import register_post_import_hook
+        except ImportError:
+            register_post_import_hook = None
+        for module_name in modules:
+            if register_post_import_hook is not None:
+                register_post_import_hook(self._imported, module_name)
+                continue
+            try:
+                module = importlib.import_module(module_name)
+            except Exception:  # not this framework line
+                continue
+            self._imported(module)
+
+    def _imported(self, module: Any) -> None:
+        """A module naming server classes was imported: hook its classes (never raises;
+        a hook registered by an uninstalled installation does nothing)."""
+        try:
+            if not self._active:
+                return
+            for module_name, name in class_names():
+                if module_name == module.__name__:
+                    cls = _resolve(module, name)
+                    if cls is not None:
+                        self._patch(cls)
+        except Exception as exc:
+            _log.warning("mcp-otel: could not hook %s (%s)", getattr(module, "__name__", module),
+                         exc)
 
     def _patch(self, cls: type) -> None:
-        own = vars(cls).get("__init__")
-        wrapper = self._wrapper(cls, own)
-        cls.__init__ = wrapper  # type: ignore[misc]
         with self._lock:
+            if not self._active or any(p.cls is cls for p in self._patches):
+                return  # hooked already (mcp1 and mcp2 both name the low-level Server)
+            own = vars(cls).get("__init__")
+            wrapper = self._wrapper(cls, own)
+            cls.__init__ = wrapper  # type: ignore[misc]
             self._patches.append(_Patch(cls, own, wrapper))
 
     def _wrapper(self, cls: type, own: Callable[..., None] | None) -> Callable[..., None]:

@@ -96,14 +96,9 @@ def matches(server: Any) -> bool:
     return isinstance(server, FastMCP)
 
 
-def server_classes() -> tuple[type, ...]:
-    """The public class whose construction zero-code instrumentation hooks:
-    ``fastmcp.FastMCP`` (its subclasses, such as proxies, construct through it)."""
-    try:
-        from fastmcp import FastMCP
-    except Exception:
-        return ()
-    return (FastMCP,)
+#: The public class zero-code instrumentation hooks, as (module, name): ``fastmcp.FastMCP``
+#: (its subclasses, such as proxies, construct through it).
+SERVER_CLASSES = (("fastmcp", "FastMCP"),)
 
 
 def classify_error(exc: BaseException) -> str:

@@ -55,16 +55,9 @@ def matches(server: Any) -> bool:
     return isinstance(server, MCPServer)
 
 
-def server_classes() -> tuple[type, ...]:
-    """The public classes whose construction zero-code instrumentation hooks: mcp 2.x's
-    low-level ``Server`` and ``MCPServer`` (none on mcp 1.x, which has no
-    ``mcp.server.mcpserver``, or without mcp)."""
-    try:
-        from mcp.server.lowlevel import Server
-        from mcp.server.mcpserver import MCPServer
-    except Exception:
-        return ()
-    return (Server, MCPServer)
+#: The public classes zero-code instrumentation hooks, as (module, name): mcp 2.x's
+#: low-level ``Server`` and ``MCPServer`` (mcp 1.x has no ``mcp.server.mcpserver``).
+SERVER_CLASSES = (("mcp.server.lowlevel", "Server"), ("mcp.server.mcpserver", "MCPServer"))
 
 
 def _lowlevel(server: Any) -> Any:
