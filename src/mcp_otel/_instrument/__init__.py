@@ -91,14 +91,22 @@ def instrument(
     :mod:`mcp_otel._lifecycle`).
 
     Calling it twice on the same server raises ``ValueError``: two observers would
-    double every count.
+    double every count. A server that zero-code instrumentation
+    (``opentelemetry-instrument``, :mod:`mcp_otel.instrumentation`) instrumented when it
+    was created is taken over instead: this call's arguments replace the automatic ones,
+    and the audit session the automatic instrumentation started goes on (when ``audit``
+    is None), so nothing is recorded twice.
     """
     adapter = _adapter_for(server)
 
     from mcp_otel import _setup
+    from mcp_otel._instrument import auto
     from mcp_otel._instrument._core import Instrumentation, Observer, ensure_global_tracer_provider
 
     owns_audit = owns_telemetry = False
+    kept_audit = auto.release(server, keep_audit=audit is None)
+    if audit is None and kept_audit is not None:
+        audit, owns_audit = kept_audit, True
     if audit is None:
         from mcp_otel.audit import AuditLogger
 
