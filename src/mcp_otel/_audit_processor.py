@@ -50,8 +50,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from opentelemetry.sdk._logs import LogRecordProcessor, ReadWriteLogRecord
-from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
+from mcp_otel._otel_compat import (
+    LogRecordExporter,
+    LogRecordExportResult,
+    LogRecordProcessor,
+    ReadWriteLogRecord,
+)
 
 Waiter = asyncio.Future | None
 _Item = tuple[ReadWriteLogRecord, Waiter]
