@@ -1,18 +1,21 @@
-"""mcp-otel touches OpenTelemetry (and asyncio) internals only in ``_otel_compat``.
+"""mcp-otel touches OpenTelemetry and asyncio internals only in two adapter modules,
+``_otel_compat`` and ``_asyncio_compat``.
 
 Two kinds of test:
 
-* each private name or behaviour that ``mcp_otel._otel_compat`` relies on is checked
-  against the installed SDK, so an SDK release that moves one fails here, by name, rather
-  than somewhere deep in the audit trail;
+* each private name or behaviour the adapters rely on is checked against the installed
+  SDK and interpreter, so a release that moves one fails here, by name, rather than
+  somewhere deep in the audit trail;
 * a scan of ``src/`` fails on any private OpenTelemetry module or name imported, or any
-  private attribute of an OpenTelemetry or asyncio object read, outside that module.
+  private attribute of an OpenTelemetry or asyncio object read, outside the adapters.
 """
 
 from __future__ import annotations
 
 import ast
 import asyncio
+import os
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -27,11 +30,11 @@ from opentelemetry.sdk.metrics.export import (
     PeriodicExportingMetricReader,
 )
 
+from mcp_otel import _asyncio_compat, _setup
 from mcp_otel import _otel_compat as compat
-from mcp_otel import _setup
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "mcp_otel"
-COMPAT = SRC / "_otel_compat.py"
+ADAPTERS = ("_otel_compat.py", "_asyncio_compat.py")
 
 # --------------------------------------------------------------- what the module relies on
 
@@ -150,6 +153,48 @@ def test_a_disabled_sdk_gives_no_op_loggers(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("OTEL_SDK_DISABLED", "false")
     provider = compat.LoggerProvider(shutdown_on_exit=False)
     assert not isinstance(provider.get_logger("compat-test"), compat.NoOpLogger)
+
+
+# ------------------------------------------------------------------- asyncio's internals
+
+
+def test_self_pipe_fd_and_call_soon_unwoken_wake_a_loop_from_another_thread() -> None:
+    """The two steps of call_soon_threadsafe, done apart from another thread: queue the
+    callback, then a byte to the dup of the self-pipe, while the loop waits for it."""
+    loop = asyncio.new_event_loop()
+    fd = _asyncio_compat.self_pipe_fd(loop)
+    assert fd >= 0, "a stock selector loop without _csock: asyncio moved it"
+
+    async def woken() -> bool:
+        fut: asyncio.Future[bool] = loop.create_future()
+
+        def wake() -> None:
+            try:
+                _asyncio_compat.call_soon_unwoken(loop, fut.set_result, (True,))
+            except BaseException as exc:  # _call_soon moved: fail now, not at the bound
+                loop.call_soon_threadsafe(fut.set_exception, exc)
+                return
+            os.write(fd, b"\0")
+
+        waker = threading.Thread(target=wake)
+        waker.start()
+        try:
+            return await asyncio.wait_for(fut, 10)  # a bound, not a wait: fails if unwoken
+        finally:
+            waker.join()
+
+    try:
+        assert loop.run_until_complete(woken()) is True
+    finally:
+        os.close(fd)
+        loop.close()
+
+
+def test_self_pipe_fd_refuses_a_loop_without_a_self_pipe() -> None:
+    class Foreign(asyncio.AbstractEventLoop):
+        pass
+
+    assert _asyncio_compat.self_pipe_fd(Foreign()) == -1
 
 
 # ------------------------------------------------------------------------ the scan of src/
@@ -281,12 +326,13 @@ def foreign() -> set[str]:
 
 def test_no_private_otel_or_asyncio_name_outside_the_compat_module(
         src_trees: dict[str, ast.AST], foreign: set[str]) -> None:
-    others = {n: t for n, t in src_trees.items() if n != COMPAT.name}
+    others = {n: t for n, t in src_trees.items() if n not in ADAPTERS}
     own = _defined_names(others.values())
     found = [f for f in scan(others, foreign, own) if (f[0], f[2]) not in _TOLERATED]
     assert found == [], (
-        "private OpenTelemetry/asyncio names outside mcp_otel/_otel_compat.py "
-        "(use a public API, or add the name to _otel_compat with a test here):\n"
+        "private OpenTelemetry/asyncio names outside mcp_otel/_otel_compat.py and "
+        "_asyncio_compat.py (use a public API, or add the name to an adapter with a "
+        "test here):\n"
         + "\n".join(f"  {f}:{line}: {n}" for f, line, n in found))
 
 
@@ -340,10 +386,11 @@ def test_the_scan_leaves_public_names_and_our_own_private_attributes_alone(
     assert scan(trees, foreign, _defined_names(trees.values())) == []
 
 
-def test_the_compat_module_docstring_lists_every_private_name_it_uses(
-        src_trees: dict[str, ast.AST], foreign: set[str]) -> None:
-    tree = src_trees[COMPAT.name]
+@pytest.mark.parametrize("adapter", ADAPTERS)
+def test_each_adapter_docstring_lists_every_private_name_it_uses(
+        src_trees: dict[str, ast.AST], foreign: set[str], adapter: str) -> None:
+    tree = src_trees[adapter]
     doc = ast.get_docstring(tree) or ""
-    found = scan({COMPAT.name: tree}, foreign, set())
+    found = scan({adapter: tree}, foreign, set())
     missing = sorted({n for _, _, n in found if n.rsplit(".", 1)[-1] not in doc})
     assert found and missing == [], missing
