@@ -50,7 +50,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from mcp_otel import _asyncio_compat
+from mcp_otel import _asyncio_compat, _settings
 from mcp_otel._otel_compat import (
     LogRecordExporter,
     LogRecordExportResult,
@@ -555,7 +555,7 @@ def _load_send_keeping_gil() -> Callable[..., int] | None:
     ``MSG_DONTWAIT`` send to a loop's self-pipe cannot block, so keeping the GIL is safe.
     ``MCP_OTEL_AUDIT_PLAIN_WAKEUP=1`` turns it off.
     """
-    if os.name != "posix" or os.environ.get("MCP_OTEL_AUDIT_PLAIN_WAKEUP"):
+    if os.name != "posix" or _settings.env_bool("MCP_OTEL_AUDIT_PLAIN_WAKEUP", False):
         return None
     try:
         import ctypes
@@ -619,7 +619,4 @@ def _set_all(futs: list[asyncio.Future], value: Any) -> None:
             f.set_result(value)
 
 
-def _stderr(message: str) -> None:
-    """Straight to fd 2: ``sys.stderr`` may be replaced or routed into exported logging."""
-    with contextlib.suppress(OSError):
-        os.write(2, (message + "\n").encode("utf-8", "backslashreplace"))
+_stderr = _settings.stderr_line

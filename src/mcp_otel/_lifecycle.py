@@ -34,7 +34,7 @@ import time
 from types import FrameType
 from typing import Any
 
-from mcp_otel import _setup
+from mcp_otel import _settings, _setup
 
 __all__ = ["DEFAULT_SHUTDOWN_TIMEOUT", "install_signal_handlers", "shutdown_timeout",
            "signals_enabled"]
@@ -52,24 +52,15 @@ _previous: dict[int, Any] = {}
 
 def signals_enabled() -> bool:
     """``MCP_OTEL_HANDLE_SIGNALS`` (default on)."""
-    return _setup.env_flag(ENV_HANDLE_SIGNALS, True)
+    return _settings.env_bool(ENV_HANDLE_SIGNALS, True)
 
 
 def shutdown_timeout() -> float:
     """``MCP_OTEL_SHUTDOWN_TIMEOUT`` in seconds; a value that is not a positive number
     keeps the default, with a warning."""
-    raw = os.environ.get(ENV_SHUTDOWN_TIMEOUT, "").strip()
-    if not raw:
-        return DEFAULT_SHUTDOWN_TIMEOUT
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not value > 0 or value == float("inf"):
-        _log.warning("mcp-otel: %s=%r is not a positive number of seconds; using %s",
-                     ENV_SHUTDOWN_TIMEOUT, raw, DEFAULT_SHUTDOWN_TIMEOUT)
-        return DEFAULT_SHUTDOWN_TIMEOUT
-    return value
+    return _settings.env_number(
+        ENV_SHUTDOWN_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT, float, minimum=0, inclusive=False
+    )
 
 
 def install_signal_handlers(signals: tuple[int, ...] = _SIGNALS) -> bool:

@@ -54,6 +54,7 @@ from opentelemetry.sdk.resources import SERVICE_NAME, OTELResourceDetector, Reso
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
+from mcp_otel import _settings
 from mcp_otel._otel_compat import (
     BatchLogRecordProcessor,
     LoggerProvider,
@@ -69,8 +70,6 @@ DEFAULT_DIR = _config.DEFAULT_DIR
 DEFAULT_SERVICE_NAME = "mcp-server"
 SIGNALS = ("traces", "metrics", "logs")
 _PROTOCOLS = ("grpc", "http/protobuf")
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
 
 _log = logging.getLogger(__name__)
 
@@ -102,11 +101,11 @@ def otlp_configured(signal: str | None = None) -> bool:
     """
     names = ["OTEL_EXPORTER_OTLP_ENDPOINT"]
     if signal:
-        exporter_choice = os.environ.get(f"OTEL_{signal.upper()}_EXPORTER", "").strip().lower()
+        exporter_choice = (_settings.env_text(f"OTEL_{signal.upper()}_EXPORTER") or "").lower()
         if exporter_choice == "none":
             return False
         names.append(f"OTEL_EXPORTER_OTLP_{signal.upper()}_ENDPOINT")
-    return any(os.environ.get(n, "").strip() for n in names)
+    return any(_settings.env_text(n) for n in names)
 
 
 def otlp_protocol(signal: str) -> str:
@@ -116,8 +115,8 @@ def otlp_protocol(signal: str) -> str:
     exporter, so it falls back to ``http/protobuf`` with a warning.
     """
     value = (
-        os.environ.get(f"OTEL_EXPORTER_OTLP_{signal.upper()}_PROTOCOL", "").strip()
-        or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL", "").strip()
+        _settings.env_text(f"OTEL_EXPORTER_OTLP_{signal.upper()}_PROTOCOL")
+        or _settings.env_text("OTEL_EXPORTER_OTLP_PROTOCOL")
         or "grpc"
     ).lower()
     if value in _PROTOCOLS:
@@ -599,7 +598,7 @@ def _may_write_data_dir(own_dir: str | os.PathLike[str]) -> bool:
     files in the data directory: when the user chose that directory (``MCP_OTEL_DIR`` set),
     when ``own_dir`` is inside it (the component's files go there anyway), or when the
     shared pipeline writes no file at all (``MCP_OTEL_LOCAL_EXPORT=false``)."""
-    if os.environ.get("MCP_OTEL_DIR", "").strip() or not local_export_enabled():
+    if _settings.env_text("MCP_OTEL_DIR") or not local_export_enabled():
         return True
     own = Path(os.path.abspath(own_dir))
     root = Path(os.path.abspath(data_dir()))
@@ -675,10 +674,5 @@ def _otlp_only_provider(signal: str) -> Any | None:
 
 
 def env_flag(name: str, default: bool) -> bool:
-    """A boolean environment variable; unrecognised values keep the default."""
-    value = os.environ.get(name, "").strip().lower()
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
-    return default
+    """A boolean environment variable (the rule of :mod:`mcp_otel._settings`)."""
+    return _settings.env_bool(name, default)

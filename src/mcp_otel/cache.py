@@ -102,7 +102,7 @@ from opentelemetry import trace
 from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.trace import Span, Status, StatusCode
 
-from mcp_otel import _json, _setup, limits
+from mcp_otel import _json, _settings, _setup, limits
 from mcp_otel.exporters._file import make_private_dirs
 
 __all__ = ["DiscoveryCache"]
@@ -433,7 +433,7 @@ class DiscoveryCache:
         self._memory: dict[str, _Record] = {}
         self._mlock = threading.Lock()  # guards compound changes of _memory, not reads
         self._max_memory = _max_memory_entries()
-        self._fsync = _setup.env_flag(_ENV_FSYNC, True)
+        self._fsync = _settings.env_bool(_ENV_FSYNC, True)
         self._keys: dict[tuple[str, str, int, str | None], _Key] = {}
         # Files only under cache_dir: see _setup (component providers).
         self._tracer = _tracer_for(tracer_provider, self.cache_dir)
@@ -1221,19 +1221,7 @@ def _belongs_to(
 
 
 def _max_memory_entries() -> int:
-    raw = os.environ.get(_ENV_MAX_MEMORY, "").strip()
-    if not raw:
-        return _DEFAULT_MAX_MEMORY
-    try:
-        value = int(raw)
-    except ValueError:
-        value = 0
-    if value < 1:
-        _log.warning(
-            "%s=%r is not a positive integer; using %d", _ENV_MAX_MEMORY, raw, _DEFAULT_MAX_MEMORY
-        )
-        return _DEFAULT_MAX_MEMORY
-    return value
+    return _settings.env_number(_ENV_MAX_MEMORY, _DEFAULT_MAX_MEMORY, int, minimum=1)
 
 
 def _read_entry_file(path: Path, blocking: bool) -> bytes | None:

@@ -179,7 +179,6 @@ def _iso(ns: int) -> str:
     return stamp.isoformat()
 
 
-_redactor: Any = None
 
 
 def _clean(value: Any, cap: int) -> Any:
@@ -190,16 +189,9 @@ def _clean(value: Any, cap: int) -> Any:
     fields do: a value that raises gets its safe form, text is cut before masking, a list
     or object whose JSON is longer than ``cap`` becomes that JSON text, cut.
     """
-    global _redactor
-    if _redactor is None:
-        try:
-            from mcp_otel.redaction import Redactor
+    from mcp_otel import redaction
 
-            _redactor = Redactor()
-        except Exception:  # pragma: no cover - redaction ships with the package
-            _redactor = False
-    clean = _redactor.clean if _redactor else _json.to_jsonable
-    return _json.clean_bounded(clean, value, cap)
+    return _json.clean_bounded(redaction.policy().clean, value, cap)
 
 
 class _ConsistentPeriodicReader(PeriodicExportingMetricReader):

@@ -62,7 +62,9 @@ class _JsonlExporterBase:
             file_mode=file_mode,
             dir_mode=dir_mode,
             rotation=rotation,
-            include_resource=_config.resolve_bool(include_resource, _config.ENV_RESOURCE),
+            include_resource=_config.resolve_bool(
+                include_resource, _config.ENV_RESOURCE, arg="include_resource"
+            ),
             disabled=_config.sdk_disabled() if disabled is None else bool(disabled),
         )
         self._file = LockedJsonlFile(

@@ -53,6 +53,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
+from mcp_otel._settings import stderr_line
+
 try:
     import fcntl
 except ImportError:  # pragma: no cover - Windows
@@ -98,10 +100,7 @@ def _utc_date(now: float) -> str:
     return time.strftime("%Y%m%d", time.gmtime(now))
 
 
-def _stderr(message: str) -> None:
-    # Straight to fd 2: sys.stderr may be replaced, closed, or routed into logging.
-    with contextlib.suppress(OSError):
-        os.write(2, message.encode("utf-8", "backslashreplace"))
+_stderr = stderr_line
 
 
 def _datasync(fd: int) -> None:
