@@ -50,7 +50,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from mcp_otel import _asyncio_compat, _settings
+from mcp_otel import _asyncio_compat, _fork, _settings
 from mcp_otel._otel_compat import (
     LogRecordExporter,
     LogRecordExportResult,
@@ -177,7 +177,7 @@ class AuditLogRecordProcessor(LogRecordProcessor):
         record that raced past the closing door (queued behind it) to ``on_late``: the
         final record is always the last one of its chain.
         """
-        if self._pid != _PID:
+        if self._pid != _fork.pid():
             self._check_fork()
         with self._lock:
             if not self._accepting:
@@ -193,7 +193,7 @@ class AuditLogRecordProcessor(LogRecordProcessor):
         # Lock-free: deque.append is atomic, so producers never contend on a lock (under
         # 8 threads a per-record lock cost more than the rest of the record). The bound is
         # soft by at most the number of producer threads racing the length check.
-        if self._pid != _PID:
+        if self._pid != _fork.pid():
             self._check_fork()
         if not self._accepting:
             raise RuntimeError("audit processor is shut down")
@@ -491,20 +491,7 @@ def _expire(fut: asyncio.Future[Any]) -> None:
         fut.set_result(_EXPIRED)
 
 
-_PID = os.getpid()
-
-
-def _getpid() -> int:
-    return _PID
-
-
-def _pid_after_fork() -> None:
-    global _PID
-    _PID = os.getpid()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_pid_after_fork)
+_getpid = _fork.pid
 
 
 def _run_worker(ref: weakref.ReferenceType[AuditLogRecordProcessor]) -> None:

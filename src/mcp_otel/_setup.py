@@ -54,7 +54,7 @@ from opentelemetry.sdk.resources import SERVICE_NAME, OTELResourceDetector, Reso
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
-from mcp_otel import _settings
+from mcp_otel import _fork, _settings
 from mcp_otel._otel_compat import (
     BatchLogRecordProcessor,
     LoggerProvider,
@@ -389,8 +389,7 @@ def _after_fork_in_child() -> None:
     _state_pid = os.getpid()
 
 
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+_fork.register(_fork.PIPELINE, after_in_child=_after_fork_in_child)
 
 
 def _check_pid() -> None:

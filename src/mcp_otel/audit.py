@@ -28,7 +28,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import get_current_span
 
 from mcp_otel import _audit_processor as _ap
-from mcp_otel import _json, _lifecycle, _settings, _setup, integrity, limits, redaction
+from mcp_otel import _fork, _json, _lifecycle, _settings, _setup, integrity, limits, redaction
 from mcp_otel._otel_compat import (
     BatchLogRecordProcessor,
     LoggerProvider,
@@ -141,16 +141,6 @@ _LIMITS = LogRecordLimits(
     max_log_record_attributes=_LIMITS_MAX_ATTRIBUTES,
     max_log_record_attribute_length=LogRecordLimits.UNSET,
 )
-_PID = os.getpid()
-
-
-def _pid_after_fork() -> None:
-    global _PID
-    _PID = os.getpid()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_pid_after_fork)
 
 
 class _Session:
@@ -570,7 +560,8 @@ class AuditLogger:
         id, counts and losses, ``ended: True``) until a new one starts."""
         sess = self._session
         ended = self._ended_session
-        if (sess is None or sess.pid != _PID) and ended is not None and ended.pid == _PID:
+        pid = _fork.pid()
+        if (sess is None or sess.pid != pid) and ended is not None and ended.pid == pid:
             sess = ended
         else:
             sess = self._current()
@@ -714,11 +705,11 @@ class AuditLogger:
 
     def _current(self) -> _Session:
         sess = self._session
-        if sess is not None and sess.pid == _PID:
+        if sess is not None and sess.pid == _fork.pid():
             return sess
         with self._lock:
             sess = self._session
-            if sess is None or sess.pid != _PID:
+            if sess is None or sess.pid != _fork.pid():
                 if sess is not None:  # forked child: a new session, a new chain
                     self.tool_call_counter = 0
                 sess = self._session = _Session(self)
@@ -839,8 +830,7 @@ def _install_process_hooks() -> None:
         mp_util.register_after_fork(_MP_AFTER_FORK_OWNER, _register_mp_finalizer)
     except Exception:  # pragma: no cover
         pass
-    if hasattr(os, "register_at_fork"):
-        os.register_at_fork(after_in_child=_after_fork_child)
+    _fork.register(_fork.COMPONENTS, after_in_child=_after_fork_child)
 
 
 def _live() -> list[AuditLogger]:

@@ -62,7 +62,7 @@ from opentelemetry.sdk.metrics.export import (
 from opentelemetry.sdk.metrics.view import DropAggregation
 from opentelemetry.sdk.resources import Resource
 
-from mcp_otel import _json, _setup, limits
+from mcp_otel import _fork, _json, _setup, limits
 
 __all__ = ["TelemetryEmitter", "get_telemetry", "init_telemetry"]
 
@@ -351,21 +351,14 @@ def _shutdown_box(box: list[_Pipeline]) -> None:
 _live: weakref.WeakSet[TelemetryEmitter] = weakref.WeakSet()
 
 
-#: This process's id, refreshed by the at-fork hook: cheaper than ``os.getpid()`` per call.
-_pid = os.getpid()
-
-
 def _after_fork_in_child() -> None:
     # Only fresh locks here (one may have been held by another thread at fork time);
     # the pipeline is rebuilt lazily on first use, after all the SDK's own fork hooks.
-    global _pid
-    _pid = os.getpid()
     for emitter in list(_live):
         emitter._reset_locks()
 
 
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+_fork.register(_fork.COMPONENTS, after_in_child=_after_fork_in_child)
 
 
 # --------------------------------------------------------------------------- the emitter
@@ -614,7 +607,7 @@ class TelemetryEmitter:
 
     def _pipeline(self) -> _Pipeline:
         pipeline = self._box[0]
-        if pipeline.pid != _pid:
+        if pipeline.pid != _fork.pid():
             self._forked()
             pipeline = self._box[0]
         return pipeline

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from mcp_otel import _fork
 from mcp_otel.exporters import _config
 from mcp_otel.exporters._file import LockedJsonlFile, RotationPolicy, _stderr
 
@@ -21,8 +22,7 @@ def _after_fork_child() -> None:
         exporter._counts_lock = threading.Lock()
 
 
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_child)
+_fork.register(_fork.EXPORTERS, after_in_child=_after_fork_child)
 
 
 class _JsonlExporterBase:

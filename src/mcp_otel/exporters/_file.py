@@ -53,6 +53,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
+from mcp_otel import _fork
 from mcp_otel._settings import stderr_line
 
 try:
@@ -229,12 +230,12 @@ def _after_fork_child() -> None:
     _INSTANCES_LOCK.release()
 
 
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(
-        before=_before_fork,
-        after_in_parent=_after_fork_parent,
-        after_in_child=_after_fork_child,
-    )
+_fork.register(
+    _fork.FILES,
+    before=_before_fork,
+    after_in_parent=_after_fork_parent,
+    after_in_child=_after_fork_child,
+)
 
 
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
