@@ -199,17 +199,8 @@ def test_self_pipe_fd_refuses_a_loop_without_a_self_pipe() -> None:
 
 # ------------------------------------------------------------------------ the scan of src/
 
-#: Findings tolerated for now, as ``(file relative to src/mcp_otel, private name)``.
-#: telemetry.py is being rewritten on another branch (it overrides the SDK metric reader's
-#: ``_set_collect_callback`` and imports the logs SDK directly); the rewrite should import
-#: through ``_otel_compat`` and this entry then goes.
-_TOLERATED = {
-    ("telemetry.py", "opentelemetry._logs"),
-    ("telemetry.py", "opentelemetry.sdk._logs"),
-    ("telemetry.py", "opentelemetry.sdk._logs.export"),
-    ("telemetry.py", "_set_collect_callback"),
-    ("telemetry.py", "_receive_metrics"),
-}
+#: Findings tolerated, as ``(file relative to src/mcp_otel, private name)``: none now.
+_TOLERATED: set[tuple[str, str]] = set()
 
 _ATTR_CALLS = {"getattr", "setattr", "hasattr", "delattr"}
 

@@ -46,7 +46,7 @@ __all__ = ["AuditLogger", "install_sigterm_handler"]
 WaitMode = Literal["written", "queued"]
 AUDIT_FILE_TEMPLATE = "mcp_audit_{date}.jsonl"
 EVENT_PREFIX = "mcp.audit."
-_SCOPE = "mcp_otel.audit"
+_SCOPE = integrity.AUDIT_SCOPE
 
 ENV_WAIT = "MCP_OTEL_AUDIT_WAIT"
 ENV_FSYNC = "MCP_OTEL_AUDIT_FSYNC"

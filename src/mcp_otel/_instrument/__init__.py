@@ -82,12 +82,13 @@ def instrument(
     ``Server``, an mcp 1.x low-level ``Server`` or ``FastMCP``, or a standalone fastmcp
     ``FastMCP`` (2.x-4.x). ``audit``/``telemetry``: an ``AuditLogger`` /
     ``TelemetryEmitter`` (or any object with the Osiris methods); ``None`` creates the
-    default one under ``MCP_OTEL_DIR`` (``init_telemetry()`` for telemetry, so the whole
-    process shares one emitter); ``False`` turns that sink off. ``cache`` is only carried
-    on the handle for the tools to use. ``record_results=False`` keeps tool results out of
-    the audit trail (only their sizes are recorded). ``handle_signals``: flush everything
-    on SIGTERM/SIGINT and chain to the handler already there (default on, unless
-    ``MCP_OTEL_HANDLE_SIGNALS=false``; see :mod:`mcp_otel._lifecycle`).
+    default one under ``MCP_OTEL_DIR`` (``init_telemetry(output_dir=<dir>/telemetry)`` for
+    telemetry, so the whole process shares one emitter); ``False`` turns that sink off.
+    ``cache`` is only carried on the handle for the tools to use. ``record_results=False``
+    keeps tool results out of the audit trail (only their sizes are recorded).
+    ``handle_signals``: flush everything on SIGTERM/SIGINT and chain to the handler already
+    there (default on, unless ``MCP_OTEL_HANDLE_SIGNALS=false``; see
+    :mod:`mcp_otel._lifecycle`).
 
     Calling it twice on the same server raises ``ValueError``: two observers would
     double every count.
@@ -106,7 +107,7 @@ def instrument(
     if telemetry is None:
         from mcp_otel.telemetry import init_telemetry
 
-        telemetry = init_telemetry()
+        telemetry = init_telemetry(output_dir=_setup.data_dir() / "telemetry")
         owns_telemetry = True
 
     handle = Instrumentation(

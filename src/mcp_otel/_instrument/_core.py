@@ -30,7 +30,12 @@ from opentelemetry.metrics import Histogram, MeterProvider
 from opentelemetry.trace import Span, SpanKind, StatusCode, TracerProvider
 
 from mcp_otel import _json, _lifecycle, _setup, redaction
-from mcp_otel.telemetry import MAX_TOOL_NAMES, MCP_DURATION_BUCKETS, _bounded_label
+from mcp_otel.telemetry import (
+    MAX_TOOL_NAMES,
+    _bounded_label,
+    operation_duration,
+    session_duration,
+)
 
 _log = logging.getLogger("mcp_otel.instrument")
 
@@ -323,18 +328,8 @@ class Observer:
         self._telemetry_records_tools = hasattr(handle.telemetry, "record_session_duration")
         self._tool_labels: set[str] = set()
         meter = handle.meter_provider.get_meter(SCOPE, package_version())
-        self._op_duration: Histogram = meter.create_histogram(
-            "mcp.server.operation.duration",
-            unit="s",
-            description="MCP request or notification duration as observed on the server.",
-            explicit_bucket_boundaries_advisory=list(MCP_DURATION_BUCKETS),
-        )
-        self._session_duration: Histogram = meter.create_histogram(
-            "mcp.server.session.duration",
-            unit="s",
-            description="Duration of an MCP session as observed on the server.",
-            explicit_bucket_boundaries_advisory=list(MCP_DURATION_BUCKETS),
-        )
+        self._op_duration: Histogram = operation_duration(meter)
+        self._session_duration: Histogram = session_duration(meter)
 
     @property
     def handle(self) -> Instrumentation:

@@ -814,7 +814,7 @@ def test_several_processes_share_one_audit_directory(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    from mcp_otel._reader import read_records as read_jsonl
+    from mcp_otel.reader import read_records as read_jsonl
 
     processes, calls = 3, 20
     env = {**os.environ, "MCP_OTEL_DIR": str(tmp_path / "data")}
@@ -941,7 +941,7 @@ async def test_stdio_server_as_a_subprocess_of_fastmcps_stdio_client(tmp_path: P
 
     from fastmcp.client.transports import StdioTransport
 
-    from mcp_otel._reader import read_records as read_jsonl
+    from mcp_otel.reader import read_records as read_jsonl
 
     script = tmp_path / "server.py"
     script.write_text(_STDIO_SERVER)
