@@ -50,10 +50,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from opentelemetry.sdk._logs import LogRecordProcessor, ReadWriteLogRecord
-from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
-
-from mcp_otel import _fork, _settings
+from mcp_otel import _asyncio_compat, _fork, _settings
+from mcp_otel._otel_compat import (
+    LogRecordExporter,
+    LogRecordExportResult,
+    LogRecordProcessor,
+    ReadWriteLogRecord,
+)
 
 Waiter = asyncio.Future | None
 _Item = tuple[ReadWriteLogRecord, Waiter]
@@ -567,11 +570,7 @@ def register_loop(loop: asyncio.AbstractEventLoop) -> None:
     """
     if _send_keeping_gil is None or getattr(loop, _WAKE_FD, None) is not None:
         return
-    fd = -1
-    csock = getattr(loop, "_csock", None)
-    if csock is not None and isinstance(loop, asyncio.BaseEventLoop):
-        with contextlib.suppress(OSError):
-            fd = os.dup(csock.fileno())
+    fd = _asyncio_compat.self_pipe_fd(loop)
     try:
         setattr(loop, _WAKE_FD, fd)
     except AttributeError:  # a loop class with __slots__: use the public method
@@ -587,14 +586,14 @@ def _call_soon_threadsafe(loop: asyncio.AbstractEventLoop, callback: Callable[..
     """``loop.call_soon_threadsafe(callback, *args)`` without dropping the GIL, for a
     stock selector loop that :func:`register_loop` prepared.
 
-    It does what ``call_soon_threadsafe`` does (``_call_soon`` appends to the loop's ready
-    deque, then one byte goes to its self-pipe), minus the GIL release. A full pipe
+    It does what ``call_soon_threadsafe`` does (append to the loop's ready deque, then one
+    byte to its self-pipe; see :mod:`mcp_otel._asyncio_compat`), minus the GIL release. A full pipe
     (``EAGAIN``) means the loop is awake anyway. Other loops (uvloop, Proactor, debug
     mode, unregistered, closed) take the public method.
     """
     fd = getattr(loop, _WAKE_FD, -1)
     if fd >= 0 and not loop.is_closed() and not loop.get_debug():
-        loop._call_soon(callback, args, None)  # type: ignore[attr-defined]
+        _asyncio_compat.call_soon_unwoken(loop, callback, args)
         _send_keeping_gil(fd, b"\0", 1, _SEND_FLAGS)  # type: ignore[misc]
         return
     with contextlib.suppress(RuntimeError):  # loop closed: nobody is waiting any more

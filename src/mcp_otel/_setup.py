@@ -42,13 +42,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from opentelemetry import _logs, metrics, trace
-from opentelemetry.sdk._logs import LoggerProvider
-from opentelemetry.sdk._logs.export import (
-    BatchLogRecordProcessor,
-    LogRecordExporter,
-    LogRecordExportResult,
-)
+from opentelemetry import metrics, trace
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import (
     MetricExporter,
@@ -61,6 +55,15 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 from mcp_otel import _fork, _settings
+from mcp_otel._otel_compat import (
+    BatchLogRecordProcessor,
+    LoggerProvider,
+    LogRecordExporter,
+    LogRecordExportResult,
+    logs_api,
+    metric_exporter_preferences,
+    otlp_log_exporter,
+)
 from mcp_otel.exporters import _config
 
 DEFAULT_DIR = _config.DEFAULT_DIR
@@ -183,10 +186,9 @@ class _ForkSafeMetricExporter(_ForkSafe, MetricExporter):
     _success = MetricExportResult.SUCCESS
 
     def __init__(self, inner: MetricExporter) -> None:
+        temporality, aggregation = metric_exporter_preferences(inner)
         MetricExporter.__init__(
-            self,
-            preferred_temporality=inner._preferred_temporality,
-            preferred_aggregation=inner._preferred_aggregation,
+            self, preferred_temporality=temporality, preferred_aggregation=aggregation
         )
         _ForkSafe.__init__(self, inner)
 
@@ -262,9 +264,7 @@ def _build_otlp_exporter(signal: str) -> Any | None:
                 )
 
                 return OTLPMetricExporter()
-            from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
-
-            return OTLPLogExporter()
+            return otlp_log_exporter("grpc")
         if signal == "traces":
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
                 OTLPSpanExporter as HttpSpanExporter,
@@ -277,11 +277,7 @@ def _build_otlp_exporter(signal: str) -> Any | None:
             )
 
             return HttpMetricExporter()
-        from opentelemetry.exporter.otlp.proto.http._log_exporter import (
-            OTLPLogExporter as HttpLogExporter,
-        )
-
-        return HttpLogExporter()
+        return otlp_log_exporter("http/protobuf")
     except Exception as exc:  # a bad OTEL_EXPORTER_OTLP_* value must not crash the host
         _log.warning("mcp-otel: OTLP %s exporter not available: %s", signal, exc)
         return None
@@ -502,11 +498,11 @@ def _shared_meter_provider() -> MeterProvider:
         return _meter_provider
 
 
-def get_logger_provider() -> _logs.LoggerProvider:
+def get_logger_provider() -> logs_api.LoggerProvider:
     """The application's SDK logger provider if it set one, else mcp-otel's shared one."""
     if sdk_disabled():
-        return _logs.NoOpLoggerProvider()
-    current = _logs.get_logger_provider()
+        return logs_api.NoOpLoggerProvider()
+    current = logs_api.get_logger_provider()
     if isinstance(current, LoggerProvider) and current not in _ours:
         with _lock:
             if current not in _augmented:
@@ -551,8 +547,8 @@ def configure(*, set_global: bool = False) -> None:
             trace.set_tracer_provider(tracer_provider)
         if not isinstance(metrics.get_meter_provider(), MeterProvider):
             metrics.set_meter_provider(meter_provider)
-        if not isinstance(_logs.get_logger_provider(), LoggerProvider):
-            _logs.set_logger_provider(logger_provider)
+        if not isinstance(logs_api.get_logger_provider(), LoggerProvider):
+            logs_api.set_logger_provider(logger_provider)
 
 
 def force_flush(timeout_millis: int = 10_000) -> bool:
@@ -580,7 +576,7 @@ def shutdown() -> None:
     """
     global _tracer_provider, _meter_provider, _logger_provider, _otlp_only
     installed = {id(trace.get_tracer_provider()), id(metrics.get_meter_provider()),
-                 id(_logs.get_logger_provider())}
+                 id(logs_api.get_logger_provider())}
     with _lock:
         providers = (_tracer_provider, _meter_provider, _logger_provider)
         kept = [p if p is not None and id(p) in installed else None for p in providers]

@@ -22,15 +22,23 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from opentelemetry._logs import LogRecord, SeverityNumber
 from opentelemetry.context import get_current
 from opentelemetry.metrics import MeterProvider
-from opentelemetry.sdk._logs import LoggerProvider, LogRecordLimits, ReadWriteLogRecord
-from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import get_current_span
 
 from mcp_otel import _audit_processor as _ap
 from mcp_otel import _fork, _json, _lifecycle, _settings, _setup, integrity, limits, redaction
+from mcp_otel._otel_compat import (
+    BatchLogRecordProcessor,
+    LoggerProvider,
+    LogRecord,
+    LogRecordLimits,
+    NoOpLogger,
+    ReadWriteLogRecord,
+    SeverityNumber,
+    UnboundedLogRecord,
+)
 from mcp_otel.exporters._file import FSYNC_POLICIES, make_private_dirs
 
 __all__ = ["AuditLogger", "install_sigterm_handler"]
@@ -99,20 +107,31 @@ class _AuditLogRecord(LogRecord):
         self.exception = None
 
 
-class _AuditRecord(_ap.AuditRecord):
+class _AuditRecord(_ap.AuditRecord, UnboundedLogRecord):
     """A record whose attributes are already encoded (see :mod:`redaction`).
 
     The SDK wraps attributes in ``BoundedAttributes``, which re-cleans every nested value
     and may drop or truncate by ``OTEL_*_LIMIT``. An audit record is encoded before emit
-    and sealed by value, so it skips that pass: nothing can change it after the
-    redactor, and the hash covers exactly what is written. In ``queued`` mode a payload
-    is still a :class:`redaction.Snapshot` (JSON bytes, unmasked) between emit and the
-    writer's seal, which masks it: only the audit processor sees the record in between
-    (the audit ``LoggerProvider`` is private to the session and has no other processor).
+    and sealed by value, so it skips that pass (:class:`UnboundedLogRecord`): nothing can
+    change it after the redactor, and the hash covers exactly what is written. In
+    ``queued`` mode a payload is still a :class:`redaction.Snapshot` (JSON bytes, unmasked)
+    between emit and the writer's seal, which masks it: only the audit processor sees the
+    record in between (the audit ``LoggerProvider`` is private to the session and has no
+    other processor).
     """
 
-    def __post_init__(self) -> None:
-        pass
+
+class _DirectLogger:
+    """What the SDK's ``Logger.emit`` does with a ``ReadWriteLogRecord``: hand it to the
+    processor. Used only when ``OTEL_SDK_DISABLED`` makes the provider's loggers no-ops."""
+
+    __slots__ = ("_processor",)
+
+    def __init__(self, processor: _ap.AuditLogRecordProcessor) -> None:
+        self._processor = processor
+
+    def emit(self, record: ReadWriteLogRecord) -> None:
+        self._processor.on_emit(record)
 
 
 _SEVERITY_TEXT = {s: s.name for s in SeverityNumber}  # Enum.name is a slow property
@@ -172,14 +191,17 @@ class _Session:
             meter_provider=owner._meter_provider,
             log_record_limits=_LIMITS,
         )
-        # The audit trail is the system of record, not telemetry: OTEL_SDK_DISABLED turns
-        # off the OTLP copy (see _setup.otlp_exporter), never the local file.
-        if getattr(self.provider, "_disabled", False):
-            self.provider._disabled = False  # type: ignore[attr-defined]
         self.provider.add_log_record_processor(self.processor)
-        self.logger = self.provider.get_logger(_SCOPE)
-        self.resource = self.logger.resource  # type: ignore[attr-defined]
-        self.scope = self.logger.instrumentation_scope  # type: ignore[attr-defined]
+        self.resource = self.provider.resource
+        self.scope = InstrumentationScope(_SCOPE)
+        logger = self.provider.get_logger(_SCOPE)
+        if isinstance(logger, NoOpLogger):
+            # The audit trail is the system of record, not telemetry: OTEL_SDK_DISABLED
+            # turns off the OTLP copy (see _setup.otlp_exporter), never the local file.
+            # A disabled provider hands out no-op loggers, so records go straight to the
+            # audit processor, as the SDK's Logger.emit would pass them.
+            logger = _DirectLogger(self.processor)
+        self.logger: Any = logger
         self.closed = False
 
     def record(self, now: int, severity: SeverityNumber, attrs: dict[str, Any]) -> _AuditRecord:

@@ -22,7 +22,6 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import orjson
-from opentelemetry.sdk._logs import ReadableLogRecord
 from opentelemetry.sdk.metrics.export import (
     AggregationTemporality,
     ExponentialHistogram,
@@ -34,6 +33,7 @@ from opentelemetry.sdk.metrics.export import (
 from opentelemetry.sdk.trace import ReadableSpan
 
 from mcp_otel._json import _LINE_OPTS, _NULL, _OPTS, _default, _has_nonfinite, dumps_line
+from mcp_otel._otel_compat import ReadableLogRecord
 
 SCHEMA_VERSION = 1
 
@@ -269,10 +269,14 @@ def _log_lines(
         attrs = rec.attributes
         plain = None
         if attrs:
-            # BoundedAttributes keeps a plain dict; reading it avoids a copy per record.
-            plain = getattr(attrs, "_dict", None)
+            # A plain dict (audit records) as it is; BoundedAttributes through its public
+            # copy(), one C-level dict copy (``dict(attrs)`` would walk it key by key).
+            plain = attrs
             if type(plain) is not dict:
-                plain = dict(attrs)
+                copy = getattr(plain, "copy", None)
+                plain = copy() if copy is not None else None
+                if type(plain) is not dict:
+                    plain = dict(attrs)
         if resources is not None:
             out += _log_line_slow(readable, f"{prefix}.{frac:09d}Z", resources)
             continue

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from opentelemetry.sdk._logs import ReadableLogRecord
-from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
-
+from mcp_otel._otel_compat import LogRecordExporter, LogRecordExportResult, ReadableLogRecord
 from mcp_otel.exporters import _flat, _otlp_json
 from mcp_otel.exporters._base import _JsonlExporterBase
 

@@ -30,11 +30,11 @@ from collections.abc import Mapping
 from typing import Any
 
 import orjson
-from opentelemetry._logs import SeverityNumber
 from opentelemetry.context import Context
 from opentelemetry.trace import get_current_span
 
 from mcp_otel import _json
+from mcp_otel._otel_compat import SeverityNumber
 from mcp_otel.exporters import SCHEMA_VERSION, JsonlLogExporter
 
 _log = logging.getLogger("mcp_otel.telemetry")

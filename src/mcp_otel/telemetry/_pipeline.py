@@ -22,13 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from opentelemetry.metrics import Histogram
-from opentelemetry.sdk._logs import LoggerProvider, LogRecordLimits
-from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricReader
 from opentelemetry.sdk.resources import Resource
 
 from mcp_otel import _settings, _setup
+from mcp_otel._otel_compat import LoggerProvider, LogRecordLimits, SimpleLogRecordProcessor
 from mcp_otel.telemetry import _instruments
 from mcp_otel.telemetry._events import EventFile
 from mcp_otel.telemetry._instruments import Cell, Tally

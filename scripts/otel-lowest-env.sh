@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# A virtual environment with the lowest OpenTelemetry releases pyproject.toml accepts.
+#
+# Usage: scripts/otel-lowest-env.sh      (prints the environment's python on stdout)
+#
+# The main .venv gets the newest OpenTelemetry releases the bounds allow; this one pins
+# each OpenTelemetry requirement of pyproject.toml (dependencies and extras) to its lower
+# bound, so CI runs the tests at both ends of the declared range. The environment is
+# ${MCP_OTEL_ENVS_DIR:-<repo>/.envs}/otel-lowest and holds mcp-otel (editable) with its
+# `dev` extra. Like scripts/framework-envs.sh, it is rebuilt only when its spec (checkout,
+# interpreter, pins, pyproject.toml, this script) changes. Progress goes to stderr.
+#
+# Environment: MCP_OTEL_ENVS_DIR, MCP_OTEL_ENVS_PYTHON (base interpreter), UV (uv binary).
+set -euo pipefail
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+envs="${MCP_OTEL_ENVS_DIR:-$repo/.envs}"
+python="${MCP_OTEL_ENVS_PYTHON:-$(command -v python3)}"
+env="$envs/otel-lowest"
+
+log() { echo "otel-lowest-env: $*" >&2; }
+
+uv="${UV:-}"
+if [ -z "$uv" ]; then
+    if command -v uv >/dev/null 2>&1; then
+        uv="$(command -v uv)"
+    elif [ -x "$repo/.venv/bin/uv" ]; then
+        uv="$repo/.venv/bin/uv"
+    else
+        log "uv not found: pip install uv (it is in the dev extra) or set UV=/path/to/uv"
+        exit 2
+    fi
+fi
+
+# "name==lower" for every opentelemetry-* requirement with a lower bound, from the one
+# place the bounds are declared. A requirement without one is an error: the lowest
+# release would then be a guess.
+pins="$("$python" - "$repo/pyproject.toml" <<'EOF'
+import re
+import sys
+import tomllib
+
+with open(sys.argv[1], "rb") as f:
+    project = tomllib.load(f)["project"]
+reqs = list(project["dependencies"])
+for extra in project.get("optional-dependencies", {}).values():
+    reqs += extra
+pins = {}
+for req in reqs:
+    m = re.fullmatch(r"(opentelemetry-[a-z0-9-]+)\s*(.*)", req.strip())
+    if not m:
+        continue
+    name, spec = m.groups()
+    low = re.search(r">=\s*([^,\s]+)", spec)
+    if not low:
+        sys.exit(f"otel-lowest-env: {name} has no lower bound in pyproject.toml")
+    if pins.get(name, low.group(1)) != low.group(1):
+        sys.exit(f"otel-lowest-env: {name} has two lower bounds in pyproject.toml")
+    pins[name] = low.group(1)
+print(" ".join(f"{n}=={v}" for n, v in sorted(pins.items())))
+EOF
+)"
+
+py_id="$("$python" -c 'import sys; print(sys.version, sys.executable)')"
+hash="$(printf '%s\n%s\n%s\n' "$repo" "$py_id" "$pins" \
+    | cat - "$repo/pyproject.toml" "${BASH_SOURCE[0]}" | sha256sum | cut -d' ' -f1)"
+if [ -x "$env/bin/python" ] && [ "$(cat "$env/.mcp-otel-spec" 2>/dev/null)" = "$hash" ]; then
+    log "up to date ($pins)"
+    echo "$env/bin/python"
+    exit 0
+fi
+start=$(date +%s)
+log "building ($pins)"
+mkdir -p "$envs"
+rm -rf "$env"
+"$uv" venv --quiet --python "$python" "$env"
+# shellcheck disable=SC2086  # $pins is a list of requirement strings without spaces
+"$uv" pip install --quiet --python "$env/bin/python" -e "$repo[dev]" $pins
+# Recorded last: an interrupted build is rebuilt on the next run.
+echo "$hash" >"$env/.mcp-otel-spec"
+log "ready in $(( $(date +%s) - start ))s"
+echo "$env/bin/python"
