@@ -115,7 +115,12 @@ def test_readme_example_leaves_a_complete_trail_after_a_signal(tmp_path: Path,
     assert audit[-1]["event"] == "session_end"
     spans = _lines(data / "traces", "*.jsonl")
     assert sum(1 for s in spans if s.get("name") == "tools/call discover") == 5
-    assert _lines(data / "telemetry", "mcp_metrics_*.jsonl"), "no metric snapshot was written"
+    # The data directory's one metrics file (metrics/), the emitter's counters included.
+    points = _lines(data / "metrics", "*.jsonl")
+    assert points, "no metric snapshot was written"
+    calls = [p["value"] for p in points if p.get("metric") == "mcp_otel.tool.calls"]
+    assert calls and calls[-1] == 5, calls
+    assert not list(data.glob("telemetry/mcp_metrics_*")), "a second metrics file"
 
 
 def test_bare_queued_audit_logger_keeps_every_acknowledged_record(tmp_path: Path) -> None:
