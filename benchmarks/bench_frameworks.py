@@ -24,7 +24,7 @@ audit trail holds one ``tool_call`` and one ``tool_result`` per call made.
 Usage (in the environment that holds the framework)::
 
     python benchmarks/bench_frameworks.py [--framework mcp2|mcp1|fastmcp] [--clients 4]
-        [--seconds 12] [--rounds 3] [--warmup 2] [--max-seconds 5]
+        [--seconds 8] [--rounds 5] [--warmup 2] [--max-seconds 5]
 
 or, for several framework lines at once (each in its own environment under ``--envs``,
 default ``$MCP_OTEL_ENVS_DIR`` or ``.envs``; see ``scripts/framework-envs.sh``)::
@@ -274,9 +274,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--framework", choices=["mcp2", "mcp1", "fastmcp"])
     parser.add_argument("--clients", type=int, default=4)
-    parser.add_argument("--seconds", type=float, default=12.0,
+    parser.add_argument("--seconds", type=float, default=8.0,
                         help="open-loop seconds per variant per round")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--warmup", type=float, default=2.0,
                         help="seconds of uncounted calls per server first")
     parser.add_argument("--max-seconds", type=float, default=5.0,
