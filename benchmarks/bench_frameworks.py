@@ -15,11 +15,14 @@ For one framework (the one importable in the running interpreter, or ``--framewo
    the clients, latency counted from each call's scheduled start.
 
 Reported per variant: p50 and p99 as the median over rounds, the p99's range over rounds,
-and the p99 ratio to ``off`` as the median of the per-round ratios (both sides of a ratio
-share a round's load). ``off-b / off`` is the noise floor: what a ratio looks like when
-nothing differs. Goals (issue 11): ``queued`` p99 at most 1.25x ``off`` p99; ``written``
-p99 at most ``queued`` p99 + 5 ms. Every instrumented server is checked at the end: its
-audit trail holds one ``tool_call`` and one ``tool_result`` per call made.
+the p99 ratio to ``off`` as the median of the per-round ratios (both sides of a ratio
+share a round's load), and the server process's CPU time per call over the rounds (all
+its threads, from ``/proc``: far less sensitive to other jobs on the machine than a
+latency, and what the instrumentation adds shows there first). ``off-b / off`` is the
+noise floor: what a ratio looks like when nothing differs. Goals (issue 11): ``queued``
+p99 at most 1.25x ``off`` p99; ``written`` p99 at most ``queued`` p99 + 5 ms. Every
+instrumented server is checked at the end: its audit trail holds one ``tool_call`` and
+one ``tool_result`` per call made.
 
 Usage (in the environment that holds the framework)::
 
@@ -90,6 +93,16 @@ class Server:
             raise SystemExit(f"the {framework} server ({mode}) did not start")
         self.url = f"http://127.0.0.1:{json.loads(line)['ready']}/mcp"
         self.calls = 0
+        self.cpu_seconds = 0.0  # the server process's CPU over the measured rounds
+        self.measured_calls = 0
+
+    def cpu(self) -> float:
+        """CPU seconds (user + system, all threads) the server process has used so far."""
+        try:
+            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # not Linux: the column stays empty
+            return float("nan")
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -174,7 +187,12 @@ def measure(args: argparse.Namespace, framework: str) -> dict[str, Any]:
             rounds: list[dict[str, list[float]]] = []
             for round_no in range(args.rounds):
                 order = VARIANTS[round_no % 4:] + VARIANTS[:round_no % 4]
-                lat = {v: clients.open_loop(servers[v], rate, args.seconds) for v in order}
+                lat = {}
+                for v in order:
+                    before = servers[v].cpu()
+                    lat[v] = clients.open_loop(servers[v], rate, args.seconds)
+                    servers[v].cpu_seconds += servers[v].cpu() - before
+                    servers[v].measured_calls += len(lat[v])
                 rounds.append(lat)
                 loads.append(_load())
         finally:
@@ -191,6 +209,8 @@ def measure(args: argparse.Namespace, framework: str) -> dict[str, Any]:
             "rounds": [{v: [_percentile(r[v], 0.50), _percentile(r[v], 0.99), len(r[v])]
                         for v in VARIANTS} for r in rounds],
             "load": [min(loads), max(loads)],
+            "cpu_us": {v: 1e6 * servers[v].cpu_seconds / max(1, servers[v].measured_calls)
+                       for v in VARIANTS},
             "when": f"{_dt.datetime.now(_dt.UTC):%Y-%m-%d %H:%M} UTC"}
 
 
@@ -222,8 +242,8 @@ def table(result: dict[str, Any]) -> None:
           f"closed-loop clients); offered rate {result['rate']:,.0f} calls/s, open loop; "
           f"{len(result['rounds'])} rounds of {result['seconds']:.0f} s "
           f"(~{s['off']['calls']:,} calls) per variant; medians over rounds")
-    print("| variant | p50 ms | p99 ms | p99 range ms | p99 / off | goal |")
-    print("|---|---:|---:|---:|---:|---|")
+    print("| variant | p50 ms | p99 ms | p99 range ms | p99 / off | server CPU µs/call | goal |")
+    print("|---|---:|---:|---:|---:|---:|---|")
     goals = {"off": "", "off-b": "(A/A: the noise floor)",
              "queued": f"<= 1.25x: {'met' if s['queued_ok'] else 'NOT met'}",
              "written": f"<= queued + 5 ms ({s['written_minus_queued']:+.1f} ms): "
@@ -231,7 +251,8 @@ def table(result: dict[str, Any]) -> None:
     for v in VARIANTS:
         r = s[v]
         print(f"| {v} | {r['p50']:.2f} | {r['p99']:.2f} | {r['p99_min']:.1f}-"
-              f"{r['p99_max']:.1f} | {r['ratio']:.2f}x | {goals[v]} |")
+              f"{r['p99_max']:.1f} | {r['ratio']:.2f}x | {result['cpu_us'][v]:,.0f} | "
+              f"{goals[v]} |")
 
 
 def _lines(args: argparse.Namespace) -> None:
@@ -254,10 +275,11 @@ def _lines(args: argparse.Namespace) -> None:
         print()
     print("| line | framework | max calls/s | load | off p50 / p99 ms | off-b / off "
           "(A/A) | queued p50 / p99 ms (p99 / off) | written p50 / p99 ms "
-          "(- queued p99) | goals |")
-    print("|---|---|---:|---|---:|---:|---:|---:|---|")
+          "(- queued p99) | server CPU µs/call off / queued / written | goals |")
+    print("|---|---|---:|---|---:|---:|---:|---:|---:|---|")
     for result in results:
         s = summary(result)
+        cpu = result["cpu_us"]
         goals = ("both met" if s["queued_ok"] and s["written_ok"] else
                  "neither met" if not (s["queued_ok"] or s["written_ok"]) else
                  "`queued` met, `written` not" if s["queued_ok"] else
@@ -267,7 +289,8 @@ def _lines(args: argparse.Namespace) -> None:
               f"{s['off']['p50']:.1f} / {s['off']['p99']:.1f} | {s['off-b']['ratio']:.2f}x | "
               f"{s['queued']['p50']:.1f} / {s['queued']['p99']:.1f} "
               f"({s['queued']['ratio']:.2f}x) | {s['written']['p50']:.1f} / "
-              f"{s['written']['p99']:.1f} ({s['written_minus_queued']:+.1f} ms) | {goals} |")
+              f"{s['written']['p99']:.1f} ({s['written_minus_queued']:+.1f} ms) | "
+              f"{cpu['off']:,.0f} / {cpu['queued']:,.0f} / {cpu['written']:,.0f} | {goals} |")
 
 
 def main() -> None:
