@@ -43,6 +43,7 @@ import importlib.metadata
 import json
 import os
 import platform
+import signal
 import statistics
 import subprocess
 import sys
@@ -309,6 +310,8 @@ def main() -> None:
     parser.add_argument("--envs", help="directory of the line environments")
     parser.add_argument("--json", action="store_true", help="print the raw result as JSON")
     args = parser.parse_args()
+    # A terminated benchmark still stops its servers and clients (the finally blocks).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     if args.lines:
         _lines(args)
         return
