@@ -1,32 +1,36 @@
 """Cost of one ``TelemetryEmitter.emit_tool_call`` against its baselines, same run.
 
-Variants (microseconds per call, wall clock, all threads together):
+Variants (microseconds per call, all threads together; wall clock, and the process's CPU
+time, which moves less when other jobs load the machine):
 
-* ``bare-sdk``    -- the OTel SDK instrument calls ``emit_tool_call`` makes (4 counter
-  ``add`` + 1 histogram ``record``, same attributes, same provider and reader set-up),
-  called directly: the floor for exact, thread-safe OTel metrics.
-* ``mcp-otel``    -- ``TelemetryEmitter(enabled=False)``: those calls plus the lock that
-  keeps the five totals consistent, value checks and attribute caching (the target:
-  at most +50% over ``bare-sdk``).
-* ``mcp-otel+events`` -- ``TelemetryEmitter(enabled=True)``: also one OTel log record per
-  call, written by the locked JSONL exporter (batched) plus periodic metric snapshots.
-* ``dict+lock``   -- the race-condition report's fix: a ``threading.Lock`` around five
-  dict updates (exact, but no OTel, no export).
-* ``dict+lock+file`` -- the report's fix with its per-call ``open(..., "a")`` +
-  ``json.dumps`` + ``write`` under a file lock (Osiris' event file).
+* ``bare-sdk``       -- the OTel SDK calls ``emit_tool_call`` stands for: one
+  ``Histogram.record`` (``mcp.server.operation.duration``) and two ``Counter.add`` (bytes
+  in and out), same attributes, on a ``MeterProvider`` with one reader.
+* ``mcp-otel``       -- ``TelemetryEmitter(enabled=True, events=False)``: metrics only
+  (the histogram record plus the locked tally, exported by observable counters through
+  the periodic snapshot-file reader). Target: at most 0.75x ``bare-sdk``.
+* ``dict+lock``      -- the race-condition report's fix for RC-002: a ``threading.Lock``
+  around Osiris' five dict updates (exact, but no OTel and no export).
+* ``mcp-otel+events`` -- ``TelemetryEmitter(enabled=True)``: also the event line, in
+  the file when the call returns (one locked append through the JSONL exporter's file:
+  thread lock + ``flock``).
+* ``dict+lock+file`` -- the report's fixed design (RC-002 + RC-003): the locked dict plus
+  one JSON line appended per event under a lock (``open(..., "ab")``, orjson, ``write``).
+  Target: ``mcp-otel+events`` at most 1.0x this.
 
-Every run is verified: the totals read back equal the calls made, and the event file of the
-``+events``/``+file`` variants has exactly one line per call. Runs alternate between
-variants; the table shows medians of ``--rounds`` rounds. Usage::
+Every run is verified: the totals read back equal the calls made; for the emitter, the
+final metric snapshot in the file has ``tool_calls`` = calls and a histogram count =
+calls; the event files hold exactly one parsable line per call. Variants alternate
+within each round; ratios are medians of the per-round ratios (both sides of a ratio
+share a round's load). Usage::
 
-    python benchmarks/bench_telemetry.py [--calls N] [--rounds R]
+    python benchmarks/bench_telemetry.py [--calls N] [--rounds R] [--threads 1,8]
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import json
 import os
 import platform
 import statistics
@@ -36,61 +40,59 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from opentelemetry.sdk.metrics import Histogram, MeterProvider, ObservableGauge
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+import orjson
+from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from opentelemetry.sdk.metrics.view import DropAggregation
+from opentelemetry.sdk.version import __version__ as sdk_version
 
-from _common import cpu_model
+from _common import cpu_model, median_ratio
 from mcp_otel.telemetry import MCP_DURATION_BUCKETS, TelemetryEmitter
 
 Emit = Callable[[str, str, int, int, int], None]
 
 
 class _BareSdk:
-    """The instrument calls of ``emit_tool_call``, nothing else."""
+    """The SDK calls ``emit_tool_call`` stands for, nothing else."""
 
     def __init__(self) -> None:
-        self.reader = InMemoryMetricReader(
-            preferred_aggregation={Histogram: DropAggregation(), ObservableGauge: DropAggregation()}
-        )
+        self.reader = InMemoryMetricReader()
         self.provider = MeterProvider(metric_readers=[self.reader], shutdown_on_exit=False)
         meter = self.provider.get_meter("bench")
-        self.calls = meter.create_counter("mcp_otel.tool.calls", unit="{call}")
         self.bytes_in = meter.create_counter("mcp_otel.tool.input", unit="By")
         self.bytes_out = meter.create_counter("mcp_otel.tool.output", unit="By")
-        self.duration = meter.create_counter("mcp_otel.tool.duration", unit="ms")
         self.histogram = meter.create_histogram(
             "mcp.server.operation.duration",
             unit="s",
             explicit_bucket_boundaries_advisory=list(MCP_DURATION_BUCKETS),
         )
-        self.a_calls = {"gen_ai.tool.name": "bench_tool", "mcp_otel.status": "ok"}
         self.a_tool = {"gen_ai.tool.name": "bench_tool"}
         self.a_op = {"mcp.method.name": "tools/call", "gen_ai.tool.name": "bench_tool"}
 
     def emit(self, tool: str, status: str, duration_ms: int, bytes_in: int, bytes_out: int) -> None:
-        self.calls.add(1, self.a_calls)
+        self.histogram.record(duration_ms / 1000.0, self.a_op)
         self.bytes_in.add(bytes_in, self.a_tool)
         self.bytes_out.add(bytes_out, self.a_tool)
-        self.duration.add(duration_ms, self.a_tool)
-        self.histogram.record(duration_ms / 1000.0, self.a_op)
 
     def total_calls(self) -> int:
         data = self.reader.get_metrics_data()
         assert data is not None
         return sum(
-            int(p.value)
+            int(p.count)
             for rm in data.resource_metrics
             for sm in rm.scope_metrics
             for m in sm.metrics
-            if m.name == "mcp_otel.tool.calls"
+            if m.name == "mcp.server.operation.duration"
             for p in m.data.data_points
         )
 
 
 class _ReportFix:
-    """The race-condition report's locked-dict ``TelemetryEmitter`` (RC-002/RC-003 fix)."""
+    """The race-condition report's locked-dict ``TelemetryEmitter`` (RC-002/RC-003 fix),
+    with orjson instead of ``json`` (faster: the stronger baseline)."""
 
     def __init__(self, telemetry_file: Path | None) -> None:
         self.telemetry_file = telemetry_file
@@ -122,12 +124,13 @@ class _ReportFix:
             "bytes_in": bytes_in,
             "bytes_out": bytes_out,
         }
-        with self._file_lock, open(self.telemetry_file, "a") as f:
-            f.write(json.dumps(event) + "\n")
+        with self._file_lock, open(self.telemetry_file, "ab") as f:
+            f.write(orjson.dumps(event, option=orjson.OPT_APPEND_NEWLINE))
 
 
-def _drive(emit: Emit, calls: int, threads: int) -> float:
-    """Seconds for ``calls`` emits spread over ``threads`` threads started together."""
+def _drive(emit: Emit, calls: int, threads: int) -> tuple[float, float]:
+    """Wall-clock and process CPU seconds for ``calls`` emits spread over ``threads``
+    threads started together (CPU: every thread of the process, background ones too)."""
     per_thread = calls // threads
     barrier = threading.Barrier(threads + 1)
 
@@ -140,23 +143,34 @@ def _drive(emit: Emit, calls: int, threads: int) -> float:
     for w in workers:
         w.start()
     barrier.wait()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for w in workers:
         w.join()
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - cpu
 
 
-def _lines(directory: Path, pattern: str) -> int:
-    count = 0
-    for path in directory.glob(pattern):
-        for raw in path.read_bytes().splitlines():
-            json.loads(raw)
-            count += 1
-    return count
+def _lines(directory: Path, pattern: str) -> list[dict[str, object]]:
+    return [
+        orjson.loads(raw)
+        for path in sorted(directory.glob(pattern))
+        for raw in path.read_bytes().splitlines()
+    ]
 
 
-def _run(variant: str, calls: int, threads: int, workdir: Path) -> float:
-    """One verified run; returns microseconds per call."""
+def _check_snapshot(out: Path, calls: int) -> None:
+    """The final metric snapshot holds the calls (observable counter) and as many
+    histogram observations: the emitter's export was exercised, not only its tally."""
+    lines = _lines(out, "mcp_metrics_*.jsonl")
+    last = max(str(line["timestamp"]) for line in lines)
+    final = [line for line in lines if line["timestamp"] == last]
+    assert sum(int(str(p["value"])) for p in final if p["metric"] == "mcp_otel.tool.calls") == calls
+    assert sum(
+        int(str(p["count"])) for p in final if p["metric"] == "mcp.server.operation.duration"
+    ) == calls
+
+
+def _run(variant: str, calls: int, threads: int, workdir: Path) -> tuple[float, float]:
+    """One verified run; returns wall-clock and CPU microseconds per call."""
     calls = calls // threads * threads
     out = Path(tempfile.mkdtemp(dir=workdir))
     if variant == "bare-sdk":
@@ -165,71 +179,91 @@ def _run(variant: str, calls: int, threads: int, workdir: Path) -> float:
         assert bare.total_calls() == calls
     elif variant in ("mcp-otel", "mcp-otel+events"):
         events = variant.endswith("+events")
-        emitter = TelemetryEmitter(enabled=events, output_dir=out)
+        emitter = TelemetryEmitter(enabled=True, output_dir=out, events=events)
         seconds = _drive(emitter.emit_tool_call, calls, threads)
         assert emitter.metrics["tool_calls"] == calls
         emitter.shutdown()
-        if events:
-            assert _lines(out, "mcp_telemetry_*.jsonl") == calls
+        _check_snapshot(out, calls)
+        lines = _lines(out, "mcp_telemetry_*.jsonl")
+        assert len(lines) == (calls if events else 0)
     else:
         with_file = variant.endswith("+file")
         fix = _ReportFix(out / "mcp_telemetry.jsonl" if with_file else None)
         seconds = _drive(fix.emit, calls, threads)
         assert fix.metrics["tool_calls"] == calls
         if with_file:
-            assert _lines(out, "mcp_telemetry.jsonl") == calls
-    return seconds / calls * 1e6
+            assert len(_lines(out, "mcp_telemetry.jsonl")) == calls
+    return seconds[0] / calls * 1e6, seconds[1] / calls * 1e6
 
 
-VARIANTS = ("bare-sdk", "mcp-otel", "mcp-otel+events", "dict+lock", "dict+lock+file")
+VARIANTS = ("bare-sdk", "mcp-otel", "dict+lock", "mcp-otel+events", "dict+lock+file")
+#: (variant, its baseline, the most it may cost relative to that baseline)
+TARGETS = (("mcp-otel", "bare-sdk", 0.75), ("mcp-otel+events", "dict+lock+file", 1.0))
 
 
 def _machine() -> str:
-    return f"{os.cpu_count()} CPUs (nproc), {cpu_model()}, Python {platform.python_version()}"
+    return (f"{os.cpu_count()} CPUs (nproc), {cpu_model()}, Python "
+            f"{platform.python_version()}, OTel SDK {sdk_version}")  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--calls", type=int, default=20_000, help="calls per run")
-    parser.add_argument("--rounds", type=int, default=5, help="alternating rounds")
+    parser.add_argument("--rounds", type=int, default=7, help="alternating rounds")
     parser.add_argument("--threads", default="1,8", help="comma-separated thread counts")
     args = parser.parse_args(argv)
     thread_counts = [int(t) for t in args.threads.split(",")]
     results: dict[tuple[str, int], list[float]] = {}
+    cpu: dict[tuple[str, int], list[float]] = {}
+    started = _dt.datetime.now(_dt.UTC)
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="bench-telemetry-") as tmp:
         workdir = Path(tmp)
         for round_no in range(args.rounds):
             order = VARIANTS if round_no % 2 == 0 else tuple(reversed(VARIANTS))
             for threads in thread_counts:
                 for variant in order:
-                    results.setdefault((variant, threads), []).append(
-                        _run(variant, args.calls, threads, workdir)
-                    )
+                    wall, used = _run(variant, args.calls, threads, workdir)
+                    results.setdefault((variant, threads), []).append(wall)
+                    cpu.setdefault((variant, threads), []).append(used)
             print(f"round {round_no + 1}/{args.rounds} done", file=sys.stderr)
+    load_after = os.getloadavg()
 
-    med = {k: statistics.median(v) for k, v in results.items()}
-    print(f"# bench_telemetry {_dt.datetime.now(_dt.UTC):%Y-%m-%d %H:%M} UTC")
+    def ratio(variant: str, baseline: str, threads: int, data: dict[Any, list[float]]) -> float:
+        return median_ratio(data[(variant, threads)], data[(baseline, threads)])
+
+    print(f"# bench_telemetry {started:%Y-%m-%d %H:%M} UTC")
     print(f"# {_machine()}")
-    print(f"# {args.calls} calls per run, median of {args.rounds} alternating rounds")
-    header = "| variant |"
-    rule = "|---|"
-    for t in thread_counts:
-        header += f" {t} thread{'s' if t > 1 else ''} us/call | vs bare-sdk |"
-        rule += "---:|---:|"
-    print(header)
-    print(rule)
-    for variant in VARIANTS:
-        row = f"| {variant} |"
+    print(f"# load average {load_before[0]:.1f} before, {load_after[0]:.1f} after")
+    print(f"# {args.calls} calls per run, {args.rounds} alternating rounds; medians; ratios "
+          "are medians of per-round ratios")  # fmt: skip
+    for title, data in (("wall clock", results), ("process CPU time", cpu)):
+        print(f"\n{title}, µs per call:\n")
+        header, rule = "| variant |", "|---|"
         for t in thread_counts:
-            value = med[(variant, t)]
-            row += f" {value:.2f} | {value / med[('bare-sdk', t)]:.2f}x |"
-        print(row)
-    for t in thread_counts:
-        overhead = med[("mcp-otel", t)] / med[("bare-sdk", t)] - 1
-        verdict = "met" if overhead <= 0.5 else "NOT met"
-        print(f"# {t} thread(s): mcp-otel adds {overhead:+.0%} over bare SDK calls "
-              f"(target <= +50%: {verdict})")  # fmt: skip
-    return 0
+            label = f"{t} thread{'s' if t > 1 else ''}"
+            header += f" {label} | vs bare-sdk | vs dict+lock+file |"
+            rule += "---:|---:|---:|"
+        print(header)
+        print(rule)
+        for variant in VARIANTS:
+            row = f"| {variant} |"
+            for t in thread_counts:
+                value = statistics.median(data[(variant, t)])
+                row += (f" {value:.2f} | {ratio(variant, 'bare-sdk', t, data):.2f}x |"
+                        f" {ratio(variant, 'dict+lock+file', t, data):.2f}x |")  # fmt: skip
+            print(row)
+    print()
+    met_all = True
+    for variant, baseline, limit in TARGETS:
+        for t in thread_counts:
+            for title, data in (("wall", results), ("CPU", cpu)):
+                value = ratio(variant, baseline, t, data)
+                met = value <= limit
+                met_all = met_all and met
+                print(f"# {t} thread(s), {title}: {variant} = {value:.2f}x {baseline} "
+                      f"(target <= {limit:.2f}x: {'met' if met else 'NOT met'})")  # fmt: skip
+    return 0 if met_all else 1
 
 
 if __name__ == "__main__":

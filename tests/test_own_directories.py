@@ -9,6 +9,7 @@ directory, with ``HOME`` in the test's directory too, and then lists every tree.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -249,3 +250,50 @@ print(json.dumps({"before_noop": isinstance(before, NoOpMeterProvider),
 def test_a_forked_child_keeps_the_parents_choice(tmp_path: Path) -> None:
     out = json.loads(_run(tmp_path, FORK, str(tmp_path / "given")).strip().splitlines()[-1])
     assert out == {"before_noop": True, "child": {"shared": True, "noop": False}}
+
+
+INSTRUMENTED = """
+import asyncio, os
+from mcp import Client
+from mcp.server.mcpserver import MCPServer
+import mcp_otel
+
+server = MCPServer("layout", log_level="ERROR")
+
+@server.tool()
+def add(a: int, b: int) -> int:
+    return a + b
+
+async def main():
+    async with Client(server) as client:
+        for i in range(3):
+            await client.call_tool("add", {"a": i, "b": 1})
+
+handle = mcp_otel.instrument(server, handle_signals=False)
+asyncio.run(main())
+handle.uninstrument()
+mcp_otel.telemetry.get_telemetry().shutdown()
+from mcp_otel import _setup
+_setup.shutdown()
+"""
+
+
+def test_an_instrumented_server_writes_one_metrics_file_naming_its_process(
+    tmp_path: Path,
+) -> None:
+    """One metrics file per data directory, each line with its service.instance.id: the
+    emitter's counters and the instrumentation's histograms share it (before, the emitter
+    wrote a second one under telemetry/ with the duration metric in both)."""
+    require(importlib.util.find_spec("mcp.server.mcpserver") is not None, "needs mcp 2.x")
+    data = tmp_path / "data"
+    _run(tmp_path, INSTRUMENTED, MCP_OTEL_DIR=str(data))
+    metric_files = sorted(str(p.relative_to(data)) for p in data.rglob("*metrics*.jsonl"))
+    assert len(metric_files) == 1 and metric_files[0].startswith("metrics/"), metric_files
+    lines = [json.loads(line) for line in (data / metric_files[0]).read_bytes().splitlines()]
+    instances = {line["resource"]["service.instance.id"] for line in lines}
+    assert len(instances) == 1 and "" not in instances
+    names = {line["metric"] for line in lines}
+    assert {"mcp_otel.tool.calls", "mcp.server.operation.duration",
+            "mcp_otel.audit.records"} <= names
+    calls = [line for line in lines if line["metric"] == "mcp_otel.tool.calls"]
+    assert calls[-1]["value"] == 3

@@ -23,6 +23,8 @@ _EXPORTS: dict[str, str] = {
     "JsonlSpanExporter": "mcp_otel.exporters",
     "JsonlMetricExporter": "mcp_otel.exporters",
     "configure": "mcp_otel._setup",
+    # Needs the zero-code extra; imported only when asked for.
+    "McpOtelInstrumentor": "mcp_otel.instrumentation",
 }
 
 __all__ = [
@@ -31,6 +33,7 @@ __all__ = [
     "JsonlLogExporter",
     "JsonlMetricExporter",
     "JsonlSpanExporter",
+    "McpOtelInstrumentor",
     "TelemetryEmitter",
     "__version__",
     "configure",
@@ -45,6 +48,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from mcp_otel.audit import AuditLogger
     from mcp_otel.cache import DiscoveryCache
     from mcp_otel.exporters import JsonlLogExporter, JsonlMetricExporter, JsonlSpanExporter
+    from mcp_otel.instrumentation import McpOtelInstrumentor
     from mcp_otel.telemetry import TelemetryEmitter, get_telemetry, init_telemetry
 
 

@@ -53,6 +53,8 @@ from typing import Any
 from opentelemetry.sdk._logs import LogRecordProcessor, ReadWriteLogRecord
 from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
 
+from mcp_otel import _fork, _settings
+
 Waiter = asyncio.Future | None
 _Item = tuple[ReadWriteLogRecord, Waiter]
 
@@ -172,7 +174,7 @@ class AuditLogRecordProcessor(LogRecordProcessor):
         record that raced past the closing door (queued behind it) to ``on_late``: the
         final record is always the last one of its chain.
         """
-        if self._pid != _PID:
+        if self._pid != _fork.pid():
             self._check_fork()
         with self._lock:
             if not self._accepting:
@@ -188,7 +190,7 @@ class AuditLogRecordProcessor(LogRecordProcessor):
         # Lock-free: deque.append is atomic, so producers never contend on a lock (under
         # 8 threads a per-record lock cost more than the rest of the record). The bound is
         # soft by at most the number of producer threads racing the length check.
-        if self._pid != _PID:
+        if self._pid != _fork.pid():
             self._check_fork()
         if not self._accepting:
             raise RuntimeError("audit processor is shut down")
@@ -486,20 +488,7 @@ def _expire(fut: asyncio.Future[Any]) -> None:
         fut.set_result(_EXPIRED)
 
 
-_PID = os.getpid()
-
-
-def _getpid() -> int:
-    return _PID
-
-
-def _pid_after_fork() -> None:
-    global _PID
-    _PID = os.getpid()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_pid_after_fork)
+_getpid = _fork.pid
 
 
 def _run_worker(ref: weakref.ReferenceType[AuditLogRecordProcessor]) -> None:
@@ -550,7 +539,7 @@ def _load_send_keeping_gil() -> Callable[..., int] | None:
     ``MSG_DONTWAIT`` send to a loop's self-pipe cannot block, so keeping the GIL is safe.
     ``MCP_OTEL_AUDIT_PLAIN_WAKEUP=1`` turns it off.
     """
-    if os.name != "posix" or os.environ.get("MCP_OTEL_AUDIT_PLAIN_WAKEUP"):
+    if os.name != "posix" or _settings.env_bool("MCP_OTEL_AUDIT_PLAIN_WAKEUP", False):
         return None
     try:
         import ctypes
@@ -618,7 +607,4 @@ def _set_all(futs: list[asyncio.Future], value: Any) -> None:
             f.set_result(value)
 
 
-def _stderr(message: str) -> None:
-    """Straight to fd 2: ``sys.stderr`` may be replaced or routed into exported logging."""
-    with contextlib.suppress(OSError):
-        os.write(2, (message + "\n").encode("utf-8", "backslashreplace"))
+_stderr = _settings.stderr_line

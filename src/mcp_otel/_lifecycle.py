@@ -4,8 +4,10 @@ Why here and not in each component: ``docker stop``, systemd and Kubernetes send
 whose default action ends the process without running Python's exit hooks, so the audit
 session never gets its end record and the span and metric batches still in memory are
 gone. One handler per signal, installed once per process by ``instrument()`` and by
-``AuditLogger()``, flushes everything mcp-otel holds and then does what the process would
-have done without us:
+``AuditLogger()``, flushes everything mcp-otel holds (and the application's own global SDK
+providers, where mcp-otel's spans go when the application installed them, as
+``opentelemetry-instrument`` does) and then does what the process would have done without
+us:
 
 * a Python handler that was there before (uvicorn's, the application's, the default
   SIGINT handler raising ``KeyboardInterrupt``) is called next;
@@ -34,7 +36,7 @@ import time
 from types import FrameType
 from typing import Any
 
-from mcp_otel import _setup
+from mcp_otel import _settings, _setup
 
 __all__ = ["DEFAULT_SHUTDOWN_TIMEOUT", "install_signal_handlers", "shutdown_timeout",
            "signals_enabled"]
@@ -52,24 +54,15 @@ _previous: dict[int, Any] = {}
 
 def signals_enabled() -> bool:
     """``MCP_OTEL_HANDLE_SIGNALS`` (default on)."""
-    return _setup.env_flag(ENV_HANDLE_SIGNALS, True)
+    return _settings.env_bool(ENV_HANDLE_SIGNALS, True)
 
 
 def shutdown_timeout() -> float:
     """``MCP_OTEL_SHUTDOWN_TIMEOUT`` in seconds; a value that is not a positive number
     keeps the default, with a warning."""
-    raw = os.environ.get(ENV_SHUTDOWN_TIMEOUT, "").strip()
-    if not raw:
-        return DEFAULT_SHUTDOWN_TIMEOUT
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not value > 0 or value == float("inf"):
-        _log.warning("mcp-otel: %s=%r is not a positive number of seconds; using %s",
-                     ENV_SHUTDOWN_TIMEOUT, raw, DEFAULT_SHUTDOWN_TIMEOUT)
-        return DEFAULT_SHUTDOWN_TIMEOUT
-    return value
+    return _settings.env_number(
+        ENV_SHUTDOWN_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT, float, minimum=0, inclusive=False
+    )
 
 
 def install_signal_handlers(signals: tuple[int, ...] = _SIGNALS) -> bool:
@@ -94,8 +87,9 @@ def install_signal_handlers(signals: tuple[int, ...] = _SIGNALS) -> bool:
 
 
 def flush_all(timeout: float) -> bool:
-    """End every audit session (session-end records) and flush telemetry and the shared
-    providers, within ``timeout`` seconds in total; True when everything was flushed."""
+    """End every audit session (session-end records) and flush telemetry, the shared
+    providers and the application's global SDK providers, within ``timeout`` seconds in
+    total; True when everything was flushed."""
     deadline = time.monotonic() + timeout
     from mcp_otel import audit, telemetry
 
@@ -108,7 +102,32 @@ def flush_all(timeout: float) -> bool:
         except Exception as exc:
             _log.warning("mcp-otel: telemetry flush failed: %s", exc)
             ok = False
-    return _setup.force_flush(_millis(deadline)) and ok
+    ok = _setup.force_flush(_millis(deadline)) and ok
+    return _flush_application_providers(deadline) and ok
+
+
+def _flush_application_providers(deadline: float) -> bool:
+    """Flush the application's own global SDK providers too (the ones
+    ``opentelemetry-instrument`` installs, for example): mcp-otel's spans and metrics of
+    an instrumented server are in them when the application set them, and the default
+    action that follows ends the process without their exit hooks. They are only
+    flushed, never shut down; mcp-otel's shared providers were flushed already."""
+    from opentelemetry import _logs, metrics, trace
+
+    ours = {id(p) for p in (_setup._tracer_provider, _setup._meter_provider,
+                            _setup._logger_provider) if p is not None}
+    ok = True
+    for provider in (trace.get_tracer_provider(), metrics.get_meter_provider(),
+                     _logs.get_logger_provider()):
+        flush = getattr(provider, "force_flush", None)
+        if id(provider) in ours or flush is None or not callable(flush):
+            continue
+        try:
+            ok = flush(_millis(deadline)) is not False and ok
+        except Exception as exc:
+            _log.warning("mcp-otel: flush of the application's provider failed: %s", exc)
+            ok = False
+    return ok
 
 
 def _millis(deadline: float) -> int:

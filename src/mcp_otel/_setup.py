@@ -60,14 +60,13 @@ from opentelemetry.sdk.resources import SERVICE_NAME, OTELResourceDetector, Reso
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
+from mcp_otel import _fork, _settings
 from mcp_otel.exporters import _config
 
 DEFAULT_DIR = _config.DEFAULT_DIR
 DEFAULT_SERVICE_NAME = "mcp-server"
 SIGNALS = ("traces", "metrics", "logs")
 _PROTOCOLS = ("grpc", "http/protobuf")
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
 
 _log = logging.getLogger(__name__)
 
@@ -99,11 +98,11 @@ def otlp_configured(signal: str | None = None) -> bool:
     """
     names = ["OTEL_EXPORTER_OTLP_ENDPOINT"]
     if signal:
-        exporter_choice = os.environ.get(f"OTEL_{signal.upper()}_EXPORTER", "").strip().lower()
+        exporter_choice = (_settings.env_text(f"OTEL_{signal.upper()}_EXPORTER") or "").lower()
         if exporter_choice == "none":
             return False
         names.append(f"OTEL_EXPORTER_OTLP_{signal.upper()}_ENDPOINT")
-    return any(os.environ.get(n, "").strip() for n in names)
+    return any(_settings.env_text(n) for n in names)
 
 
 def otlp_protocol(signal: str) -> str:
@@ -113,8 +112,8 @@ def otlp_protocol(signal: str) -> str:
     exporter, so it falls back to ``http/protobuf`` with a warning.
     """
     value = (
-        os.environ.get(f"OTEL_EXPORTER_OTLP_{signal.upper()}_PROTOCOL", "").strip()
-        or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL", "").strip()
+        _settings.env_text(f"OTEL_EXPORTER_OTLP_{signal.upper()}_PROTOCOL")
+        or _settings.env_text("OTEL_EXPORTER_OTLP_PROTOCOL")
         or "grpc"
     ).lower()
     if value in _PROTOCOLS:
@@ -394,8 +393,7 @@ def _after_fork_in_child() -> None:
     _state_pid = os.getpid()
 
 
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+_fork.register(_fork.PIPELINE, after_in_child=_after_fork_in_child)
 
 
 def _check_pid() -> None:
@@ -407,13 +405,13 @@ def _spans_path() -> Path:
     return data_dir() / "traces" / "mcp_spans_{date}.jsonl"
 
 
-def _shared_exporters(signal: str, path: Path | None = None) -> list[Any]:
+def _shared_exporters(signal: str, path: Path | None = None, **options: Any) -> list[Any]:
     """A shared provider's exporters for ``signal``: the local JSONL file (unless
     ``MCP_OTEL_LOCAL_EXPORT`` is off), then OTLP when configured; any that could not be
     built are left out."""
     exporters = []
     if local_export_enabled():
-        exporters.append(jsonl_exporter(signal, path))
+        exporters.append(jsonl_exporter(signal, path, **options))
     exporters.append(otlp_exporter(signal))
     return [e for e in exporters if e is not None]
 
@@ -478,13 +476,26 @@ def get_meter_provider() -> metrics.MeterProvider:
     return _shared_meter_provider()
 
 
+def provider_in_this_process(provider: Any) -> Any:
+    """``provider``, unless it is mcp-otel's shared meter provider inherited through a fork:
+    then this process's own (the inherited copy's exporters are inert in the child, so a
+    component still holding it would count into nothing)."""
+    with _lock:
+        inherited = provider in _ours and provider is not _meter_provider
+    if inherited and isinstance(provider, MeterProvider):
+        return get_meter_provider()
+    return provider
+
+
 def _shared_meter_provider() -> MeterProvider:
     global _meter_provider
     _check_pid()
     with _lock:
         if _meter_provider is None:
             _meter_provider = MeterProvider(
-                metric_readers=metric_readers(_shared_exporters("metrics")),
+                # Every line names its process (service.instance.id): the one metrics file
+                # of a data directory holds several processes' cumulative series.
+                metric_readers=metric_readers(_shared_exporters("metrics", include_resource=True)),
                 resource=build_resource(),
             )
             _ours.add(_meter_provider)
@@ -603,7 +614,7 @@ def _may_write_data_dir(own_dir: str | os.PathLike[str]) -> bool:
     files in the data directory: when the user chose that directory (``MCP_OTEL_DIR`` set),
     when ``own_dir`` is inside it (the component's files go there anyway), or when the
     shared pipeline writes no file at all (``MCP_OTEL_LOCAL_EXPORT=false``)."""
-    if os.environ.get("MCP_OTEL_DIR", "").strip() or not local_export_enabled():
+    if _settings.env_text("MCP_OTEL_DIR") or not local_export_enabled():
         return True
     own = Path(os.path.abspath(own_dir))
     root = Path(os.path.abspath(data_dir()))
@@ -679,10 +690,5 @@ def _otlp_only_provider(signal: str) -> Any | None:
 
 
 def env_flag(name: str, default: bool) -> bool:
-    """A boolean environment variable; unrecognised values keep the default."""
-    value = os.environ.get(name, "").strip().lower()
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
-    return default
+    """A boolean environment variable (the rule of :mod:`mcp_otel._settings`)."""
+    return _settings.env_bool(name, default)

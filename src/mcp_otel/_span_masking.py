@@ -12,7 +12,9 @@ span through untouched unless its status description or an event attribute chang
 :meth:`mcp_otel.redaction.Redactor.mask_text` / :meth:`~mcp_otel.redaction.Redactor.clean`,
 and then exports a copy built with the SDK's public ``ReadableSpan`` constructor. Span
 attributes are left as the instrumentation set them (semantic-convention values, not free
-text). It runs in the exporting thread, never on the caller's.
+text). It runs in the exporting thread, never on the caller's. Unless given a redactor, it
+applies the process's redaction policy (:func:`mcp_otel.redaction.policy`) as it is at
+export time, so secret names configured once reach spans too.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.trace import Status
 
+from mcp_otel import redaction
 from mcp_otel.redaction import Redactor
 
 __all__ = ["MaskingSpanExporter"]
@@ -34,7 +37,7 @@ class MaskingSpanExporter(SpanExporter):
 
     def __init__(self, inner: SpanExporter, redactor: Redactor | None = None) -> None:
         self._inner = inner
-        self._redactor = redactor or Redactor()
+        self._fixed = redactor
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         return self._inner.export([self._masked(span) for span in spans])
@@ -50,10 +53,11 @@ class MaskingSpanExporter(SpanExporter):
 
     def _masked(self, span: ReadableSpan) -> ReadableSpan:
         try:
+            redactor = self._fixed or redaction.policy()
             status = span.status
             description = status.description
             new_description = (
-                self._redactor.mask_text(description) if description else description
+                redactor.mask_text(description) if description else description
             )
             events = list(span.events)
             changed = new_description != description
@@ -61,7 +65,7 @@ class MaskingSpanExporter(SpanExporter):
                 attrs = dict(event.attributes or {})
                 if not attrs:
                     continue
-                cleaned = self._redactor.clean(attrs)
+                cleaned = redactor.clean(attrs)
                 if cleaned != attrs:
                     events[i] = Event(event.name, cleaned, event.timestamp)
                     changed = True

@@ -30,15 +30,15 @@ from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 from opentelemetry.trace import get_current_span
 
 from mcp_otel import _audit_processor as _ap
-from mcp_otel import _json, _lifecycle, _setup, integrity, limits, redaction
-from mcp_otel.exporters._file import make_private_dirs
+from mcp_otel import _fork, _json, _lifecycle, _settings, _setup, integrity, limits, redaction
+from mcp_otel.exporters._file import FSYNC_POLICIES, make_private_dirs
 
 __all__ = ["AuditLogger", "install_sigterm_handler"]
 
 WaitMode = Literal["written", "queued"]
 AUDIT_FILE_TEMPLATE = "mcp_audit_{date}.jsonl"
 EVENT_PREFIX = "mcp.audit."
-_SCOPE = "mcp_otel.audit"
+_SCOPE = integrity.AUDIT_SCOPE
 
 ENV_WAIT = "MCP_OTEL_AUDIT_WAIT"
 ENV_FSYNC = "MCP_OTEL_AUDIT_FSYNC"
@@ -60,34 +60,6 @@ _LIMITS_MAX_ATTRIBUTES = 1024
 # (at exit, or in a multiprocessing child). ``shutdown()`` removes it.
 _LIVE: set[AuditLogger] = set()
 _LIVE_LOCK = threading.Lock()
-
-
-def _env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-        if value > 0:
-            return value
-    except ValueError:
-        pass
-    _ap._stderr(f"mcp-otel audit: ignoring {name}={raw!r} (not a positive integer)")
-    return default
-
-
-def _env_float(name: str, default: float) -> float:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-        if value > 0:
-            return value
-    except ValueError:
-        pass
-    _ap._stderr(f"mcp-otel audit: ignoring {name}={raw!r} (not a positive number)")
-    return default
 
 
 _iso_cache: tuple[int, str] = (-1, "")
@@ -150,16 +122,6 @@ _LIMITS = LogRecordLimits(
     max_log_record_attributes=_LIMITS_MAX_ATTRIBUTES,
     max_log_record_attribute_length=LogRecordLimits.UNSET,
 )
-_PID = os.getpid()
-
-
-def _pid_after_fork() -> None:
-    global _PID
-    _PID = os.getpid()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_pid_after_fork)
 
 
 class _Session:
@@ -356,33 +318,46 @@ class AuditLogger:
         exporter_factory: Any = None,
     ) -> None:
         if log_dir is None:
-            env_dir = os.environ.get("MCP_OTEL_DIR", "").strip()
+            env_dir = _settings.env_text("MCP_OTEL_DIR")
             if not env_dir:
                 raise ValueError("log_dir is required (or set MCP_OTEL_DIR)")
             log_dir = Path(env_dir) / "audit"
         self.log_dir = Path(log_dir)
         if "\x00" in str(self.log_dir):
             raise ValueError("log_dir must not contain NUL")
-        wait = wait or os.environ.get(ENV_WAIT, "").strip().lower() or "written"  # type: ignore[assignment]
-        if wait not in ("written", "queued"):
-            raise ValueError(f"wait must be 'written' or 'queued', not {wait!r}")
+        wait = _settings.choice_setting(  # type: ignore[assignment]
+            wait, ENV_WAIT, ("written", "queued"), "written", arg="wait"
+        )
         self.wait: WaitMode = wait  # type: ignore[assignment]
         self._wait_written = wait == "written"
-        env_fsync = os.environ.get(ENV_FSYNC, "").strip().lower() or None
-        self._fsync = fsync or env_fsync  # None: the exporter's own default
+        # None: the exporter's own default (it checks an explicit value itself).
+        self._fsync = (
+            fsync if fsync is not None else _settings.env_choice(ENV_FSYNC, FSYNC_POLICIES, None)
+        )
         self._key = integrity.load_key(key)
-        self._queue_size = max_queue_size or _env_int(ENV_QUEUE_SIZE, DEFAULT_QUEUE_SIZE)
+        self._queue_size = _settings.number_setting(
+            max_queue_size, ENV_QUEUE_SIZE, DEFAULT_QUEUE_SIZE, int, minimum=1,
+            arg="max_queue_size",
+        )
         self._batch_size = max_batch_size
-        self._queue_timeout = queue_timeout or _env_float(ENV_QUEUE_TIMEOUT, DEFAULT_QUEUE_TIMEOUT)
+        # 0 is a value: never wait for room (raise at once when the queue is full).
+        self._queue_timeout = _settings.number_setting(
+            queue_timeout, ENV_QUEUE_TIMEOUT, DEFAULT_QUEUE_TIMEOUT, float, minimum=0,
+            arg="queue_timeout",
+        )
         self._retry = retry or _ap.RetryPolicy()
-        preview = preview_bytes or _env_int(ENV_PREVIEW, redaction.DEFAULT_PREVIEW_LIMIT)
+        preview = _settings.number_setting(
+            preview_bytes, ENV_PREVIEW, redaction.DEFAULT_PREVIEW_LIMIT, int, minimum=0,
+            arg="preview_bytes",
+        )
+        # Secret names given here join the process's one policy, so spans, telemetry
+        # events and error texts mask them too, not only this trail.
+        redaction.configure(secret_keys=secret_keys, allow_keys=allow_keys)
         self._redactor = redaction.Redactor(
-            secret_keys=secret_keys, allow_keys=allow_keys, preview_limit=preview,
+            preview_limit=preview,
             preview_head=min(redaction.DEFAULT_PREVIEW_HEAD, preview),
         )
-        if otlp is None:
-            otlp = os.environ.get(ENV_OTLP, "true").strip().lower() not in ("0", "false", "no")
-        self._otlp = otlp
+        self._otlp = _settings.bool_setting(otlp, ENV_OTLP, True, arg="otlp")
         self._exporter_factory = exporter_factory
         self._path_template = str(self.log_dir / AUDIT_FILE_TEMPLATE)
         # Counters never make the audit logger create files outside log_dir: no shared
@@ -563,7 +538,8 @@ class AuditLogger:
         id, counts and losses, ``ended: True``) until a new one starts."""
         sess = self._session
         ended = self._ended_session
-        if (sess is None or sess.pid != _PID) and ended is not None and ended.pid == _PID:
+        pid = _fork.pid()
+        if (sess is None or sess.pid != pid) and ended is not None and ended.pid == pid:
             sess = ended
         else:
             sess = self._current()
@@ -707,11 +683,11 @@ class AuditLogger:
 
     def _current(self) -> _Session:
         sess = self._session
-        if sess is not None and sess.pid == _PID:
+        if sess is not None and sess.pid == _fork.pid():
             return sess
         with self._lock:
             sess = self._session
-            if sess is None or sess.pid != _PID:
+            if sess is None or sess.pid != _fork.pid():
                 if sess is not None:  # forked child: a new session, a new chain
                     self.tool_call_counter = 0
                 sess = self._session = _Session(self)
@@ -832,8 +808,7 @@ def _install_process_hooks() -> None:
         mp_util.register_after_fork(_MP_AFTER_FORK_OWNER, _register_mp_finalizer)
     except Exception:  # pragma: no cover
         pass
-    if hasattr(os, "register_at_fork"):
-        os.register_at_fork(after_in_child=_after_fork_child)
+    _fork.register(_fork.COMPONENTS, after_in_child=_after_fork_child)
 
 
 def _live() -> list[AuditLogger]:

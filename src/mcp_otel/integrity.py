@@ -18,6 +18,7 @@ import hmac
 import os
 import re
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,7 +26,7 @@ from typing import Any
 
 import orjson
 
-from mcp_otel import _reader
+from mcp_otel import reader
 
 CHAIN_VERSION = "mcp-otel-audit/1"
 ALG_SHA256 = "sha256"
@@ -42,6 +43,9 @@ F_EVENT = "event"
 # Loss declaration carried by the first record written after a loss.
 F_LOST = "audit_lost"
 END_EVENT = "session_end"
+#: Instrumentation scope of the audit logger's records: how an archive's reader tells them
+#: from the other logs there (together with the chain fields, see ``_Verifier._otlp``).
+AUDIT_SCOPE = "mcp_otel.audit"
 
 #: Envelope fields of the flat log line (``mcp_otel.exporters.FLAT_LOG_ENVELOPE``) that the
 #: writer did not emit as attributes. ``timestamp`` is not here: the audit record sets its
@@ -206,7 +210,7 @@ class Chain:
 # ------------------------------------------------------------------------------------
 
 #: Finding codes. Warnings by default, errors with ``strict``.
-SOFT_CODES = frozenset({"torn_line", "no_end_record", "declared_loss"})
+SOFT_CODES = frozenset({"torn_line", "no_end_record", "declared_loss", "duplicate"})
 #: Audit files are named ``mcp_audit_{YYYYMMDD}.jsonl`` (``audit.AUDIT_FILE_TEMPLATE``),
 #: rotated ones ``mcp_audit_{YYYYMMDD}.{stamp}.jsonl[.gz]``: what ``verify DIR`` looks for
 #: below ``DIR``.
@@ -214,6 +218,17 @@ AUDIT_FILE_PREFIX = "mcp_audit_"
 #: Findings about a whole file or run: always kept with their details, past the cap.
 _ALWAYS_KEPT = frozenset({"unreadable", "too_large", "too_many_findings", "no_records",
                           "too_many_sessions"})
+#: Findings that mean a record was changed, added, moved or forged (not merely missing).
+TAMPER_CODES = frozenset({"hash_mismatch", "broken_link", "out_of_order", "after_end",
+                          "bad_end_record", "bad_alg", "unkeyed"})
+#: Findings that mean records of a session are missing (lost in transit, or deleted).
+MISSING_CODES = frozenset({"gap", "chain_start"})
+#: Session verdicts (``SessionReport.status``), worst first.
+STATUSES = ("tampered", "missing", "open", "unverified", "complete")
+#: Seq ranges kept per session (``gaps``, ``declared``); every one is counted.
+MAX_RANGES = 100
+#: Longest resource value (host, service) or timestamp kept in a report.
+_MAX_LABEL = 256
 
 
 @dataclass(frozen=True)
@@ -228,12 +243,17 @@ class VerifyLimits:
     has failed anyway, and garbage then costs milliseconds, not one step per line.
     ``max_sessions``: chains followed per run; records of further sessions still have their
     hash checked (``too_many_sessions``).
+    ``max_recent``: the last records remembered (session, seq, hash; ~250 bytes each) to
+    recognise an OTLP record that arrives again identical (``duplicate``: an exporter retried a
+    request that had in fact arrived, so an archive holds a batch twice); a copy of an
+    older record is ``out_of_order``.
     """
 
-    max_line_bytes: int = _reader.MAX_LINE_BYTES
+    max_line_bytes: int = reader.MAX_LINE_BYTES
     max_kept_findings: int = 100
     max_file_findings: int = 1000
     max_sessions: int = 50_000
+    max_recent: int = 65_536
 
 
 @dataclass
@@ -246,11 +266,27 @@ class Finding:
     line: int | None = None
     session_id: str | None = None
     severity: str = "error"
+    #: Position (1-based) of the record in its line, for OTLP lines (one batch each).
+    record: int | None = None
 
 
 @dataclass(slots=True)
 class SessionReport:
-    """What was seen of one chain."""
+    """What was seen of one chain.
+
+    ``host``/``service``: the ``service.instance.id`` (else ``host.name``) and
+    ``service.name`` of the resource its records came with (OTLP lines only; a local
+    audit file carries no resource). ``gaps``: the seq ranges ``[first, last]`` missing
+    without a declaration (``missing`` counts their records); ``declared``: the ranges the
+    writer itself declared lost (``declared_lost`` also counts records lost before they got
+    a seq). The first :data:`MAX_RANGES` ranges of each kind are kept. ``problems``: the
+    findings about this session, by code. ``status``: ``tampered`` (a record was changed,
+    added, moved or forged), ``missing`` (records absent: lost in transit or deleted),
+    ``open`` (no end record: writer still running, or it crashed, or its last records have
+    not arrived), ``unverified`` (HMAC chain, no key), else ``complete``. ``duplicates``:
+    records that arrived again identical (not counted in ``records``; one ``duplicate``
+    finding per run of them).
+    """
 
     session_id: str
     records: int = 0
@@ -260,6 +296,31 @@ class SessionReport:
     alg: str | None = None
     declared_lost: int = 0
     files: list[str] = field(default_factory=list)
+    host: str | None = None
+    service: str | None = None
+    missing: int = 0
+    gaps: list[list[int]] = field(default_factory=list)
+    declared: list[list[int]] = field(default_factory=list)
+    last_timestamp: str | None = None
+    problems: dict[str, int] = field(default_factory=dict)
+    status: str = "open"
+    duplicates: int = 0
+
+    def _range(self, ranges: list[list[int]], first: int, last: int) -> None:
+        if len(ranges) < MAX_RANGES:
+            ranges.append([first, last])
+
+    def _verdict(self) -> str:
+        codes = self.problems
+        if any(c in TAMPER_CODES for c in codes):
+            return "tampered"
+        if self.missing or any(c in MISSING_CODES for c in codes):
+            return "missing"
+        if not self.ended:
+            return "open"
+        if "key_required" in codes:
+            return "unverified"
+        return "complete"
 
 
 @dataclass
@@ -280,6 +341,10 @@ class VerifyReport:
     error_count: int = 0
     warning_count: int = 0
     counts: dict[str, int] = field(default_factory=dict)
+    #: OTLP lines read, and the log records in them that are not audit records (an
+    #: archive holds every log the Collector received).
+    otlp_lines: int = 0
+    other_records: int = 0
 
     @property
     def ok(self) -> bool:
@@ -290,12 +355,32 @@ class VerifyReport:
         """Findings counted but not kept with their details."""
         return self.error_count + self.warning_count - len(self.errors) - len(self.warnings)
 
+    def hosts(self) -> list[dict[str, Any]]:
+        """Per host (``SessionReport.host``; None for local files): its sessions, records,
+        missing and declared-lost records, and how many sessions have each status."""
+        out: dict[str | None, dict[str, Any]] = {}
+        for s in self.sessions.values():
+            h = out.get(s.host)
+            if h is None:
+                h = out[s.host] = {"host": s.host, "service": s.service, "sessions": 0,
+                                   "records": 0, "missing": 0, "declared_lost": 0,
+                                   "status": {}}
+            h["sessions"] += 1
+            h["records"] += s.records
+            h["missing"] += s.missing
+            h["declared_lost"] += s.declared_lost
+            h["status"][s.status] = h["status"].get(s.status, 0) + 1
+        return sorted(out.values(), key=lambda h: (h["host"] is not None, h["host"] or ""))
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "ok": self.ok,
             "strict": self.strict,
             "files": self.files,
             "lines": self.lines,
+            "otlp_lines": self.otlp_lines,
+            "other_records": self.other_records,
+            "hosts": self.hosts(),
             "sessions": [asdict(s) for s in self.sessions.values()],
             "error_count": self.error_count,
             "warning_count": self.warning_count,
@@ -311,11 +396,12 @@ class _Tail:
     seq: int
     hash: str
     ended: bool = False
+    in_duplicates: bool = False  # the session's last record read was a duplicate
 
 
 def is_audit_file_name(name: str) -> bool:
     """A name the audit logger gives its files (``mcp_audit_*.jsonl``, ``.jsonl.gz``)."""
-    return name.startswith(AUDIT_FILE_PREFIX) and _reader.is_jsonl_name(name)
+    return name.startswith(AUDIT_FILE_PREFIX) and reader.is_jsonl_name(name)
 
 
 def expand_paths(paths: Iterable[str | os.PathLike[str]],
@@ -330,9 +416,12 @@ def expand_paths(paths: Iterable[str | os.PathLike[str]],
     ``FileNotFoundError`` for a missing path; a directory that cannot be listed goes to
     ``on_error`` (default: raised).
     """
-    return _reader.find_files(paths, below=is_audit_file_name, on_error=on_error)
+    return reader.find_files(paths, below=is_audit_file_name, on_error=on_error)
 
 
+_CHAIN_KEYS = frozenset({F_SESSION, F_SEQ, F_HASH})
+#: Findings that do not count towards giving up on a file: a healthy file can hold many.
+_NOT_GIVING_UP = frozenset({"declared_loss", "duplicate"})
 _STRUCTURAL = re.compile(r'["{}\[\]]')
 _STRING_STOP = re.compile(r'["\\]')
 #: Deeper nesting than this is no record mcp-otel wrote (orjson reads at most 1024 levels).
@@ -453,6 +542,15 @@ class _Verifier:
         self.kept = 0  # findings kept for it (or, after the files, for the run)
         self.found = 0  # findings in it that count towards giving up on it
         self.records = 0  # audit records in it
+        self.file_otlp = False  # it holds OTLP lines (an archive: other logs are expected)
+        self.total_records = 0
+        self.index: int | None = None  # the record's position in an OTLP line
+        self._resource: dict[str, Any] | None = None
+        self.host: str | None = None  # of the record being checked
+        self.service: str | None = None
+        # Oldest first (see max_recent). An OrderedDict: popping a plain dict's first key
+        # again and again scans the deleted slots before it, a cost that grows with the run.
+        self.recent: OrderedDict[tuple[str, int], str] = OrderedDict()
 
     def add(self, code: str, message: str, line: int | None = None,
             session: str | None = None, *, path: str | None = None) -> None:
@@ -463,14 +561,18 @@ class _Verifier:
             report.warning_count += 1
         else:
             report.error_count += 1
-        if code != "declared_loss":
+        if code not in _NOT_GIVING_UP:
             self.found += 1
+        if session is not None:
+            sess = report.sessions.get(session)
+            if sess is not None:
+                sess.problems[code] = sess.problems.get(code, 0) + 1
         if code not in _ALWAYS_KEPT:  # those are few, and say why the rest is missing
             if self.kept >= self.limits.max_kept_findings:
                 return
             self.kept += 1
         f = Finding(code, message, path or self.path, line, session,
-                    "warning" if soft else "error")
+                    "warning" if soft else "error", self.index)
         (report.warnings if soft else report.errors).append(f)
 
     def unlistable(self, exc: OSError) -> None:
@@ -480,7 +582,8 @@ class _Verifier:
     def verify_file(self, path: Path, name: str) -> None:
         """Stream one file line by line (memory stays flat however large it is)."""
         self.path, self.kept, self.found, self.records = name, 0, 0, 0
-        lines = _reader.read_lines(path, max_line_bytes=self.limits.max_line_bytes)
+        self.file_otlp = False
+        lines = reader.read_lines(path, max_line_bytes=self.limits.max_line_bytes)
         lineno = 0
         failed = False
         try:
@@ -492,12 +595,12 @@ class _Verifier:
                              "the rest of the file was not read", lineno)
                     break
         except OSError as exc:
-            code = "too_large" if isinstance(exc, _reader.ReadLimitError) else "unreadable"
+            code = "too_large" if isinstance(exc, reader.ReadLimitError) else "unreadable"
             self.add(code, f"cannot read file: {exc.strerror or exc}")
             failed = True
         finally:
             lines.close()
-        if not self.records and not failed:
+        if not self.records and not failed and not self.file_otlp:
             self.add("no_records", "file holds no audit record" if not lineno else
                      f"no audit record in the {lineno} line(s) read")
 
@@ -511,6 +614,11 @@ class _Verifier:
         if not raw.strip():
             if raw:
                 self.add("blank_line", "line holds only whitespace", lineno)
+            return
+        if raw.startswith((b'{"resourceSpans"', b'{"resourceMetrics"')):
+            # The archive's traces and metrics: no audit record there, and not worth parsing.
+            self.report.otlp_lines += 1
+            self.file_otlp = True
             return
         try:
             rec = orjson.loads(raw)
@@ -527,7 +635,56 @@ class _Verifier:
         if not isinstance(rec, dict):
             self.add("not_audit", "line is not a JSON object", lineno)
             return
+        if reader.is_otlp_line(rec):
+            self._otlp(rec, lineno, terminated)
+            return
+        res = rec.get("resource")
+        self._host(res if isinstance(res, dict) else None)
         self._record(rec, lineno, terminated)
+
+    def _host(self, resource: dict[str, Any] | None) -> None:
+        """Take host and service from the resource of the records that follow."""
+        if resource is self._resource:
+            return
+        self._resource = resource
+        if resource is None:
+            self.host = self.service = None
+            return
+        inst = resource.get("service.instance.id")
+        name = resource.get("host.name")
+        svc = resource.get("service.name")
+        host = inst if isinstance(inst, str) else name if isinstance(name, str) else None
+        self.host = host[:_MAX_LABEL] if host else None
+        self.service = svc[:_MAX_LABEL] if isinstance(svc, str) else None
+
+    def _otlp(self, doc: dict[str, Any], lineno: int, terminated: bool) -> None:
+        """An OTLP/JSON line (the Collector's archive or the ``otlp`` format): one batch of
+        log records. Audit records (the audit scope, or the chain fields) are checked
+        exactly like flat lines, from their decoded attributes; other logs are counted."""
+        self.report.otlp_lines += 1
+        self.file_otlp = True
+        if not terminated:
+            self.add("torn_line", "last line lacks its newline (write cut short)", lineno)
+        index = 0
+        try:
+            for log in reader.otlp_logs(doc):
+                index = self.index = log.index
+                if log.scope != AUDIT_SCOPE and not log.attribute_keys() >= _CHAIN_KEYS:
+                    self.report.other_records += 1
+                    continue
+                try:
+                    attrs = reader.otlp_attributes(log)
+                except reader.OtlpError as exc:
+                    self.add("bad_otlp", f"audit record {index} of the line: {exc}", lineno)
+                    continue
+                self._host(log.resource)
+                self._record(attrs, lineno, True)
+        except reader.OtlpError as exc:
+            self.index = None
+            self.add("bad_otlp", f"line breaks the OTLP/JSON mapping after its record {index}:"
+                     f" {exc} (the rest of the line was not read)", lineno)
+        finally:
+            self.index = None
 
     def _session(self, sid: str, alg: Any) -> SessionReport | None:
         """The session's report, created if there is room; None past ``max_sessions``."""
@@ -541,7 +698,8 @@ class _Verifier:
                              "sessions: the chains of further sessions are not followed "
                              "(their records' hashes are still checked)", session=sid)
                 return None
-            sess = sessions[sid] = SessionReport(session_id=sid, alg=alg)
+            sess = sessions[sid] = SessionReport(session_id=sid, alg=alg, host=self.host,
+                                                 service=self.service)
         if not sess.files or sess.files[-1] != self.path:
             sess.files.append(self.path)  # type: ignore[arg-type]
         return sess
@@ -558,6 +716,7 @@ class _Verifier:
                      sid if isinstance(sid, str) else None)
             return
         self.records += 1
+        self.total_records += 1
         add = self.add
         sess = self._session(sid, alg)
         if not terminated:
@@ -606,9 +765,12 @@ class _Verifier:
                 if isinstance(loss, dict) and loss.get("seq_first") == 1 \
                         and loss.get("seq_last") == seq - 1 and prev == genesis_hash(sid):
                     sess.declared_lost += seq - 1
+                    sess._range(sess.declared, 1, seq - 1)
                     add("declared_loss", f"seq 1..{seq - 1} ({seq - 1} records) were lost by "
                         f"the writer and declared in seq {seq}", lineno, sid)
                 else:
+                    sess.missing += seq - 1
+                    sess._range(sess.gaps, 1, seq - 1)
                     add("chain_start", f"chain starts at seq {seq}: records 1..{seq - 1} are "
                         "missing (pass the earlier files too?)", lineno, sid)
             elif prev != genesis_hash(sid):
@@ -617,6 +779,22 @@ class _Verifier:
             tail = self.tails[sid] = _Tail(seq=seq, hash=digest)
             self._accept(tail, sess, rec, seq, lineno)
             return
+        if seq <= tail.seq and self.index is not None \
+                and self.recent.get((sid, seq)) == digest:
+            # In an OTLP line, a record seen before, identical (same hash; its hash was
+            # checked above): a batch delivered twice (an exporter retried a request that
+            # had arrived; OTLP delivery is at-least-once). Nothing is lost or changed, and
+            # the chain goes on from its tail. One finding per run of copies, so a re-sent
+            # batch of thousands is one line of report. The audit logger never writes a
+            # record twice to its own file: there, a copy is ``out_of_order``.
+            sess.duplicates += 1
+            if not tail.in_duplicates:
+                tail.in_duplicates = True
+                add("duplicate", f"seq {seq} arrives again, identical to the copy already "
+                    "seen (a batch delivered twice?); the session's duplicates are counted "
+                    "in its report", lineno, sid)
+            return
+        tail.in_duplicates = False
         if tail.ended:
             add("after_end", f"seq {seq} appears after the session's end record", lineno, sid)
         if seq == tail.seq + 1:
@@ -630,11 +808,16 @@ class _Verifier:
             if declared and prev == tail.hash:
                 n = seq - tail.seq - 1
                 sess.declared_lost += n
+                sess._range(sess.declared, tail.seq + 1, seq - 1)
                 add("declared_loss", f"seq {tail.seq + 1}..{seq - 1} ({n} records) were lost "
                     f"by the writer and declared in seq {seq}", lineno, sid)
             else:
-                add("gap", f"seq {tail.seq + 1}..{seq - 1} missing before seq {seq} "
-                    "(lines deleted or moved)", lineno, sid)
+                sess.missing += seq - tail.seq - 1
+                sess._range(sess.gaps, tail.seq + 1, seq - 1)
+                why = "lines deleted or moved" if self.index is None else \
+                    "never arrived: lost in transit, or deleted"
+                add("gap", f"seq {tail.seq + 1}..{seq - 1} missing before seq {seq} ({why})",
+                    lineno, sid)
         else:
             add("out_of_order", f"seq {seq} after seq {tail.seq} (lines inserted, moved or "
                 "swapped)", lineno, sid)
@@ -644,9 +827,16 @@ class _Verifier:
 
     def _accept(self, tail: _Tail, sess: SessionReport, rec: dict[str, Any], seq: int,
                 lineno: int) -> None:
+        recent = self.recent
+        recent[(sess.session_id, seq)] = rec[F_HASH]
+        if len(recent) > self.limits.max_recent:
+            recent.popitem(last=False)
         sess.records += 1
         sess.first_seq = seq if sess.first_seq is None else min(sess.first_seq, seq)
         sess.last_seq = seq if sess.last_seq is None else max(sess.last_seq, seq)
+        ts = rec.get("timestamp")
+        if isinstance(ts, str) and len(ts) <= _MAX_LABEL:
+            sess.last_timestamp = ts
         if rec.get(F_EVENT) == END_EVENT:
             tail.ended = True
             if rec.get("records") != seq:
@@ -667,3 +857,8 @@ class _Verifier:
             if not tail.ended:
                 self.add("no_end_record", f"session has no end record after seq {tail.seq} "
                          "(writer still running, crashed, or file cut)", None, sid)
+        if self.report.otlp_lines and not self.total_records:
+            self.add("no_records", f"no audit record in the {self.report.otlp_lines} OTLP "
+                     "line(s) read")
+        for sess in self.report.sessions.values():
+            sess.status = sess._verdict()

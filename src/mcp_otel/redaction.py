@@ -39,16 +39,16 @@ from __future__ import annotations
 import base64
 import datetime as _dt
 import math
-import os
 import re
 import string
+import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
-from mcp_otel import _json, limits
+from mcp_otel import _json, _settings, limits
 
 MASK = "***MASKED***"
 
@@ -323,14 +323,54 @@ class RedactedValue:
     truncated: bool
 
 
+_POLICY_LOCK = threading.Lock()
+_configured_secret: frozenset[str] = frozenset()
+_configured_allow: frozenset[str] = frozenset()
+_policy: Redactor | None = None
+
+
+def configure(*, secret_keys: Iterable[str] = (), allow_keys: Iterable[str] = ()) -> None:
+    """Add key names to the process's one redaction policy.
+
+    Why one policy: a secret named once (``AuditLogger(secret_keys=...)``, this function,
+    ``MCP_OTEL_REDACT_KEYS``) must be masked by every sink, not only by the one it was
+    given to: the audit trail, telemetry events, span attributes, status and exception
+    events, and the error texts the instrumentation records. Names are only ever added;
+    every redactor built afterwards, and :func:`policy`, includes them.
+    """
+    global _configured_secret, _configured_allow, _policy
+    secret = {k for k in secret_keys if k}
+    allow = {k for k in allow_keys if k}
+    if not secret and not allow:
+        return
+    with _POLICY_LOCK:
+        _configured_secret = _configured_secret | secret
+        _configured_allow = _configured_allow | allow
+        _policy = None
+
+
+def policy() -> Redactor:
+    """The process's redactor (defaults, environment, :func:`configure`d names); the one
+    the sinks without preview settings of their own use."""
+    global _policy
+    current = _policy
+    if current is None:
+        with _POLICY_LOCK:
+            if _policy is None:
+                _policy = Redactor()
+            current = _policy
+    return current
+
+
 @dataclass
 class Redactor:
-    """Masks secrets and encodes values safely; one instance per :class:`AuditLogger`.
+    """Masks secrets and encodes values safely.
 
     ``secret_keys`` / ``allow_keys`` extend (not replace) the defaults, as do the
     environment variables ``MCP_OTEL_REDACT_KEYS`` and ``MCP_OTEL_REDACT_ALLOW``
-    (comma-separated). Each entry is normalised like a key, so ``"sessionId"`` and
-    ``"session_id"`` are the same entry; a one-part entry is a secret *part*.
+    (comma-separated) and the process policy (:func:`configure`). Each entry is normalised
+    like a key, so ``"sessionId"`` and ``"session_id"`` are the same entry; a one-part
+    entry is a secret *part*.
     """
 
     secret_keys: Iterable[str] = ()
@@ -345,10 +385,10 @@ class Redactor:
     _colon_key_re: re.Pattern[str] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        extra = {"_".join(key_parts(k)) for k in self.secret_keys if k}
-        extra |= _split_env_list(os.environ.get("MCP_OTEL_REDACT_KEYS"))
-        allow = {"_".join(key_parts(k)) for k in self.allow_keys if k}
-        allow |= _split_env_list(os.environ.get("MCP_OTEL_REDACT_ALLOW"))
+        extra = {"_".join(key_parts(k)) for k in (*self.secret_keys, *_configured_secret) if k}
+        extra |= _split_env_list(_settings.env_text("MCP_OTEL_REDACT_KEYS"))
+        allow = {"_".join(key_parts(k)) for k in (*self.allow_keys, *_configured_allow) if k}
+        allow |= _split_env_list(_settings.env_text("MCP_OTEL_REDACT_ALLOW"))
         self._parts = DEFAULT_SECRET_PARTS | {k for k in extra if "_" not in k}
         self._compounds = DEFAULT_SECRET_KEYS | {k for k in extra if "_" in k}
         self._allow = DEFAULT_ALLOW_KEYS | allow

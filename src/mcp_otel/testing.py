@@ -33,7 +33,6 @@ whichever captures are open and costs nothing otherwise.
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 import tempfile
 import threading
@@ -94,32 +93,6 @@ class _Fanout(SpanProcessor):
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         del timeout_millis
         return True
-
-
-_ENV_LOCK = threading.Lock()
-
-
-@contextlib.contextmanager
-def _flat_jsonl_format() -> Iterator[None]:
-    """``MCP_OTEL_JSONL_FORMAT=flat`` while the capture's telemetry exporters are built.
-
-    Why: the capture owns its files and reads them back as flat lines, whatever format a
-    deployment chose for its own files (``otlp`` made ``capture()`` raise ``KeyError``).
-    The emitter takes no format argument; its exporters resolve the variable once, when
-    they are built, so the override lasts only for that and is then put back.
-    """
-    from mcp_otel.exporters._config import ENV_FORMAT
-
-    with _ENV_LOCK:
-        previous = os.environ.get(ENV_FORMAT)
-        os.environ[ENV_FORMAT] = "flat"
-        try:
-            yield
-        finally:
-            if previous is None:
-                os.environ.pop(ENV_FORMAT, None)
-            else:
-                os.environ[ENV_FORMAT] = previous
 
 
 _FANOUTS: dict[int, tuple[SdkTracerProvider, _Fanout]] = {}
@@ -186,8 +159,11 @@ class Capture:
         if self._telemetry is None:
             from mcp_otel.telemetry import TelemetryEmitter
 
-            with _flat_jsonl_format():
-                self._telemetry = TelemetryEmitter(output_dir=self.directory / "telemetry")
+            # The capture reads its files back as flat lines, whatever format a deployment
+            # chose for its own (MCP_OTEL_JSONL_FORMAT=otlp made capture() raise KeyError).
+            self._telemetry = TelemetryEmitter(
+                output_dir=self.directory / "telemetry", format="flat"
+            )
         return self._telemetry
 
     @property
@@ -271,7 +247,7 @@ class Capture:
                 shutil.rmtree(self.directory, ignore_errors=True)
 
     def _read_back(self) -> None:
-        from mcp_otel._reader import metric_attributes, read_records
+        from mcp_otel.reader import metric_attributes, read_records
 
         for path in sorted((self.directory / "audit").glob("*.jsonl")):
             self.audit_records.extend(read_records(path))

@@ -145,7 +145,7 @@ async def test_records_waiting_for_room_at_shutdown_go_to_the_next_session(
         if len(old.processor._room_waiters) == 3:
             break
         await asyncio.sleep(0)
-    assert len(old.processor._room_waiters) == 3 and len(old.processor._queue) == 2
+    assert len(old.processor._room_waiters) == 3 and old.processor.queued() == 2
     closer = threading.Thread(target=a.shutdown)
     closer.start()
     await asyncio.to_thread(_wait_for, lambda: not old.processor._accepting)

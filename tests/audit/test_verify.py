@@ -479,9 +479,9 @@ def test_gzip_past_its_decompressed_cap_is_an_error(chain_file: Path, tmp_path: 
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """The cap is max(GZIP_MIN_BYTES, 100 x the compressed size); lowered here so that a
     small file shows it (test_bounded_reading has the real 1 GiB case)."""
-    from mcp_otel import _reader
+    from mcp_otel import reader
 
-    monkeypatch.setattr(_reader, "GZIP_MIN_BYTES", 4 << 20)
+    monkeypatch.setattr(reader, "GZIP_MIN_BYTES", 4 << 20)
     data = chain_file.read_bytes()
     gz = _write(tmp_path / "mcp_audit_20261127.jsonl.gz",
                 [gzip.compress(data + b"\n" * (8 << 20), mtime=0)])

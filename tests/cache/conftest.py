@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, tzinfo
 from pathlib import Path
-from typing import Any
 
 import pytest
 from opentelemetry.sdk.metrics import MeterProvider
@@ -17,8 +14,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import NoOpTracerProvider
 
-from mcp_otel import cache as cache_module
 from mcp_otel.cache import DiscoveryCache
+from tests.cache._clock import Clock
 
 
 @dataclass
@@ -91,34 +88,6 @@ def make_cache(cache_dir: Path, telemetry: Telemetry) -> Callable[..., Discovery
     return make
 
 
-class Clock:
-    """The wall clock the cache module reads (``time.time``, ``datetime.now``), held still
-    until a test moves it: an entry is then live until the test says the TTL has passed,
-    however slowly a loaded machine runs the code in between."""
-
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def move_to(self, timestamp: float) -> None:
-        self.now = timestamp
-
-    def time(self) -> float:
-        return self.now
-
-    def __getattr__(self, name: str) -> Any:  # the rest of the time module, unchanged
-        return getattr(time, name)
-
-
 @pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
-    """Replaces the clock of ``mcp_otel.cache`` (only) for one test."""
-    fake = Clock()
-
-    class _Datetime(datetime):
-        @classmethod
-        def now(cls, tz: tzinfo | None = None) -> datetime:  # type: ignore[override]
-            return datetime.fromtimestamp(fake.now, tz)
-
-    monkeypatch.setattr(cache_module, "time", fake)
-    monkeypatch.setattr(cache_module, "datetime", _Datetime)
-    return fake
+def clock() -> Clock:
+    return Clock()

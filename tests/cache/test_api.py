@@ -6,6 +6,7 @@ import hashlib
 import inspect
 import os
 import stat
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -41,6 +42,11 @@ def _osiris_ids(conn: str, comp: str, samples: int, idem: str | None) -> tuple[s
 def test_signatures_keep_osiris_positional_order() -> None:
     params = list(inspect.signature(DiscoveryCache).parameters)
     assert params[:2] == ["cache_dir", "default_ttl_hours"]
+    # What mcp-otel adds is keyword-only, so Osiris' positional calls mean what they meant.
+    extra = [inspect.signature(DiscoveryCache).parameters[p] for p in params[2:]]
+    assert [p.name for p in extra] == ["tracer_provider", "meter_provider", "clock"]
+    assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in extra)
+    assert extra[-1].default is time.time
     get = list(inspect.signature(DiscoveryCache.get).parameters)
     assert get == ["self", "connection", "component", "samples", "idempotency_key"]
     set_ = list(inspect.signature(DiscoveryCache.set).parameters)

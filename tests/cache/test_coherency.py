@@ -6,24 +6,20 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import os
+import stat
 import sys
-import time
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import orjson
 import pytest
+from opentelemetry.metrics import NoOpMeterProvider
+from opentelemetry.trace import NoOpTracerProvider
 
 from mcp_otel import _json
 from mcp_otel.cache import DiscoveryCache
 from mcp_otel.limits import MAX_CACHE_ID_CHARS
-
-
-def _spin_until(ts: float) -> None:
-    """Wait for the clock (not for another thread): TTL expiry is defined by the clock."""
-    deadline = time.monotonic() + 5
-    while time.time() < ts:
-        assert time.monotonic() < deadline
+from tests.cache._clock import Clock
 
 
 def _expires(entry: dict) -> float:
@@ -34,15 +30,21 @@ def _entry_file(cache_dir: Path, disc: str) -> Path:
     return cache_dir / f"{disc}.json"
 
 
-async def test_report_scenario_memory_deleted_disk_stale(make_cache, cache_dir, telemetry) -> None:
+async def test_report_scenario_memory_deleted_disk_stale(
+    make_cache, cache_dir, telemetry, clock
+) -> None:
     """RC-004: a process dropped an expired entry from memory and died before the disk;
     the expired file left behind must not be served, and must be removed."""
-    writer = make_cache()
-    disc = await writer.set("conn", "comp", 0, {"v": "old"}, None, timedelta(milliseconds=30))
-    raw = _entry_file(cache_dir, disc).read_bytes()
-    _spin_until(_expires(orjson.loads(raw)))
+    writer = make_cache(clock=clock)
+    disc = await writer.set("conn", "comp", 0, {"v": "old"}, None, timedelta(seconds=30))
+    expires = _expires(orjson.loads(_entry_file(cache_dir, disc).read_bytes()))
+    assert expires == pytest.approx(clock.now + 30, abs=1e-6)  # the TTL runs on this clock
+    clock.move_to(expires - 0.001)  # a millisecond before expiry: still served, both tiers
+    assert (await make_cache(clock=clock).get("conn", "comp"))["data"] == {"v": "old"}
+    assert (await writer.get("conn", "comp"))["data"] == {"v": "old"}
+    clock.move_to(expires)
     # The crashed process' leftovers: an expired but well-formed file; a fresh process.
-    reader = make_cache()
+    reader = make_cache(clock=clock)
     assert await reader.get("conn", "comp") is None
     assert not _entry_file(cache_dir, disc).exists()
     span = telemetry.finished("cache.get")[-1]
@@ -54,8 +56,8 @@ async def test_report_scenario_memory_deleted_disk_stale(make_cache, cache_dir, 
 
 
 async def test_expiry_removes_both_tiers(make_cache, cache_dir, telemetry, clock) -> None:
-    cache = make_cache()
-    disc = await cache.set("conn", "comp", 0, {"v": 1}, None, timedelta(milliseconds=30))
+    cache = make_cache(clock=clock)
+    disc = await cache.set("conn", "comp", 0, {"v": 1}, None, timedelta(seconds=30))
     assert (await cache.get("conn", "comp"))["data"] == {"v": 1}  # the clock has not moved
     clock.move_to(_expires(orjson.loads(_entry_file(cache_dir, disc).read_bytes())))
     assert await cache.get("conn", "comp") is None
@@ -177,14 +179,19 @@ async def test_unremovable_entry_is_a_miss_not_an_error(make_cache, cache_dir) -
 
 
 async def test_clear_expired_removes_expired_corrupt_and_keeps_fresh(
-    make_cache, cache_dir, telemetry
+    make_cache, cache_dir, telemetry, clock
 ) -> None:
-    cache = make_cache()
+    cache = make_cache(clock=clock)
     await cache.set("conn", "fresh", 0, {"v": 1})
-    short = await cache.set("conn", "short", 0, {"v": 2}, None, timedelta(milliseconds=20))
+    short = await cache.set("conn", "short", 0, {"v": 2}, None, timedelta(seconds=20))
     bad = await cache.set("conn", "bad", 0, {"v": 3})
     _entry_file(cache_dir, bad).write_bytes(b"{")
-    _spin_until(_expires(orjson.loads(_entry_file(cache_dir, short).read_bytes())))
+    assert await cache.clear_expired() == 1  # only the corrupt one: nothing has expired
+    assert cache.get_cache_stats()["expired_entries"] == 0
+    clock.move_to(_expires(orjson.loads(_entry_file(cache_dir, short).read_bytes())))
+    assert cache.get_cache_stats()["expired_entries"] == 1  # the memory copy of "short"
+    bad = await cache.set("conn", "bad", 0, {"v": 3})
+    _entry_file(cache_dir, bad).write_bytes(b"{")
     assert await cache.clear_expired() == 2
     assert sorted(p.name for p in cache_dir.glob("disc_*")) == [
         f"{(await cache.get('conn', 'fresh'))['discovery_id']}.json"
@@ -307,21 +314,90 @@ async def test_many_threads_one_instance_exact_counts(make_cache, telemetry) -> 
     assert requests[("hit", "disk")] == 0
 
 
-async def test_entry_expiring_between_get_and_revalidation_is_not_returned(make_cache) -> None:
-    cache = make_cache(traced=False)
-    for i in range(50):
-        await cache.set("conn", "comp", 0, {"i": i}, None, timedelta(milliseconds=2))
-        t0 = time.time()
-        entry = await cache.get("conn", "comp")
-        if entry is not None:
-            assert _expires(entry) > t0
-    _spin_until(time.time() + 0.003)
-    assert await cache.get("conn", "comp") is None
+class _SteppingClock(Clock):
+    """A clock that moves ``step`` seconds at every reading: time passes inside the
+    cache's own code, between its checks, at a point the test chooses by the TTL."""
+
+    def __init__(self, step: float) -> None:
+        super().__init__()
+        self.step = step
+
+    def __call__(self) -> float:
+        self.now += self.step
+        return self.now
 
 
-def test_constructor_is_sync_and_cheap(cache_dir) -> None:
-    DiscoveryCache(cache_dir)
-    assert datetime.now(UTC)  # no event loop needed
+async def test_entry_expiring_during_a_get_is_never_returned(make_cache) -> None:
+    """With the clock moving 1 ms per reading, TTLs of 1..40 ms make the entry expire at
+    every reading of ``set`` and ``get`` in turn, in the memory tier (the writer) and on
+    disk (a reader with no memory copy). An entry is served only if it had not expired
+    when the ``get`` began."""
+    clock = _SteppingClock(step=0.001)
+    writer = make_cache(traced=False, clock=clock)
+    outcomes: dict[str, set[bool]] = {"memory": set(), "disk": set()}
+    for ttl_ms in range(1, 41):
+        comp = f"comp{ttl_ms}"
+        await writer.set("conn", comp, 0, {"ttl_ms": ttl_ms}, None,
+                         timedelta(milliseconds=ttl_ms))
+        for tier, cache in (("memory", writer), ("disk", make_cache(traced=False, clock=clock))):
+            began = clock.now
+            entry = await cache.get("conn", comp)
+            outcomes[tier].add(entry is not None)
+            if entry is not None:
+                assert entry["data"] == {"ttl_ms": ttl_ms}
+                assert _expires(entry) > began, (tier, ttl_ms)
+    # Both answers happened in both tiers: the expiry point really moved across the checks.
+    assert outcomes == {"memory": {False, True}, "disk": {False, True}}
+    clock.advance(0.041)  # past every TTL
+    for ttl_ms in range(1, 41):
+        assert await writer.get("conn", f"comp{ttl_ms}") is None
+    assert writer.get_cache_stats()["disk_files"] == 0  # each expired file was removed
+
+
+def test_constructor_needs_no_event_loop_and_prepares_the_directory(cache_dir) -> None:
+    with pytest.raises(RuntimeError):
+        asyncio.get_running_loop()  # the test really runs outside any event loop
+    cache = DiscoveryCache(cache_dir, tracer_provider=NoOpTracerProvider(),
+                           meter_provider=NoOpMeterProvider())
+    state = cache_dir / ".mcp_otel"
+    assert stat.S_IMODE(cache_dir.stat().st_mode) == 0o700
+    assert stat.S_IMODE(state.stat().st_mode) == 0o700
+    generations = state / "generations"
+    assert stat.S_IMODE(generations.stat().st_mode) == 0o600
+    assert generations.stat().st_size == 4096 * 8  # the shared counters, all slots
+    assert cache.get_cache_stats() == {
+        "memory_entries": 0, "expired_entries": 0, "disk_files": 0, "disk_size_bytes": 0,
+        "cache_directory": str(cache_dir),
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("clock", [None, "not a clock", 3.0])
+def test_a_clock_that_is_not_callable_is_a_clear_error(cache_dir, clock) -> None:
+    with pytest.raises(TypeError, match="clock must be a callable"):
+        DiscoveryCache(cache_dir, clock=clock)
+
+
+_NO_TIMES = [float("nan"), float("inf"), 1e300, "noon", True, None]
+
+
+@pytest.mark.parametrize("reading", _NO_TIMES)
+def test_a_clock_that_gives_no_time_is_refused_at_construction(cache_dir, reading) -> None:
+    with pytest.raises(ValueError, match=r"clock returned '.*', not seconds since the epoch"):
+        DiscoveryCache(cache_dir, clock=lambda: reading)
+
+
+@pytest.mark.parametrize("reading", _NO_TIMES)
+async def test_a_clock_that_stops_giving_time_fails_set_clearly(
+    make_cache, cache_dir, clock, reading
+) -> None:
+    cache = make_cache(traced=False, clock=lambda: clock.now)
+    await cache.set("conn", "good", 0, {"v": 1})
+    clock.now = reading
+    with pytest.raises(ValueError, match=r"clock returned '.*', not seconds since the epoch"):
+        await cache.set("conn", "comp", 0, {"v": 1})
+    assert [p.name for p in cache_dir.glob("disc_*")] == [  # nothing half-written
+        f"{(await make_cache(traced=False).get('conn', 'good'))['discovery_id']}.json"
+    ]
 
 
 async def test_cache_directory_removed_under_running_caches(make_cache, cache_dir) -> None:

@@ -20,7 +20,8 @@ import pytest
 from mcp_otel.cache import DiscoveryCache
 
 if TYPE_CHECKING:
-    from tests.cache.conftest import Clock, Telemetry
+    from tests.cache._clock import Clock
+    from tests.cache.conftest import Telemetry
 
 
 def _set_before_first_reap(
@@ -54,9 +55,9 @@ async def test_expired_entry_replaced_before_its_reap_is_served_fresh(
     clock: Clock,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    old_writer, fresh_writer = make_cache(), make_cache()
+    old_writer, fresh_writer = make_cache(clock=clock), make_cache(clock=clock)
     disc = await old_writer.set("conn", "comp", 0, {"v": "old"}, None, timedelta(seconds=30))
-    reader = make_cache()
+    reader = make_cache(clock=clock)
     if tier == "memory":
         assert (await reader.get("conn", "comp"))["data"] == {"v": "old"}  # now in memory
     clock.move_to(_expiry(cache_dir, disc))  # the old entry has just expired

@@ -14,7 +14,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from mcp_otel import cache as cache_module
+from mcp_otel.cache import _identity as identity_module
 
 # Pairs of requests that were one entry under Osiris' ``|``-joined derivation.
 COLLIDING = [
@@ -58,7 +58,7 @@ async def test_requests_that_osiris_merged_are_separate_entries(
 
 def _collide_everything(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every request hashes alike: a 64-bit collision of the truncated ids, made certain."""
-    monkeypatch.setattr(cache_module, "_digests", lambda *_: ("0" * 16, "1" * 16))
+    monkeypatch.setattr(identity_module, "_digests", lambda *_: ("0" * 16, "1" * 16))
 
 
 async def test_get_checks_the_stored_identity_in_both_tiers(

@@ -8,6 +8,7 @@ import select
 import signal
 import subprocess
 import sys
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -48,6 +49,7 @@ def _assert_only_valid_entries(cache_dir: Path) -> None:
 def test_two_processes_hammering_never_see_expired_or_superseded(tmp_path: Path) -> None:
     cache_dir = tmp_path / "cache"
     DiscoveryCache(cache_dir, tracer_provider=NoOpTracerProvider())
+    now = _CTX.Value("d", time.time())  # the cache's clock in every process (_workers.hammer)
     version = _CTX.Value("q", 0)
     floor = _CTX.Array("q", len(_workers.KEYS))
     locks = [_CTX.Lock() for _ in _workers.KEYS]
@@ -56,7 +58,8 @@ def test_two_processes_hammering_never_see_expired_or_superseded(tmp_path: Path)
     procs = [
         _CTX.Process(
             target=_workers.hammer,
-            args=(str(cache_dir), i, i == 1, 3, 4000, 3.0, version, floor, locks, barrier, queue),
+            args=(str(cache_dir), i, i == 1, 3, 4000, 3.0, now, version, floor, locks, barrier,
+                  queue),
         )
         for i in range(2)
     ]
@@ -82,6 +85,7 @@ def test_two_processes_hammering_never_see_expired_or_superseded(tmp_path: Path)
         for name in ("expired", "stale_dropped", "disk_evicted", "memory_evicted")
     }
     assert all(v > 0 for v in total.values()), total
+    assert total["expired"] >= 20, total  # the shared clock expires entries on any machine
     assert sum(r["requests"]["hit/memory"] for r in results) > 50
     assert sum(r["requests"]["hit/disk"] for r in results) > 10
     _assert_only_valid_entries(cache_dir)

@@ -344,55 +344,6 @@ def test_instrument_rejects_what_is_not_an_mcp_server(tmp_path: Path) -> None:
         assert expected in message
 
 
-def test_threads_each_with_their_own_event_loop_exact_counts() -> None:
-    """One instrumented server, 4 threads x (own event loop) x 3 clients x 10 calls."""
-    import threading
-
-    server = _fastmcp()
-    threads_n, clients, per_client = 4, 3, 10
-    cids: list[str] = []
-    lock = threading.Lock()
-    failures: list[BaseException] = []
-
-    async def one(t: int, c: int) -> None:
-        async with Client(server, mode="legacy" if c % 2 else "auto") as client:
-            for n in range(per_client):
-                r = await client.call_tool("add", {"a": t, "b": c * 100 + n})
-                assert r.structured_content == {"result": t + c * 100 + n}
-                with lock:
-                    cids.append(r.meta["correlation_id"])
-
-    def worker(t: int) -> None:
-        async def main() -> None:
-            await asyncio.gather(*(one(t, c) for c in range(clients)))
-
-        try:
-            asyncio.run(main())
-        except BaseException as exc:
-            failures.append(exc)
-
-    with capture() as cap:
-        handle = cap.instrument(server)
-        workers = [threading.Thread(target=worker, args=(t,)) for t in range(threads_n)]
-        for w in workers:
-            w.start()
-        for w in workers:
-            w.join(timeout=120)
-        assert not any(w.is_alive() for w in workers)
-    assert failures == []
-    total = threads_n * clients * per_client
-    assert len(cids) == len(set(cids)) == total
-    calls = cap.audit_events("tool_call")
-    assert sorted(r["correlation_id"] for r in calls) == sorted(cids)
-    assert sorted(r["correlation_id"] for r in cap.audit_events("tool_result")) == sorted(cids)
-    assert cap.telemetry_totals["tool_calls"] == total
-    assert cap.metric_value("mcp_otel.tool.calls", {"mcp_otel.status": "ok"}) == total
-    assert len(_server_tool_spans(cap.spans)) == total
-    assert handle.counts().tool_calls == total
-    assert handle.counts().sessions_started == handle.counts().sessions_ended \
-        == threads_n * (clients // 2)
-
-
 @pytest.mark.parametrize("mode", MODES)
 async def test_a_cancelled_call_still_gets_its_closing_record(mode: str) -> None:
     server = MCPServer("t-cancel", log_level="ERROR")

@@ -235,9 +235,9 @@ def test_empty_directory_reports_no_calls(tmp_path: Path,
 
 def test_metric_envelope_mirrors_the_exporters() -> None:
     """``stats``, the demo and ``testing`` strip the flat metric envelope through the
-    mirror in ``_reader``; it must stay the exporters' own set."""
-    from mcp_otel._reader import METRIC_ENVELOPE
+    mirror in ``mcp_otel.reader``; it must stay the exporters' own set."""
     from mcp_otel.exporters import FLAT_METRIC_ENVELOPE
+    from mcp_otel.reader import METRIC_ENVELOPE
 
     assert METRIC_ENVELOPE == FLAT_METRIC_ENVELOPE
 

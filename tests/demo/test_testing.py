@@ -69,10 +69,12 @@ def test_capture_reads_back_whatever_the_deployment_line_format(
     """``MCP_OTEL_JSONL_FORMAT=otlp`` is for a deployment's files; the capture owns its
     own and reads them back as flat lines (with otlp lines it raised ``KeyError``)."""
     monkeypatch.setenv("MCP_OTEL_JSONL_FORMAT", "otlp")
+    before = dict(os.environ)
     with capture() as cap:
         for duration in (1, 2, 3):
             cap.telemetry.emit_tool_call("a", "ok", duration, 2, 3)
+            assert dict(os.environ) == before  # never touched, not even for a moment
     calls = [e for e in cap.telemetry_events if e.get("event") == "tool_call"]
     assert [e["duration_ms"] for e in calls] == [1, 2, 3]
     assert cap.metric_value("mcp_otel.tool.calls", {"gen_ai.tool.name": "a"}) == 3
-    assert os.environ["MCP_OTEL_JSONL_FORMAT"] == "otlp"  # put back after the build
+    assert dict(os.environ) == before

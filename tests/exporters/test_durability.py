@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from mcp_otel.exporters import JsonlLogExporter, LockedJsonlFile, RotationPolicy, _config
+from mcp_otel.exporters import JsonlLogExporter, LockedJsonlFile, RotationPolicy
 
 
 def test_failed_batch_fsync_rolls_the_batch_back(
@@ -83,7 +83,6 @@ def test_unusable_max_age_from_the_environment_falls_back(
     value: str,
 ) -> None:
     monkeypatch.setenv("MCP_OTEL_JSONL_MAX_AGE", value)
-    monkeypatch.setattr(_config, "_warned", set())  # warned once per process otherwise
     exporter = JsonlLogExporter(tmp_path / "a.jsonl")
     assert exporter.config.rotation.max_age is None
     assert "MCP_OTEL_JSONL_MAX_AGE" in capfd.readouterr().err

@@ -275,3 +275,57 @@ def test_demo_service_uses_existing_cli_options() -> None:
         pytest.fail(f"mcp-otel demo --help failed: {result.stderr[-2000:]}")
     for option in (a for a in command if a.startswith("--")):
         assert option in result.stdout, f"mcp-otel demo has no {option}"
+
+
+#: What one run of the compose demo may leave in its volume (docs/stack.md: about 1.5 MB
+#: for 400 calls, checked by test_demo_dashboard.py on the real run).
+DEMO_RUN_MAX_BYTES = 4 * 1024 * 1024
+
+
+def _restart_policy(value: str) -> tuple[str, int | None]:
+    """Docker's restart syntax: ``no``, ``always``, ``unless-stopped`` or
+    ``on-failure[:N]`` (compose ``config`` does not check it, so the test does)."""
+    policy, sep, count = value.partition(":")
+    assert policy in {"no", "always", "unless-stopped", "on-failure"}, value
+    if not sep:
+        return policy, None
+    assert policy == "on-failure" and count.isdigit(), value
+    return policy, int(count)
+
+
+def _bytes(size: str) -> int:
+    match = re.fullmatch(r"(\d+)([kmg]?)", size.lower())
+    assert match, size
+    return int(match.group(1)) * 1024 ** " kmg".index(match.group(2) or " ")
+
+
+def test_demo_service_runs_a_bounded_load() -> None:
+    """The demo is a load generator, not a service: one run per `up`, never restarted
+    after a success (it used to restart forever, ~450 MB/hour into an unrotated volume),
+    a few retries after a failure, and a container log with a size cap."""
+    demo = _config()["services"]["demo"]
+    policy, retries = _restart_policy(demo["restart"])
+    assert policy == "on-failure" and retries is not None and 1 <= retries <= 5
+    command = demo["command"]
+    calls = 1
+    for option in ("--processes", "--clients", "--calls"):
+        calls *= int(command[command.index(option) + 1])  # every dimension set explicitly
+    assert calls <= 1000
+    logging = demo["logging"]
+    assert logging["driver"] == "json-file"
+    log_bytes = _bytes(logging["options"]["max-size"]) * int(logging["options"]["max-file"])
+    assert 0 < log_bytes <= 8 * 1024 * 1024
+    # Worst case on disk, whatever happens: the runs compose may start, each bounded.
+    assert (1 + retries) * DEMO_RUN_MAX_BYTES + log_bytes <= 32 * 1024 * 1024
+
+
+def test_long_running_services_restart_and_one_shots_do_not() -> None:
+    services = _config()["services"]
+    for name, svc in services.items():
+        policy, _ = _restart_policy(svc.get("restart", "no"))
+        if name == "init-volumes":
+            assert policy == "no", name
+        elif name == "demo":
+            assert policy == "on-failure", name
+        else:
+            assert policy == "unless-stopped", name

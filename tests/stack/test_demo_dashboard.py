@@ -19,7 +19,7 @@ import pytest
 from tests._support import wait_until
 from tests.stack import _dashboard as dash
 from tests.stack._peers import REPO, Collector, Prometheus
-from tests.stack.test_compose import _config
+from tests.stack.test_compose import DEMO_RUN_MAX_BYTES, _config
 
 
 @pytest.fixture(scope="module")
@@ -67,6 +67,9 @@ def test_compose_demo_feeds_every_dashboard_query(
         timeout=240,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    # What one compose run leaves in the demo-data volume (the bound docs/stack.md gives).
+    written = sum(p.stat().st_size for p in tmp_path.rglob("*") if p.is_file())
+    assert 0 < written <= DEMO_RUN_MAX_BYTES, written
 
     expected_calls = 1
     for option in ("--processes", "--clients", "--calls"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import json
 import os
 import stat
 import threading
@@ -231,11 +232,16 @@ def test_exported_snapshots_are_consistent_while_writers_run(
     for line in read_lines(tmp_path, "mcp_metrics_*.jsonl"):
         if line["metric"] in READBACK:
             snapshots[line["timestamp"]][READBACK[line["metric"]]] += line["value"]
+        elif line["metric"] == "mcp.server.operation.duration":
+            snapshots[line["timestamp"]]["histogram"] += line["count"]
     assert len(snapshots) >= 2  # at least one periodic export besides the final one
     for totals in snapshots.values():
         n = totals["tool_calls"]
         assert (totals["total_bytes_in"], totals["total_bytes_out"]) == (3 * n, 5 * n)
         assert totals["total_duration_ms"] == 2 * n
+        # Durations are recorded in batches, but every collection records the pending
+        # ones first: the histogram never lags the counts in an export.
+        assert totals["histogram"] >= n
     assert max(s["tool_calls"] for s in snapshots.values()) == 4 * calls
 
 
@@ -279,3 +285,18 @@ def test_numeric_strings_are_parsed_like_numbers(tmp_path: Path, make_emitter: F
     telemetry.emit_tool_call("t", "ok", "nan", "x", "-4.2")
     m = telemetry.metrics
     assert (m["total_duration_ms"], m["total_bytes_in"], m["total_bytes_out"]) == (13, 3, 1000)
+
+
+def test_the_format_argument_wins_over_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MCP_OTEL_JSONL_FORMAT", "flat")
+    emitter = TelemetryEmitter(output_dir=tmp_path, format="otlp")
+    try:
+        emitter.emit_tool_call("a", "ok", 1, 2, 3)
+        line = json.loads(emitter.telemetry_file.read_text().splitlines()[0])
+        assert "resourceLogs" in line
+    finally:
+        emitter.shutdown()
+    with pytest.raises(ValueError, match="format"):
+        TelemetryEmitter(output_dir=tmp_path, format="xml")  # type: ignore[arg-type]

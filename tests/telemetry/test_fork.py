@@ -156,16 +156,19 @@ def test_child_shutdown_stops_the_inherited_reader_threads(
 def test_inherited_reader_never_collects_in_the_child(
     tmp_path: Path, make_emitter: Factory
 ) -> None:
-    # A collection by the inherited reader in the child would take the child's emitter lock
-    # and then SDK locks that a parent thread may have held at fork time (a child stuck in
-    # emit_tool_call, found in review). Here the child holds its lock while the inherited
-    # reader collects: that only returns if the collection does not take the lock.
+    # A collection by the inherited reader in the child (the SDK restarts its thread there)
+    # would take the inherited tally's lock, which a parent thread may have held at fork
+    # time (a child stuck in emit_tool_call, found in review). Here the child holds that
+    # lock while the inherited reader collects: that only returns if the observable
+    # counters' callbacks do not take it (they observe nothing in a child).
     telemetry = make_emitter(enabled=True, output_dir=tmp_path)
     telemetry.emit_tool_call("p", "ok", 1, 1, 1)
     inherited = telemetry._box[0].exporting_readers[0]
+    inherited_tally = telemetry._box[0].tally
     def child() -> bytes:
-        with telemetry._lock_cell.lock:
+        with inherited_tally.lock:
             inherited.collect()
-        return b"collected"
+            observed = inherited_tally.observe(0)
+        return b"collected %d" % len(observed)
 
-    assert _in_child(child, deadline_s=15) == (b"collected", 0)
+    assert _in_child(child, deadline_s=15) == (b"collected 0", 0)

@@ -109,3 +109,30 @@ def test_tool_name_cardinality_is_bounded(make_emitter: Factory) -> None:
     pipeline = telemetry._pipeline()
     assert len(pipeline.tool_names) == 256
     assert all(len(name) <= 128 for name in pipeline.tool_names)
+
+
+def test_events_false_exports_metrics_and_writes_no_event(
+    tmp_path: Path, make_emitter: Factory
+) -> None:
+    telemetry = make_emitter(enabled=True, output_dir=tmp_path, events=False)
+    telemetry.emit_server_start("1", "2024-11-05")
+    telemetry.emit_tool_call("t", "ok", 250, 10, 20)
+    telemetry.shutdown()
+    assert list(tmp_path.glob("mcp_telemetry_*.jsonl")) == []
+    final = read_lines(tmp_path, "mcp_metrics_*.jsonl")
+    last = max(line["timestamp"] for line in final)
+    calls = [p for p in final if p["timestamp"] == last and p["metric"] == "mcp_otel.tool.calls"]
+    assert sum(p["value"] for p in calls) == 1
+    ops = [p for p in final
+           if p["timestamp"] == last and p["metric"] == "mcp.server.operation.duration"]
+    assert [(p["count"], p["sum"]) for p in ops] == [(1, 0.25)]
+
+
+def test_the_mcp_duration_histograms_are_defined_once() -> None:
+    # One definition (mcp_otel.telemetry._instruments), used by the emitter and by
+    # instrument(): two definitions had drifted apart in their descriptions.
+    src = Path(__file__).resolve().parents[2] / "src" / "mcp_otel"
+    for name in ("mcp.server.operation.duration", "mcp.server.session.duration"):
+        defining = [p.relative_to(src).as_posix() for p in src.rglob("*.py")
+                    if f'"{name}"' in p.read_text(encoding="utf-8")]
+        assert defining == ["telemetry/_instruments.py"], (name, defining)

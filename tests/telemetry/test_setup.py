@@ -403,9 +403,10 @@ from mcp_otel.telemetry import TelemetryEmitter
 t = TelemetryEmitter()
 t.emit_tool_call("a", "ok", 1, 1, 1)
 pipeline = t._box[0]
+processors = (pipeline.logger_provider._multi_log_record_processor._log_record_processors
+              if pipeline.logger_provider is not None else ())
 batch = [p._batch_processor._max_export_batch_size
-         for p in pipeline.logger_provider._multi_log_record_processor._log_record_processors
-         if hasattr(p, "_batch_processor")]
+         for p in processors if hasattr(p, "_batch_processor")]
 print(json.dumps({"tool_calls": t.metrics["tool_calls"], "batch": batch,
                   "interval": [r._export_interval_millis for r in pipeline.exporting_readers]}))
 os._exit(0)  # no shutdown: it would wait for the unreachable OTLP endpoint
@@ -423,7 +424,7 @@ os._exit(0)  # no shutdown: it would wait for the unreachable OTLP endpoint
         ),
         (
             {"OTEL_METRIC_EXPORT_INTERVAL": "-5"},
-            "using the OpenTelemetry defaults for this _ConsistentPeriodicReader",
+            "using the OpenTelemetry defaults for this PeriodicExportingMetricReader",
             {"batch": [], "interval": [60000]},
         ),
     ],

@@ -37,8 +37,8 @@ import orjson
 
 from mcp_otel._demo.frameworks import Framework, resolve
 from mcp_otel._demo.tools import CATALOG_URI
-from mcp_otel._reader import JsonlError, metric_attributes, read_records
 from mcp_otel.cli._stats import render_table
+from mcp_otel.reader import JsonlError, metric_attributes, read_records
 
 _READY_TIMEOUT_S = 60.0
 _STOP_TIMEOUT_S = 60.0

@@ -82,31 +82,45 @@ def instrument(
     ``Server``, an mcp 1.x low-level ``Server`` or ``FastMCP``, or a standalone fastmcp
     ``FastMCP`` (2.x-4.x). ``audit``/``telemetry``: an ``AuditLogger`` /
     ``TelemetryEmitter`` (or any object with the Osiris methods); ``None`` creates the
-    default one under ``MCP_OTEL_DIR`` (``init_telemetry()`` for telemetry, so the whole
-    process shares one emitter); ``False`` turns that sink off. ``cache`` is only carried
-    on the handle for the tools to use. ``record_results=False`` keeps tool results out of
-    the audit trail (only their sizes are recorded). ``handle_signals``: flush everything
-    on SIGTERM/SIGINT and chain to the handler already there (default on, unless
-    ``MCP_OTEL_HANDLE_SIGNALS=false``; see :mod:`mcp_otel._lifecycle`).
+    default one under ``MCP_OTEL_DIR`` (``init_telemetry(output_dir=<dir>/telemetry)`` for
+    telemetry, so the whole process shares one emitter); ``False`` turns that sink off.
+    ``cache`` is only carried on the handle for the tools to use. ``record_results=False``
+    keeps tool results out of the audit trail (only their sizes are recorded).
+    ``handle_signals``: flush everything on SIGTERM/SIGINT and chain to the handler already
+    there (default on, unless ``MCP_OTEL_HANDLE_SIGNALS=false``; see
+    :mod:`mcp_otel._lifecycle`).
 
     Calling it twice on the same server raises ``ValueError``: two observers would
-    double every count.
+    double every count. A server that zero-code instrumentation
+    (``opentelemetry-instrument``, :mod:`mcp_otel.instrumentation`) instrumented when it
+    was created is taken over instead: this call's arguments replace the automatic ones,
+    and the audit session the automatic instrumentation started goes on (when ``audit``
+    is None), so nothing is recorded twice.
     """
     adapter = _adapter_for(server)
 
     from mcp_otel import _setup
+    from mcp_otel._instrument import auto
     from mcp_otel._instrument._core import Instrumentation, Observer, ensure_global_tracer_provider
 
     owns_audit = owns_telemetry = False
+    kept_audit = auto.release(server, keep_audit=audit is None)
+    if audit is None and kept_audit is not None:
+        audit, owns_audit = kept_audit, True
     if audit is None:
         from mcp_otel.audit import AuditLogger
 
         audit = AuditLogger(_setup.data_dir() / "audit")
         owns_audit = True
+    meter_provider = meter_provider or _setup.get_meter_provider()
     if telemetry is None:
         from mcp_otel.telemetry import init_telemetry
 
-        telemetry = init_telemetry()
+        # Its counters go to the same provider as the rest: one metrics file per data
+        # directory (metrics/), not a second one under telemetry/.
+        telemetry = init_telemetry(
+            output_dir=_setup.data_dir() / "telemetry", meter_provider=meter_provider
+        )
         owns_telemetry = True
 
     handle = Instrumentation(
@@ -115,7 +129,7 @@ def instrument(
         telemetry=None if telemetry is False else telemetry,
         cache=cache,
         tracer_provider=tracer_provider or ensure_global_tracer_provider(),
-        meter_provider=meter_provider or _setup.get_meter_provider(),
+        meter_provider=meter_provider,
         framework=adapter.NAME,
         owns_audit=owns_audit,
         owns_telemetry=owns_telemetry,

@@ -29,8 +29,13 @@ from opentelemetry import propagate, trace
 from opentelemetry.metrics import Histogram, MeterProvider
 from opentelemetry.trace import Span, SpanKind, StatusCode, TracerProvider
 
-from mcp_otel import _json, _lifecycle, _setup
-from mcp_otel.telemetry import MAX_TOOL_NAMES, MCP_DURATION_BUCKETS, _bounded_label
+from mcp_otel import _json, _lifecycle, _setup, redaction
+from mcp_otel.telemetry import (
+    MAX_TOOL_NAMES,
+    _bounded_label,
+    operation_duration,
+    session_duration,
+)
 
 _log = logging.getLogger("mcp_otel.instrument")
 
@@ -235,24 +240,12 @@ def ms_between(start_ns: int, end_ns: int) -> int:
     return max(0, round((end_ns - start_ns) / 1_000_000))
 
 
-_REDACTOR: Any = None
-
-
-def _redactor() -> Any:
-    global _REDACTOR
-    if _REDACTOR is None:
-        from mcp_otel.redaction import Redactor
-
-        _REDACTOR = Redactor()
-    return _REDACTOR
-
-
 def mask_text(text: str) -> str:
     """Credentials inside a client-supplied URI (``db://u:pw@host``) never reach a span.
 
     Linear in the text's length (see :mod:`mcp_otel.redaction`)."""
     try:
-        return str(_redactor().mask_text(text))
+        return str(redaction.policy().mask_text(text))
     except Exception:  # masking must not fail a request; drop the value instead
         return "<unmaskable>"
 
@@ -265,7 +258,7 @@ def cut_error_text(text: str) -> str:
     request no more than its first few kilobytes.
     """
     try:
-        return str(_redactor().mask_preview(text, MAX_ERROR_TEXT))
+        return str(redaction.policy().mask_preview(text, MAX_ERROR_TEXT))
     except Exception:  # masking must not fail a request; drop the value instead
         return "<unmaskable>"
 
@@ -341,18 +334,8 @@ class Observer:
         self._telemetry_records_tools = hasattr(handle.telemetry, "record_session_duration")
         self._tool_labels: set[str] = set()
         meter = handle.meter_provider.get_meter(SCOPE, package_version())
-        self._op_duration: Histogram = meter.create_histogram(
-            "mcp.server.operation.duration",
-            unit="s",
-            description="MCP request or notification duration as observed on the server.",
-            explicit_bucket_boundaries_advisory=list(MCP_DURATION_BUCKETS),
-        )
-        self._session_duration: Histogram = meter.create_histogram(
-            "mcp.server.session.duration",
-            unit="s",
-            description="Duration of an MCP session as observed on the server.",
-            explicit_bucket_boundaries_advisory=list(MCP_DURATION_BUCKETS),
-        )
+        self._op_duration: Histogram = operation_duration(meter)
+        self._session_duration: Histogram = session_duration(meter)
 
     @property
     def handle(self) -> Instrumentation:

@@ -96,6 +96,11 @@ def matches(server: Any) -> bool:
     return isinstance(server, FastMCP)
 
 
+#: The public class zero-code instrumentation hooks, as (module, name): ``fastmcp.FastMCP``
+#: (its subclasses, such as proxies, construct through it).
+SERVER_CLASSES = (("fastmcp", "FastMCP"),)
+
+
 def classify_error(exc: BaseException) -> str:
     """``tool_error`` for fastmcp's ``ToolError`` (as fastmcp 4's span says), the JSON-RPC
     code for the SDK's protocol errors, else the exception's class name."""

@@ -98,6 +98,12 @@ def matches(server: Any) -> bool:
     return _lowlevel_or_none(server) is not None
 
 
+#: The public classes zero-code instrumentation hooks, as (module, name): mcp 1.x's
+#: low-level ``Server`` and ``FastMCP``. ``mcp.server.fastmcp`` raises on import under mcp
+#: 2.x on purpose, so there only the ``Server`` (mcp2's too) is found.
+SERVER_CLASSES = (("mcp.server.lowlevel", "Server"), ("mcp.server.fastmcp", "FastMCP"))
+
+
 def _is_v1_lowlevel(obj: Any) -> bool:
     try:
         from mcp.server.lowlevel import Server

@@ -55,6 +55,11 @@ def matches(server: Any) -> bool:
     return isinstance(server, MCPServer)
 
 
+#: The public classes zero-code instrumentation hooks, as (module, name): mcp 2.x's
+#: low-level ``Server`` and ``MCPServer`` (mcp 1.x has no ``mcp.server.mcpserver``).
+SERVER_CLASSES = (("mcp.server.lowlevel", "Server"), ("mcp.server.mcpserver", "MCPServer"))
+
+
 def _lowlevel(server: Any) -> Any:
     from mcp.server.lowlevel import Server
 

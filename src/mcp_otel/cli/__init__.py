@@ -47,7 +47,7 @@ def _line_cap(text: str) -> int:
 
 def add_max_line_option(parser: argparse.ArgumentParser) -> None:
     """``--max-line-bytes``, shared by the commands that read JSONL files."""
-    from mcp_otel._reader import MAX_LINE_BYTES
+    from mcp_otel.reader import MAX_LINE_BYTES
 
     parser.add_argument(
         "--max-line-bytes", type=_line_cap, default=MAX_LINE_BYTES, metavar="N",

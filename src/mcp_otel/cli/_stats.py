@@ -12,7 +12,7 @@ Sources, in order of preference for the per-call figures: telemetry ``tool_call`
 comes from ``cache.get`` spans (attribute ``cache.hit``) when there are any, else from
 the final cumulative ``mcp_otel.cache.requests`` points of each process.
 
-Files are streamed through :mod:`mcp_otel._reader`. Errors are one line and exit status 2:
+Files are streamed through :mod:`mcp_otel.reader`. Errors are one line and exit status 2:
 a missing path, an unreadable file (a ``.gz`` past its inflated-size cap too), a line that
 is not a JSON object. A final line without its newline (a writer killed mid-line) and a
 line over the line cap are skipped with a warning: the rest of the file is good.
@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mcp_otel import _json, _reader
-from mcp_otel._reader import is_otlp_line, metric_attributes
+from mcp_otel import _json, reader
+from mcp_otel.reader import is_otlp_line, metric_attributes
 
 __all__ = ["Stats", "StatsInputError", "StatsLimits", "ToolStats", "collect_files", "compute",
            "is_otlp_line", "metric_attributes", "percentile"]
@@ -55,7 +55,7 @@ class StatsLimits:
     file (the rest are counted).
     """
 
-    max_line_bytes: int = _reader.MAX_LINE_BYTES
+    max_line_bytes: int = reader.MAX_LINE_BYTES
     max_tools: int = 1000
     max_name_chars: int = 256
     max_durations: int = 100_000
@@ -70,7 +70,7 @@ class StatsLimits:
 def collect_files(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
     """Files named, plus every ``*.jsonl``/``*.jsonl.gz`` below the directories named."""
     try:
-        return _reader.find_files(paths)
+        return reader.find_files(paths)
     except FileNotFoundError as exc:
         raise StatsInputError(f"{exc.args[0]}: no such file or directory") from None
     except OSError as exc:
@@ -421,11 +421,11 @@ def compute(paths: Iterable[str | os.PathLike[str]],
         warn = stats.warner(path)
         otlp_lines = 0
         try:
-            for rec in _reader.read_records(path, warn=warn,
+            for rec in reader.read_records(path, warn=warn,
                                             max_line_bytes=stats.limits.max_line_bytes):
                 otlp_lines += is_otlp_line(rec)
                 stats.add_record(rec)
-        except _reader.JsonlError as exc:
+        except reader.JsonlError as exc:
             raise StatsInputError(str(exc)) from None
         except OSError as exc:
             raise StatsInputError(f"{path}: cannot read ({_reason(exc)})") from None

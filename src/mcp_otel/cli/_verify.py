@@ -23,7 +23,12 @@ def register(subparsers: Any) -> None:
             "Verify mcp-otel audit files: files, or directories (their own *.jsonl and "
             "*.jsonl.gz files, and every mcp_audit_*.jsonl[.gz] below them, so a whole "
             "data directory can be given). Without a path, the data directory "
-            "($MCP_OTEL_DIR, default ./mcp-otel-data) is verified. Torn lines and "
+            "($MCP_OTEL_DIR, default ./mcp-otel-data) is verified. OTLP JSON files (the "
+            "collector's archive: a directory holding logs.jsonl and its rotated files) "
+            "are read too: the audit records among their logs are checked per session "
+            "across all hosts, and the report gives per host and per session the records "
+            "seen, the seq ranges missing, and the status (complete, open, missing, "
+            "tampered). Torn lines and "
             "sessions without an end record look the same after a crash as after a cut: "
             "they are warnings, or errors with --strict. Everything else is an error. "
             f"HMAC chains need the key in ${integrity.KEY_ENV} (or --key-env NAME). "
@@ -65,6 +70,8 @@ def _where(f: integrity.Finding) -> str:
     parts = []
     if f.path:
         parts.append(f"{f.path}:{f.line}" if f.line else f.path)
+    if f.record:
+        parts.append(f"record {f.record}")  # its place in an OTLP line (one batch)
     if f.session_id:
         parts.append(f"session {f.session_id}")
     return " ".join(parts)
@@ -91,4 +98,57 @@ def _human(report: integrity.VerifyReport) -> str:
         f"{report.error_count} error(s), {report.warning_count} warning(s)"
         + (" [strict]" if report.strict else "")
     )
+    out.extend(_fleet(report))
     return "\n".join(out) + "\n"
+
+
+#: Sessions listed one by one in the human output (the JSON report lists them all).
+_MAX_SESSION_LINES = 50
+
+
+def _ranges(ranges: list[list[int]]) -> str:
+    text = ", ".join(f"{a}" if a == b else f"{a}..{b}" for a, b in ranges)
+    return text + (" ..." if len(ranges) >= integrity.MAX_RANGES else "")
+
+
+def _fleet(report: integrity.VerifyReport) -> list[str]:
+    """Per host, then every session that is not complete: what an operator needs to tell
+    records lost in transit (``missing``) from tampering (``tampered``) from a writer still
+    running (``open``). Only when the records came with a resource (an archive), or when
+    some session is not complete."""
+    hosts = report.hosts()
+    shown = [s for s in report.sessions.values() if s.status != "complete"]
+    if not shown and all(h["host"] is None for h in hosts):
+        return []
+    out = []
+    if report.otlp_lines:
+        out.append(f"OTLP: {report.otlp_lines} line(s), {report.other_records} other log "
+                   "record(s) skipped")
+    for h in hosts:
+        states = ", ".join(f"{n} {st}" for st in integrity.STATUSES
+                           if (n := h["status"].get(st)))
+        out.append(f"host {h['host'] or '-'} (service {h['service'] or '-'}): "
+                   f"{h['sessions']} session(s) [{states}], {h['records']} record(s), "
+                   f"{h['missing']} missing, {h['declared_lost']} declared lost")
+    order = {st: i for i, st in enumerate(integrity.STATUSES)}
+    shown.sort(key=lambda s: (order.get(s.status, 0), s.host or "", s.session_id))
+    for s in shown[:_MAX_SESSION_LINES]:
+        parts = [f"{s.status.upper():10} session {s.session_id} host {s.host or '-'}: "
+                 f"{s.records} record(s) seq {s.first_seq}..{s.last_seq}"]
+        if s.missing:
+            parts.append(f"missing seq {_ranges(s.gaps)} ({s.missing} records)")
+        if s.declared_lost:
+            parts.append(f"declared lost {s.declared_lost}"
+                         + (f" (seq {_ranges(s.declared)})"
+                            if s.declared else ""))
+        tampered = sorted(c for c in s.problems if c in integrity.TAMPER_CODES)
+        if tampered:
+            parts.append("tampered: " + ", ".join(f"{c} x{s.problems[c]}" for c in tampered))
+        if not s.ended:
+            parts.append("no end record" + (f", last record at {s.last_timestamp}"
+                                            if s.last_timestamp else ""))
+        out.append("; ".join(parts))
+    if len(shown) > _MAX_SESSION_LINES:
+        out.append(f"... {len(shown) - _MAX_SESSION_LINES} more session(s) not complete "
+                   "(--json lists every session)")
+    return out

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from mcp_otel import _fork
 from mcp_otel.exporters import _config
 from mcp_otel.exporters._file import LockedJsonlFile, RotationPolicy, _stderr
 
@@ -21,8 +22,7 @@ def _after_fork_child() -> None:
         exporter._counts_lock = threading.Lock()
 
 
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_child)
+_fork.register(_fork.EXPORTERS, after_in_child=_after_fork_child)
 
 
 class _JsonlExporterBase:
@@ -62,7 +62,9 @@ class _JsonlExporterBase:
             file_mode=file_mode,
             dir_mode=dir_mode,
             rotation=rotation,
-            include_resource=_config.resolve_bool(include_resource, _config.ENV_RESOURCE),
+            include_resource=_config.resolve_bool(
+                include_resource, _config.ENV_RESOURCE, arg="include_resource"
+            ),
             disabled=_config.sdk_disabled() if disabled is None else bool(disabled),
         )
         self._file = LockedJsonlFile(

@@ -7,13 +7,13 @@ with one line on stderr (a deployment typo must not stop the host server).
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
-from mcp_otel.exporters._file import FSYNC_POLICIES, FsyncPolicy, RotationPolicy, _stderr
+from mcp_otel import _settings
+from mcp_otel.exporters._file import FSYNC_POLICIES, FsyncPolicy, RotationPolicy
 
 LineFormat = Literal["flat", "otlp"]
 FORMATS: frozenset[str] = frozenset({"flat", "otlp"})
@@ -35,19 +35,8 @@ DEFAULT_DIR = "./mcp-otel-data"
 DEFAULT_FORMAT: LineFormat = "flat"
 DEFAULT_FSYNC: FsyncPolicy = "interval"
 
-_warned: set[str] = set()
-
-
-def _warn(name: str, value: str, fallback: object) -> None:
-    if name in _warned:
-        return
-    _warned.add(name)
-    _stderr(f"mcp-otel: ignoring {name}={value!r} (invalid); using {fallback!r}\n")
-
-
 def _env(name: str) -> str | None:
-    value = os.environ.get(name)
-    return value.strip() if value and value.strip() else None
+    return _settings.env_text(name)
 
 
 def data_dir() -> Path:
@@ -57,7 +46,7 @@ def data_dir() -> Path:
 
 def sdk_disabled() -> bool:
     """``OTEL_SDK_DISABLED=true``: the exporters then create no file and write nothing."""
-    return (os.environ.get("OTEL_SDK_DISABLED") or "").strip().lower() == "true"
+    return (_settings.env_text("OTEL_SDK_DISABLED") or "").lower() == "true"
 
 
 def default_path(signal: str) -> Path:
@@ -68,65 +57,23 @@ def default_path(signal: str) -> Path:
     return data_dir() / signal / f"{signal}_{{date}}.jsonl"
 
 
-def _resolve_choice(
-    value: str | None, allowed: frozenset[str], arg: str, env_name: str, default: str
-) -> str:
-    """An explicit ``value`` must be one of ``allowed``; otherwise ``env_name`` (any case),
-    falling back to ``default`` with a warning when it is not one of them."""
-    if value is not None:
-        if value not in allowed:
-            raise ValueError(f"{arg} must be one of {sorted(allowed)}, not {value!r}")
-        return value
-    env = _env(env_name)
-    if env is None:
-        return default
-    if env.lower() in allowed:
-        return env.lower()
-    _warn(env_name, env, default)
-    return default
-
-
 def resolve_format(value: str | None) -> LineFormat:
-    choice = _resolve_choice(value, FORMATS, "format", ENV_FORMAT, DEFAULT_FORMAT)
+    choice = _settings.choice_setting(value, ENV_FORMAT, FORMATS, DEFAULT_FORMAT, arg="format")
     return choice  # type: ignore[return-value]
 
 
 def resolve_fsync(value: str | None) -> FsyncPolicy:
-    choice = _resolve_choice(value, FSYNC_POLICIES, "fsync", ENV_FSYNC, DEFAULT_FSYNC)
+    choice = _settings.choice_setting(value, ENV_FSYNC, FSYNC_POLICIES, DEFAULT_FSYNC, arg="fsync")
     return choice  # type: ignore[return-value]
 
 
-def _env_int(name: str) -> int | None:
-    env = _env(name)
-    if env is None:
-        return None
-    try:
-        value = int(env)
-    except ValueError:
-        _warn(name, env, None)
-        return None
-    if value < 0:
-        _warn(name, env, None)
-        return None
-    return value
+def _env_count(name: str) -> int | None:
+    """A non-negative integer variable, ``None`` when unset or invalid (no limit)."""
+    return _settings.env_number(name, None, int, minimum=0)  # type: ignore[arg-type]
 
 
-def _env_bool(name: str) -> bool | None:
-    env = _env(name)
-    if env is None:
-        return None
-    if env.lower() in {"1", "true", "yes", "on"}:
-        return True
-    if env.lower() in {"0", "false", "no", "off"}:
-        return False
-    _warn(name, env, False)
-    return None
-
-
-def resolve_bool(value: bool | None, env_name: str) -> bool:
-    if value is not None:
-        return bool(value)
-    return bool(_env_bool(env_name))
+def resolve_bool(value: bool | None, env_name: str, arg: str) -> bool:
+    return _settings.bool_setting(value, env_name, False, arg=arg)
 
 
 # timedelta's own limit (999,999,999 days), rounded down: a larger age overflows.
@@ -140,19 +87,13 @@ def resolve_rotation(
     compress: bool | None,
 ) -> RotationPolicy:
     if max_bytes is None:
-        max_bytes = _env_int(ENV_MAX_BYTES) or None
+        max_bytes = _env_count(ENV_MAX_BYTES) or None
     if max_files is None:
-        max_files = _env_int(ENV_MAX_FILES)
+        max_files = _env_count(ENV_MAX_FILES)
     if max_age is None:
-        env_age = _env(ENV_MAX_AGE)
-        if env_age is not None:
-            try:
-                seconds = float(env_age)
-                if not 0 <= seconds < _MAX_AGE_LIMIT_S:  # also NaN and inf
-                    raise ValueError
-                max_age = seconds
-            except ValueError:
-                _warn(ENV_MAX_AGE, env_age, None)
+        max_age = _settings.env_number(
+            ENV_MAX_AGE, None, float, minimum=0, maximum=_MAX_AGE_LIMIT_S  # type: ignore[arg-type]
+        )
     if isinstance(max_age, int | float) and not isinstance(max_age, bool):
         if not 0 <= max_age < _MAX_AGE_LIMIT_S:
             raise ValueError(
@@ -168,7 +109,7 @@ def resolve_rotation(
         max_bytes=max_bytes,
         max_files=max_files,
         max_age=max_age,
-        compress=resolve_bool(compress, ENV_COMPRESS),
+        compress=resolve_bool(compress, ENV_COMPRESS, arg="compress"),
     )
 
 

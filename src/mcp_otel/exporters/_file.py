@@ -53,14 +53,21 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
+from mcp_otel import _fork
+from mcp_otel._settings import stderr_line
+
 try:
     import fcntl
+    from fcntl import LOCK_EX, LOCK_UN, flock
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
 FsyncPolicy = Literal["none", "interval", "batch"]
 FSYNC_POLICIES: frozenset[str] = frozenset({"none", "interval", "batch"})
 FSYNC_INTERVAL_S = 1.0
+#: How long :meth:`LockedJsonlFile.append_line` trusts that the path still names the open
+#: file before checking again (a rotation by another process is seen within this time).
+NAME_RECHECK_S = 0.25
 _DATE = "{date}"
 _ROTATED_TS = "%Y%m%dT%H%M%S%fZ"
 _MAX_ATTEMPTS = 16
@@ -98,10 +105,7 @@ def _utc_date(now: float) -> str:
     return time.strftime("%Y%m%d", time.gmtime(now))
 
 
-def _stderr(message: str) -> None:
-    # Straight to fd 2: sys.stderr may be replaced, closed, or routed into logging.
-    with contextlib.suppress(OSError):
-        os.write(2, message.encode("utf-8", "backslashreplace"))
+_stderr = stderr_line
 
 
 def _datasync(fd: int) -> None:
@@ -230,12 +234,12 @@ def _after_fork_child() -> None:
     _INSTANCES_LOCK.release()
 
 
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(
-        before=_before_fork,
-        after_in_parent=_after_fork_parent,
-        after_in_child=_after_fork_child,
-    )
+_fork.register(
+    _fork.FILES,
+    before=_before_fork,
+    after_in_parent=_after_fork_parent,
+    after_in_child=_after_fork_child,
+)
 
 
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
@@ -397,6 +401,7 @@ class LockedJsonlFile:
         self._last_sync = monotonic()
         self._dirty = False
         self._bg_sync: _BackgroundSync | None = None  # interval sync in flight, if any
+        self._fast_until = 0.0  # append_line's fast path is allowed until then
         self._closed = False
         self._reported: set[tuple[str, str]] = set()
         self._op = "write"
@@ -467,6 +472,61 @@ class LockedJsonlFile:
         if not payload:
             return 0
         return self._write(payload, partial=True)
+
+    def append_line(self, line: bytes) -> bool:
+        """Append one whole line, synchronously, under the same two locks as :meth:`write`.
+
+        Why: a caller that appends one small line per call (the telemetry emitter, whose
+        events must be in the file when ``emit_*`` returns) pays :meth:`write`'s per-call
+        checks as much as the write itself. Here, once :meth:`write` has opened the file
+        and checked that the path names it, the next calls for
+        :data:`NAME_RECHECK_S` only take the thread lock and the ``flock``, read the end
+        offset (``lseek``: torn-tail repair and short-write rollback as in :meth:`write`),
+        ``write`` and unlock. What is not checked on each call is whether another process
+        renamed the file (rotation, logrotate): a line may land in the renamed file up to
+        :data:`NAME_RECHECK_S` after it was rotated -- whole, never torn or lost. With a
+        ``max_bytes`` rotation or the ``batch`` fsync policy, at a new UTC date and after
+        any failure, calls take :meth:`write`'s full path.
+        ``False``: the line is not in the file.
+        """
+        fd = self._fd
+        now = self._monotonic()
+        if fd is None or now >= self._fast_until:
+            return self._append_checked(line)
+        with self._lock:
+            if fd == self._fd and not self._closed:
+                try:
+                    flock(fd, LOCK_EX)
+                    try:
+                        size = os.lseek(fd, 0, os.SEEK_END)
+                        if size != self._end and size > 0 and self._torn_tail(fd, size):
+                            line = b"\n" + line  # a writer died mid-line: see _write_locked
+                        self._append_all(fd, size, line)
+                        self._end = size + len(line)
+                    finally:
+                        flock(fd, LOCK_UN)
+                except OSError as exc:
+                    self._fast_until = 0.0
+                    self._close_fd()
+                    self._report_os_error(exc, len(line))
+                    return False
+                self._dirty = True
+                if now - self._last_sync >= FSYNC_INTERVAL_S:
+                    self._sync_locked(force=False)
+                return True
+        return self._append_checked(line)  # the file changed under us: the full path
+
+    def _append_checked(self, line: bytes) -> bool:
+        """:meth:`write`, then allow :meth:`append_line`'s fast path for a while: for
+        :data:`NAME_RECHECK_S`, and never past the next UTC midnight (the ``{date}`` in
+        the path), unless the policy needs every write checked."""
+        ok = self.write(line)
+        if ok and self._fsync != "batch" and self._rotation.max_bytes is None:
+            to_midnight = 86_400.0 - self._clock() % 86_400.0
+            self._fast_until = self._monotonic() + min(NAME_RECHECK_S, to_midnight - 0.001)
+        else:
+            self._fast_until = 0.0
+        return ok
 
     def _write(self, payload: bytes | bytearray | memoryview, *, partial: bool) -> int:
         with self._lock:
@@ -870,6 +930,7 @@ class LockedJsonlFile:
             with contextlib.suppress(OSError):
                 os.close(fd)
         self._dirty = False
+        self._fast_until = 0.0
         self._bg_sync = None  # the parent's; its dup was closed by _SYNCER.after_fork_child
 
     # ----------------------------------------------------------------- rotation

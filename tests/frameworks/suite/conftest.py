@@ -1,8 +1,8 @@
 """The framework suite: each ``test_<family>.py`` runs only where its framework line is.
 
-``test_smoke.py``, ``test_instrumentation.py`` and ``test_demo.py`` run everywhere;
-``test_fastmcp.py`` runs on every fastmcp line (``fastmcp2``, ``fastmcp3``, ``fastmcp4``):
-a module's family is a prefix of the line's.
+``test_smoke.py``, ``test_instrumentation.py``, ``test_demo.py`` and ``test_auto.py`` run
+everywhere; ``test_fastmcp.py`` runs on every fastmcp line (``fastmcp2``, ``fastmcp3``,
+``fastmcp4``): a module's family is a prefix of the line's.
 
 The suite runs once per framework environment (``tests/frameworks/test_lines.py`` sets
 ``MCP_OTEL_FRAMEWORK_LINE=<family>-old|new``, see ``tests/frameworks/lines.toml``). A module
@@ -23,7 +23,7 @@ import pytest
 
 ENV_LINE = "MCP_OTEL_FRAMEWORK_LINE"
 #: Modules collected on every line.
-_EVERYWHERE = frozenset({"smoke", "instrumentation", "demo"})
+_EVERYWHERE = frozenset({"smoke", "instrumentation", "demo", "auto"})
 
 
 def _major(dist: str) -> int | None:

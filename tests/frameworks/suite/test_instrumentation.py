@@ -9,6 +9,7 @@ the response ``_meta``, and sinks that raise on every call changing nothing the 
 
 # No `from __future__ import annotations`: see test_smoke.py.
 import asyncio
+import threading
 from typing import Any
 
 import orjson
@@ -185,6 +186,61 @@ async def test_concurrent_clients_exact_counts(kind: str) -> None:
     assert len(cap.audit_events("tool_call")) == len(cap.audit_events("tool_result")) == 60
     assert cap.telemetry_totals["tool_calls"] == 60
     assert len(_server_tool_spans(cap.spans, "add")) == 60
+
+
+#: fastmcp 2.14 itself hangs when event loops in several threads share one server
+#: (uninstrumented too: 1-11 of 12 clients finished in 5 runs).
+_THREADS_SHARE_A_SERVER = not (LINE.family == "fastmcp2" and LINE.version.startswith("2.14"))
+
+
+@pytest.mark.skipif(not _THREADS_SHARE_A_SERVER, reason="the framework hangs without mcp-otel")
+@pytest.mark.parametrize("kind", SERVER_KINDS)
+def test_threads_each_with_their_own_event_loop_exact_counts(kind: str) -> None:
+    """One instrumented server, 4 threads x (own event loop) x 3 clients x 10 calls."""
+    server = _server(kind)
+    threads_n, clients, per_client = 4, 3, 10
+    cids: list[str] = []
+    lock = threading.Lock()
+    failures: list[BaseException] = []
+
+    async def one(t: int, c: int) -> None:
+        async with connect(server) as session:
+            for n in range(per_client):
+                outcome = await session.call_tool("add", {"a": t, "b": c * 100 + n})
+                assert outcome.text == str(t + c * 100 + n)
+                if _META_IN_RESPONSE:
+                    with lock:
+                        cids.append(outcome.meta["correlation_id"])
+
+    def worker(t: int) -> None:
+        async def main() -> None:
+            await asyncio.gather(*(one(t, c) for c in range(clients)))
+
+        try:
+            asyncio.run(main())
+        except BaseException as exc:
+            failures.append(exc)
+
+    with capture() as cap:
+        handle = cap.instrument(server)
+        workers = [threading.Thread(target=worker, args=(t,)) for t in range(threads_n)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join(timeout=120)
+        assert not any(w.is_alive() for w in workers)
+        counts = handle.counts()
+    assert failures == []
+    total = threads_n * clients * per_client
+    calls = sorted(r["correlation_id"] for r in cap.audit_events("tool_call"))
+    assert len(calls) == len(set(calls)) == total
+    assert sorted(r["correlation_id"] for r in cap.audit_events("tool_result")) == calls
+    if _META_IN_RESPONSE:
+        assert sorted(cids) == calls
+    assert cap.telemetry_totals["tool_calls"] == total
+    assert cap.metric_value("mcp_otel.tool.calls", {"mcp_otel.status": "ok"}) == total
+    assert len(_server_tool_spans(cap.spans, "add")) == total
+    assert counts.tool_calls == total
 
 
 def test_the_line_is_detected_by_its_adapter() -> None:

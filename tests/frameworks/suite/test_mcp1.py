@@ -9,7 +9,6 @@ import importlib.metadata
 import json
 import os
 import sys
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -556,51 +555,6 @@ async def test_concurrent_clients_exact_counts() -> None:
     assert (counts.tool_calls, counts.sessions_started, counts.sessions_ended) == (
         total, clients, clients)
     assert len([s for s in cap.spans if s.name == "mcp.session"]) == clients
-
-
-def test_threads_each_with_their_own_event_loop_exact_counts() -> None:
-    """One instrumented server, 4 threads x (own event loop) x 3 clients x 10 calls."""
-    server = fastmcp_server(ServerState())
-    threads_n, clients, per_client = 4, 3, 10
-    cids: list[str] = []
-    lock = threading.Lock()
-    failures: list[BaseException] = []
-
-    async def one(t: int, c: int) -> None:
-        async with _connect(server) as client:
-            for n in range(per_client):
-                r = await client.call_tool("echo", {"a": t, "b": f"{c}-{n}"})
-                assert json.loads(_text(r)) == {"a": t, "b": f"{c}-{n}"}
-                with lock:
-                    cids.append(r.meta["correlation_id"])
-
-    def worker(t: int) -> None:
-        async def main() -> None:
-            await asyncio.gather(*(one(t, c) for c in range(clients)))
-
-        try:
-            asyncio.run(main())
-        except BaseException as exc:
-            failures.append(exc)
-
-    with capture() as cap:
-        handle = cap.instrument(server)
-        workers = [threading.Thread(target=worker, args=(t,)) for t in range(threads_n)]
-        for w in workers:
-            w.start()
-        for w in workers:
-            w.join(timeout=120)
-        assert not any(w.is_alive() for w in workers)
-    assert failures == []
-    total = threads_n * clients * per_client
-    assert len(cids) == len(set(cids)) == total
-    assert sorted(r["correlation_id"] for r in cap.audit_events("tool_call")) == sorted(cids)
-    assert sorted(r["correlation_id"] for r in cap.audit_events("tool_result")) == sorted(cids)
-    assert cap.telemetry_totals["tool_calls"] == total
-    assert len(_server_spans(cap.spans, "tools/call")) == total
-    counts = handle.counts()
-    assert counts.tool_calls == total
-    assert counts.sessions_started == counts.sessions_ended == threads_n * clients
 
 
 # ---- stdio: real subprocesses ------------------------------------------------------------

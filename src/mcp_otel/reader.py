@@ -1,5 +1,8 @@
 """The one reader of mcp-otel's JSON Lines files: ``verify``, ``stats``, the demo and
-``mcp_otel.testing`` all read through it.
+``mcp_otel.testing`` all read through it, and so can users' own tools (the names in
+``__all__`` are public API): ``read_records`` for the flat files, ``find_files`` for a
+directory tree (rotated and gzipped files included), ``otlp_logs``/``otlp_attributes`` for
+newline-delimited OTLP/JSON such as the Collector's file-exporter archive.
 
 Why one streaming reader with caps: these files are read back by tools that must not trust
 them (a file may be damaged, cut by a crash, replaced by an attacker, or be no JSONL at
@@ -23,6 +26,8 @@ all), so reading one costs memory bounded by constants, never by the file's size
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 import re
 import stat
@@ -32,6 +37,12 @@ from pathlib import Path
 from typing import Any, BinaryIO, NamedTuple
 
 import orjson
+
+__all__ = [
+    "MAX_LINE_BYTES", "JsonlError", "OtlpError", "OtlpLogRecord", "RawLine", "ReadLimitError",
+    "find_files", "is_otlp_line", "metric_attributes", "otlp_attributes", "otlp_logs",
+    "read_lines", "read_records",
+]
 
 #: Longest line read (bytes, without its newline); longer lines are skipped, not held.
 MAX_LINE_BYTES = 1 << 20
@@ -315,3 +326,161 @@ def is_otlp_line(rec: dict[str, Any]) -> bool:
     """True for a line of the ``otlp`` format (``MCP_OTEL_JSONL_FORMAT=otlp``): one OTLP
     JSON export request, its records nested under ``resourceLogs``/``Spans``/``Metrics``."""
     return any(isinstance(rec.get(key), list) for key in _OTLP_KEYS)
+
+
+# --------------------------------------------------------------------------- OTLP/JSON logs
+#
+# The Collector's file exporter (``logs.jsonl`` and its rotated files) and the ``otlp`` line
+# format both write one OTLP/JSON ``LogsData`` per line. Decoded here by the OTLP/JSON rules
+# (https://opentelemetry.io/docs/specs/otlp/#json-protobuf-encoding), not with the SDK's
+# private modules: ``intValue`` is a decimal string (a JSON number is accepted too),
+# ``doubleValue`` a number or ``"NaN"``/``"Infinity"``/``"-Infinity"`` (the Collector writes
+# ``1.0`` as ``1``, so the kind, not the JSON number, says it is a float), ``bytesValue``
+# base64, an empty ``AnyValue`` ``{}`` is no value (None), and ids are hex.
+
+#: Deepest ``AnyValue`` nesting decoded; each level is 4 JSON levels, and orjson reads at
+#: most 1024, so no document orjson accepts comes near it. A guard, not a limit in use.
+MAX_ANY_DEPTH = 256
+_INT64_MIN = -(2**63)
+_UINT64_MAX = 2**64 - 1  # uint64 values of other writers fit too
+_INT_TEXT = re.compile(r"-?[0-9]{1,20}")
+_SPECIAL_DOUBLES = {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-inf")}
+_B64 = re.compile(r"[A-Za-z0-9+/_-]*={0,2}")
+
+
+class OtlpError(ValueError):
+    """A document that breaks the OTLP/JSON mapping (wrong type, unknown value kind,
+    duplicate attribute key); the message names what and where, never echoes data."""
+
+
+class OtlpLogRecord(NamedTuple):
+    """One log record of an OTLP/JSON ``LogsData`` line, in document order.
+
+    ``resource``: the decoded resource attributes (shared by the records of one
+    ``ResourceLogs``); ``scope``: the instrumentation scope's name; ``index``: 1-based
+    position of the record in the line; ``raw``: the record's JSON object, attributes not
+    yet decoded (see :func:`otlp_attributes`), so records nobody asks about cost nothing.
+    """
+
+    resource: dict[str, Any]
+    scope: str | None
+    index: int
+    raw: dict[str, Any]
+
+    def attribute_keys(self) -> set[str]:
+        """The attribute names, without decoding a value (to pick records cheaply)."""
+        attrs = self.raw.get("attributes")
+        if type(attrs) is not list:
+            return set()
+        return {kv.get("key") for kv in attrs if type(kv) is dict and type(kv.get("key")) is str}
+
+
+def any_value(node: Any, depth: int = 0) -> Any:
+    """The Python value of an OTLP/JSON ``AnyValue``: str, bool, int, float, bytes, list,
+    dict, or None for the empty value. Raises :class:`OtlpError` for anything else."""
+    if type(node) is not dict:
+        raise OtlpError("an AnyValue is not a JSON object")
+    if not node:
+        return None
+    if len(node) != 1:
+        raise OtlpError(f"an AnyValue holds {len(node)} kinds (one expected)")
+    if depth >= MAX_ANY_DEPTH:
+        raise OtlpError(f"AnyValue nested deeper than {MAX_ANY_DEPTH} levels")
+    ((kind, v),) = node.items()
+    t = type(v)
+    if kind == "stringValue":
+        if t is str:
+            return v
+    elif kind == "boolValue":
+        if t is bool:
+            return v
+    elif kind == "intValue":
+        if t is str and _INT_TEXT.fullmatch(v):  # at most 20 digits: int() stays cheap
+            v, t = int(v), int
+        if t is int and _INT64_MIN <= v <= _UINT64_MAX:
+            return v
+    elif kind == "doubleValue":
+        if t is float or t is int:
+            return float(v)
+        if t is str and v in _SPECIAL_DOUBLES:
+            return _SPECIAL_DOUBLES[v]
+    elif kind == "bytesValue":
+        if t is str and _B64.fullmatch(v):
+            try:
+                return base64.b64decode(v.replace("-", "+").replace("_", "/"))
+            except binascii.Error:
+                pass
+    elif kind == "arrayValue":
+        if t is dict:
+            values = v.get("values", [])
+            if type(values) is list:
+                return [any_value(item, depth + 1) for item in values]
+    elif kind == "kvlistValue":
+        if t is dict:
+            return key_values(v.get("values", []), depth + 1)
+    else:
+        raise OtlpError(f"unknown AnyValue kind {kind[:64]!r}")
+    raise OtlpError(f"{kind} holds a {t.__name__}, not a valid {kind}")
+
+
+def key_values(items: Any, depth: int = 0) -> dict[str, Any]:
+    """A list of OTLP/JSON ``KeyValue`` objects as a dict (insertion order kept).
+
+    A repeated key is an error (the spec forbids it, and which copy a reader keeps would
+    decide what a hash covers)."""
+    if type(items) is not list:
+        raise OtlpError("attributes are not a JSON array")
+    out: dict[str, Any] = {}
+    for kv in items:
+        if type(kv) is not dict or type(key := kv.get("key")) is not str:
+            raise OtlpError("an attribute is not a {key, value} object")
+        if key in out:
+            raise OtlpError(f"attribute {key[:64]!r} appears twice")
+        value = kv.get("value", {})
+        # Fast path for the commonest value (most audit fields are strings): the same
+        # result as any_value, without its call.
+        if type(value) is dict and len(value) == 1 and \
+                type(text := value.get("stringValue")) is str:
+            out[key] = text
+        else:
+            out[key] = any_value(value, depth)
+    return out
+
+
+def otlp_attributes(record: OtlpLogRecord) -> dict[str, Any]:
+    """The decoded attributes of one log record (:class:`OtlpError` when malformed)."""
+    return key_values(record.raw.get("attributes", []))
+
+
+def otlp_logs(line: dict[str, Any]) -> Iterator[OtlpLogRecord]:
+    """The log records of one OTLP/JSON line (``LogsData``/``ExportLogsServiceRequest``),
+    with their resource and scope, in document order. Spans and metrics lines yield
+    nothing. Raises :class:`OtlpError` where the structure breaks (records before it
+    have been yielded)."""
+    resource_logs = line.get("resourceLogs", [])
+    if type(resource_logs) is not list:
+        raise OtlpError("resourceLogs is not a JSON array")
+    index = 0
+    for rl in resource_logs:
+        if type(rl) is not dict:
+            raise OtlpError("a ResourceLogs is not a JSON object")
+        res = rl.get("resource", {})
+        if type(res) is not dict:
+            raise OtlpError("a resource is not a JSON object")
+        resource = key_values(res.get("attributes", []))
+        scope_logs = rl.get("scopeLogs", [])
+        if type(scope_logs) is not list:
+            raise OtlpError("scopeLogs is not a JSON array")
+        for sl in scope_logs:
+            if type(sl) is not dict:
+                raise OtlpError("a ScopeLogs is not a JSON object")
+            scope = sl.get("scope", {})
+            name = scope.get("name") if type(scope) is dict else None
+            records = sl.get("logRecords", [])
+            if type(records) is not list:
+                raise OtlpError("logRecords is not a JSON array")
+            for raw in records:
+                index += 1
+                if type(raw) is not dict:
+                    raise OtlpError(f"log record {index} is not a JSON object")
+                yield OtlpLogRecord(resource, name if type(name) is str else None, index, raw)

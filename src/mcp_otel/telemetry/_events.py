@@ -1,0 +1,114 @@
+"""The event file: each ``emit_*`` appends its line before it returns.
+
+Why synchronous: Osiris' contract (and its tests) is that the event is in
+``mcp_telemetry_{date}.jsonl`` when ``emit_*`` returns. A queue and a writer thread
+(what the emitter had before) batched well but broke that, and building an OTel log
+record per event cost more than the write itself.
+
+How: the line is built here, in the ``flat`` format of the JSONL log exporter (Osiris'
+fields at the top level, then the record envelope: ``otel.timestamp``, ``severity``,
+``severity_number``, ``event_name``, ``trace_id``/``span_id`` of the current span (when
+there is one), ``schema_version``, and ``resource`` when
+``MCP_OTEL_JSONL_RESOURCE`` asks for it) and appended with one locked ``write`` through
+the exporter's own :class:`~mcp_otel.exporters.LockedJsonlFile`: the same thread lock,
+``flock`` across processes, rotation, fsync policy, modes and symlink checks as every
+mcp-otel file, with no second locking scheme. With ``MCP_OTEL_JSONL_FORMAT=otlp`` the
+line is an OTLP ``LogsData`` and the record goes through the SDK's synchronous
+``SimpleLogRecordProcessor`` into the same exporter (slower, same guarantee).
+
+A line that cannot be written (disk full, a directory that cannot be created) is lost,
+never retried in the host's call: it is counted (``events_lost``), the file reports the
+cause once on stderr, and a warning goes to the ``mcp_otel.telemetry`` logger at the
+first loss and whenever the count doubles.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+from opentelemetry._logs import SeverityNumber
+from opentelemetry.context import Context
+from opentelemetry.trace import get_current_span
+
+from mcp_otel import _json
+from mcp_otel.exporters import SCHEMA_VERSION, JsonlLogExporter
+
+_log = logging.getLogger("mcp_otel.telemetry")
+
+EVENT_PREFIX = "mcp.telemetry."
+SEVERITY_INFO = SeverityNumber.INFO
+SEVERITY_WARN = SeverityNumber.WARN
+_INFO = ("INFO", SEVERITY_INFO.value)
+_WARN = ("WARN", SEVERITY_WARN.value)
+
+
+class EventFile:
+    """Writes one event line per call into the exporter's locked file."""
+
+    def __init__(self, exporter: JsonlLogExporter, resource: Mapping[str, Any] | None) -> None:
+        self.exporter = exporter
+        self._file = exporter.file
+        self._resource = (
+            dict(resource) if resource is not None and exporter.config.include_resource
+            else None
+        )
+        self._lost_lock = threading.Lock()
+        self.lost = 0
+
+    def write(
+        self,
+        attributes: dict[str, Any],
+        event_name: str,
+        error: bool,
+        otel_timestamp: str,
+        context: Context,
+    ) -> None:
+        """Append the event's line now; count it as lost if the file refuses it.
+
+        Takes ``attributes`` over: the envelope fields are added to it in place.
+        """
+        severity, number = _WARN if error else _INFO
+        # Osiris' own ``timestamp`` attribute wins; the record's goes to otel.timestamp
+        # (the flat format's clash rule). No other envelope name is an event field.
+        attributes["otel.timestamp"] = otel_timestamp
+        attributes["severity"] = severity
+        attributes["severity_number"] = number
+        attributes["event_name"] = event_name
+        # The span the event was emitted in, as the SDK's Logger.emit would record it.
+        span = get_current_span(context).get_span_context()
+        if span.trace_id:
+            attributes["trace_id"] = f"{span.trace_id:032x}"
+            if span.span_id:
+                attributes["span_id"] = f"{span.span_id:016x}"
+        attributes["schema_version"] = SCHEMA_VERSION
+        if self._resource is not None:
+            attributes["resource"] = self._resource
+        try:
+            line = orjson.dumps(attributes, option=orjson.OPT_APPEND_NEWLINE)
+        except Exception:  # a lone surrogate in a name, an odd value: the careful encoder
+            line = _json.dumps_line(attributes)
+        else:
+            if b"null" in line:  # maybe a NaN orjson wrote as null: the careful encoder
+                line = _json.dumps_line(attributes)
+        if not self._file.append_line(line):
+            self.count_lost(1)
+
+    def count_lost(self, n: int) -> None:
+        with self._lost_lock:
+            before = self.lost
+            self.lost = before + n
+        if before == 0 or self.lost.bit_length() > before.bit_length():
+            _log.warning(
+                "mcp-otel telemetry: %d event(s) could not be written to %s (%s)",
+                self.lost, self._file.current_path, self._file.last_error,
+            )
+
+    def flush(self) -> bool:
+        return bool(self.exporter.force_flush())
+
+    def shutdown(self) -> None:
+        self.exporter.shutdown()
