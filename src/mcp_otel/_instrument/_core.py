@@ -219,6 +219,12 @@ class WireCodec:
         wire = self.wire(result)
         if wire is None:
             return result
+        return self.wire_with_meta(wire, meta)
+
+    @staticmethod
+    def wire_with_meta(wire: Mapping[str, Any], meta: Mapping[str, Any]) -> dict[str, Any]:
+        """``wire`` (from :meth:`wire`) with ``meta`` merged: the observer has the wire form
+        already, and a second ``model_dump`` of the result cost as much as the first."""
         out = dict(wire)
         merged = dict(out.get("_meta") or {})
         merged.update(meta)
@@ -465,10 +471,11 @@ class Observer:
         if not isinstance(correlation_id, str) or not correlation_id:
             correlation_id = f"mcp_otel_{secrets.token_hex(8)}"
         if span.is_recording():
-            span.set_attributes({"mcp_otel.correlation_id": correlation_id,
-                                 "mcp_otel.bytes_in": bytes_in})
+            span_attributes: dict[str, Any] = {"mcp_otel.correlation_id": correlation_id,
+                                               "mcp_otel.bytes_in": bytes_in}
             if request.session_id:
-                span.set_attribute("mcp.session.id", request.session_id)
+                span_attributes["mcp.session.id"] = request.session_id
+            span.set_attributes(span_attributes)  # one call: the SDK cleans and locks per call
         attributes: dict[str, Any] = {"mcp.method.name": "tools/call",
                                       "gen_ai.tool.name": self._tool_label(tool)}
         return _ToolCall(tool, correlation_id, bytes_in, span, attributes)
@@ -546,12 +553,15 @@ class Observer:
         if call.span.is_recording():
             call.span.set_attributes({"mcp_otel.bytes_out": bytes_out,
                                       "mcp_otel.duration_ms": duration_ms})
-        return codec.with_meta(result, {
+        meta = {
             META_CORRELATION_ID: call.correlation_id,
             META_DURATION_MS: duration_ms,
             META_BYTES_IN: call.bytes_in,
             META_BYTES_OUT: bytes_out,
-        })
+        }
+        if type(codec) is WireCodec:
+            return WireCodec.wire_with_meta(wire, meta)
+        return codec.with_meta(result, meta)
 
     async def _tool_failed(self, call: _ToolCall, start: int, end: int, bytes_out: int,
                            error_type: str, text: str) -> None:

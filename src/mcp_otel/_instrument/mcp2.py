@@ -78,12 +78,19 @@ def classify_error(exc: BaseException) -> str:
     return type(exc).__qualname__
 
 
+_SDK_OTEL_MIDDLEWARE: list[type | None] = []  # resolved once: this runs per message
+
+
 def _is_sdk_otel_middleware(middleware: Any) -> bool:
-    try:
-        from mcp.server._otel import OpenTelemetryMiddleware
-    except ImportError:
-        return False
-    return isinstance(middleware, OpenTelemetryMiddleware)
+    if not _SDK_OTEL_MIDDLEWARE:
+        try:
+            from mcp.server._otel import OpenTelemetryMiddleware
+        except ImportError:
+            _SDK_OTEL_MIDDLEWARE.append(None)
+        else:
+            _SDK_OTEL_MIDDLEWARE.append(OpenTelemetryMiddleware)
+    cls = _SDK_OTEL_MIDDLEWARE[0]
+    return cls is not None and isinstance(middleware, cls)
 
 
 def _connection_of(ctx: Any) -> Any:
