@@ -112,13 +112,15 @@ def _flush_application_providers(deadline: float) -> bool:
     an instrumented server are in them when the application set them, and the default
     action that follows ends the process without their exit hooks. They are only
     flushed, never shut down; mcp-otel's shared providers were flushed already."""
-    from opentelemetry import _logs, metrics, trace
+    from opentelemetry import metrics, trace
+
+    from mcp_otel._otel_compat import logs_api
 
     ours = {id(p) for p in (_setup._tracer_provider, _setup._meter_provider,
                             _setup._logger_provider) if p is not None}
     ok = True
     for provider in (trace.get_tracer_provider(), metrics.get_meter_provider(),
-                     _logs.get_logger_provider()):
+                     logs_api.get_logger_provider()):
         flush = getattr(provider, "force_flush", None)
         if id(provider) in ours or flush is None or not callable(flush):
             continue
