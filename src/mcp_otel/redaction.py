@@ -49,6 +49,9 @@ from typing import Any
 import orjson
 
 from mcp_otel import _json, _settings, limits
+from mcp_otel._regex import check_engine, compile_linear
+
+check_engine()
 
 MASK = "***MASKED***"
 
@@ -132,14 +135,18 @@ _CACHE_KEY_MAX = 256
 #
 # No quantifier here is nested in another over the same characters, and the only
 # lookaheads are bounded (``(?!//)``) or scan a region no other start scans again.
+#
+# Every pattern is compiled by ``compile_linear`` (mcp_otel._regex), which spells each
+# possessive quantifier as the atomic group the re docs define it to be: CPython 3.11.0
+# to 3.11.4 match possessive loops over groups wrongly and left secrets unmasked.
 
-_CAMEL_RE = re.compile(r"[A-Z]+(?=[A-Z][a-z0-9])|[A-Z]?[a-z0-9]+|[A-Z]+")
+_CAMEL_RE = compile_linear(r"[A-Z]+(?=[A-Z][a-z0-9])|[A-Z]?[a-z0-9]+|[A-Z]+")
 # ${NAME} or $NAME only: in ${NAME:-default} the default may be the secret itself
-_ENV_REF_RE = re.compile(r"^\$(\{[A-Za-z_][A-Za-z0-9_]*\}|[A-Za-z_][A-Za-z0-9_]*)$")
+_ENV_REF_RE = compile_linear(r"^\$(\{[A-Za-z_][A-Za-z0-9_]*\}|[A-Za-z_][A-Za-z0-9_]*)$")
 # scheme://user: -- the scheme starts at the first letter of its run of scheme characters
 # (leading digits, '+', '.', '-' are kept in the match, outside the password).
 _URL_PRE = r"(?<![A-Za-z0-9+.\-])[0-9+.\-]*+[A-Za-z][A-Za-z0-9+.\-]*+://[^\s:/@]*+:"
-_URL_PRE_RE = re.compile(_URL_PRE)
+_URL_PRE_RE = compile_linear(_URL_PRE)
 # scheme://user:password@host. The password runs to the last '@' before the host, so it
 # may itself contain '@' and '/' (unencoded, as people write them); that '@' is the last
 # one before the query/fragment/end, and after a '/' the password holds no '?' or '#'
@@ -153,7 +160,7 @@ _URL_PRE_RE = re.compile(_URL_PRE)
 # inside it, so the stretches scanned from two schemes never overlap, and the host
 # check runs from each '@' only to the next '@'.
 _AT_HOST = r"[^\s@?#]*+(?:[?#\s]|$)"  # after an '@': the host, then the URL's end
-_URL_PASSWORD_RE = re.compile(
+_URL_PASSWORD_RE = compile_linear(
     _URL_PRE
     + rf"(?P<pw>[^\s/](?:[^\s/@]++|@(?!{_AT_HOST}))*+"
     rf"(?:/(?:[^\s?#:@]++|:(?!//)|@(?!{_AT_HOST}))*+)?)"  # never across another "://"
@@ -164,7 +171,7 @@ _URL_PASSWORD_RE = re.compile(
 # the last quote of each kind in the text can be unterminated, and it is scanned from one
 # key only). An unterminated quoted value ("open") is found so that a text cut short can
 # mask it (Redactor._kv_pass); in a whole text it is no value, as it always was.
-_KV_RE = re.compile(
+_KV_RE = compile_linear(
     r"(?<![A-Za-z0-9_.\-])[0-9_.\-]*+(?P<key>[A-Za-z][A-Za-z0-9_.\-]*+)(?P<sep>\s*+=\s*+)"
     r"(?P<val>\"[^\"]*+\"|'[^']*+'|[^\s&;,'\"]++|(?P<open>[\"'])[^\s&;,'\"]++)"
 )
@@ -186,24 +193,24 @@ _KV_RE = re.compile(
 # compiles it with a lookahead for its secret words (_colon_key_pattern), scanned from
 # the run's start only: runs that cannot hold a secret key never reach Python.
 _COLON_KEY_RUN = r"[A-Za-z0-9_.\-]++(?P<sep>['\"]?\s*+:(?!//)\s*+)"
-_DOT_LETTER_RE = re.compile(r"\.[A-Za-z]")
+_DOT_LETTER_RE = compile_linear(r"\.[A-Za-z]")
 _KEY_LETTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 _KEY_BEHIND = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
-_AUTH_SCHEME_RE = re.compile(r"(?:bearer|basic|token|negotiate)\s++", re.IGNORECASE)
+_AUTH_SCHEME_RE = compile_linear(r"(?:bearer|basic|token|negotiate)\s++", re.IGNORECASE)
 # The body of a quoted value (escapes honoured, no escaped newline) and the characters
 # that end an unquoted one.
-_DQ_BODY_RE = re.compile(r"(?:[^\"\\]|\\.)*+")
-_SQ_BODY_RE = re.compile(r"(?:[^'\\]|\\.)*+")
-_VALUE_END_RE = re.compile(r"[\s&;,'\"]")
-_BRACKETS = {"{": ("}", re.compile(r"[{}]")), "[": ("]", re.compile(r"[\[\]]")),
-             "(": (")", re.compile(r"[()]"))}
+_DQ_BODY_RE = compile_linear(r"(?:[^\"\\]|\\.)*+")
+_SQ_BODY_RE = compile_linear(r"(?:[^'\\]|\\.)*+")
+_VALUE_END_RE = compile_linear(r"[\s&;,'\"]")
+_BRACKETS = {"{": ("}", compile_linear(r"[{}]")), "[": ("]", compile_linear(r"[\[\]]")),
+             "(": (")", compile_linear(r"[()]"))}
 _AFTER_BRACKET = frozenset(",;&}])")
 # An exception class name before ": message" (KeyError, TokenExpiredError): the text after
 # it is the message, whose first word is no secret value (other rules still mask inside).
 _EXCEPTION_SUFFIXES = ("Error", "Exception", "Warning")
 # The colons the key: pattern can act on: not "://" (excluded there), not ":***MASKED***" (a
 # value that starts with the mask is left as it is)
-_COLON_HINT_RE = re.compile(r":(?!//|" + re.escape(MASK) + ")")
+_COLON_HINT_RE = compile_linear(r":(?!//|" + re.escape(MASK) + ")")
 # An HTTP Basic credential is standard base64 of "user:password" (RFC 7617): after "Basic"
 # only a token that is valid base64 (correct padding, or none) ending where the base64
 # alphabet ends, and that decodes to bytes holding a ':' (0x3A), is masked, so that prose
@@ -222,18 +229,18 @@ _BASIC_CREDENTIAL = (
     rf"(?-i:(?=(?:{_B64}{{4}})*+(?:{_B64}{{2}}(?:==)?|{_B64}{{3}}=?)?(?![A-Za-z0-9+/=]))"
     rf"(?=(?:(?!{_B64_COLON}){_B64}{{4}})*+{_B64_COLON}))"
 )
-_BEARER_RE = re.compile(
+_BEARER_RE = compile_linear(
     rf"(?P<pre>\b(?:Bearer\s+|Basic\s+(?={_BASIC_CREDENTIAL})))"
     r"(?P<val>[A-Za-z0-9._~+/=\-]{6,})",
     re.IGNORECASE,
 )
-_AUTH_HINT_RE = re.compile(r"bearer|basic", re.IGNORECASE)
+_AUTH_HINT_RE = compile_linear(r"bearer|basic", re.IGNORECASE)
 # For a text cut short (_mask_open_tail), matched at the start of the reversed text: its
 # last run without whitespace, and a credential after an auth scheme word running into
 # the cut ("Bearer tok" reversed is "kot reraeB"; the word boundary before the scheme
 # word is the lookahead after it).
-_NON_SPACE_RE = re.compile(r"\S*+")
-_AUTH_TAIL_REVERSED_RE = re.compile(
+_NON_SPACE_RE = compile_linear(r"\S*+")
+_AUTH_TAIL_REVERSED_RE = compile_linear(
     r"(?P<val>[A-Za-z0-9._~+/=\-]++)\s++(?:reraeb|cisab)(?!\w)", re.IGNORECASE
 )
 
@@ -404,7 +411,7 @@ class Redactor:
             if parts and not words.intersection(parts):
                 words.add(max(parts, key=len))
         minimal = {w for w in words if not any(o != w and o in w for o in words)}
-        self._kv_hint = re.compile("|".join(re.escape(w) for w in sorted(minimal)))
+        self._kv_hint = compile_linear("|".join(re.escape(w) for w in sorted(minimal)))
         self._colon_key_re = _colon_key_pattern(sorted(minimal))
 
     # -- keys -------------------------------------------------------------------------
@@ -862,7 +869,7 @@ def _colon_key_pattern(words: list[str]) -> re.Pattern[str]:
     others = "".join(re.escape(c) for c in run if c not in firsts)
     starts = "".join(re.escape(c) for c in sorted(firsts))
     word_ahead = rf"(?=(?:[{others}]++|(?!{alternatives})[{starts}])*+(?:{alternatives}))"
-    return re.compile(r"(?<![A-Za-z0-9_.\-])(?=[A-Za-z0-9_.\-])" + word_ahead + _COLON_KEY_RUN)
+    return compile_linear(r"(?<![A-Za-z0-9_.\-])(?=[A-Za-z0-9_.\-])" + word_ahead + _COLON_KEY_RUN)
 
 
 def _key_quote_before(text: str, rs: int) -> bool:
