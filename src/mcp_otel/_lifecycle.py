@@ -91,7 +91,8 @@ def flush_all(timeout: float) -> bool:
     providers and the application's global SDK providers, within ``timeout`` seconds in
     total; True when everything was flushed."""
     deadline = time.monotonic() + timeout
-    from mcp_otel import audit, telemetry
+    from mcp_otel import telemetry
+    from mcp_otel.audit import _logger as audit
 
     audit._shutdown_all(max(0.1, deadline - time.monotonic()))
     ok = True

@@ -17,8 +17,8 @@ import os
 import resource
 import signal
 
-from mcp_otel._audit_processor import RetryPolicy
 from mcp_otel.audit import AuditLogger
+from mcp_otel.audit._processor import RetryPolicy
 
 
 def main() -> None:

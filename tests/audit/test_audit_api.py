@@ -433,7 +433,7 @@ def test_exit_flush_also_ends_a_session_opened_by_a_late_record(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """A record that races a session's end goes to the logger's next session; the exit
     flush must shut that session down too, or its queue dies with the interpreter."""
-    import mcp_otel.audit as audit_module
+    import mcp_otel.audit._logger as audit_module
 
     a = make_audit(wait="queued")
     asyncio.run(a.log_tool_call("before"))
@@ -477,7 +477,7 @@ def test_late_records_partly_handed_over_are_counted_once_and_declared(
 
     from opentelemetry._logs import SeverityNumber
 
-    from mcp_otel._audit_processor import QueueFullTimeout
+    from mcp_otel.audit._processor import QueueFullTimeout
 
     a = make_audit(wait="queued")
     asyncio.run(a.log_tool_call("s1-call"))
@@ -525,7 +525,7 @@ def test_audit_log_records_match_the_api_constructor(in_span: bool) -> None:
     from opentelemetry._logs import LogRecord, SeverityNumber
     from opentelemetry.sdk.trace import TracerProvider
 
-    from mcp_otel.audit import _AuditLogRecord
+    from mcp_otel.audit._logger import _AuditLogRecord
 
     tracer = TracerProvider().get_tracer("t")
     attrs = {"event": "tool_call"}

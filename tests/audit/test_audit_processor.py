@@ -17,8 +17,8 @@ from opentelemetry.sdk._logs.export import (
     LogRecordExportResult,
 )
 
-from mcp_otel import _audit_processor as _ap
-from mcp_otel._audit_processor import AuditLogRecordProcessor, RetryPolicy
+from mcp_otel.audit import _processor as _ap
+from mcp_otel.audit._processor import AuditLogRecordProcessor, RetryPolicy
 
 
 def test_sync_emitters_wait_for_room_and_nothing_is_evicted() -> None:

@@ -2,7 +2,7 @@
 
 Why not the application's ``LoggerProvider``: its ``BatchLogRecordProcessor`` evicts under
 load, loses what is queued at ``os._exit`` and never retries. The audit trail has its own
-provider and the audit-grade processor of :mod:`mcp_otel._audit_processor`, seals every
+provider and the audit-grade processor of :mod:`mcp_otel.audit._processor`, seals every
 record into a hash chain (:mod:`mcp_otel.integrity`) in the writer thread, and writes
 flat JSONL through :class:`mcp_otel.exporters.JsonlLogExporter` to
 ``<log_dir>/mcp_audit_{date}.jsonl``. See docs/audit.md for behaviour and guarantees.
@@ -27,7 +27,6 @@ from opentelemetry.metrics import MeterProvider
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import get_current_span
 
-from mcp_otel import _audit_processor as _ap
 from mcp_otel import _fork, _json, _lifecycle, _settings, _setup, integrity, limits, redaction
 from mcp_otel._otel_compat import (
     BatchLogRecordProcessor,
@@ -39,6 +38,7 @@ from mcp_otel._otel_compat import (
     SeverityNumber,
     UnboundedLogRecord,
 )
+from mcp_otel.audit import _processor as _ap
 from mcp_otel.exporters._file import FSYNC_POLICIES, make_private_dirs
 
 __all__ = ["AuditLogger", "install_sigterm_handler"]
