@@ -92,9 +92,9 @@ def flush_all(timeout: float) -> bool:
     total; True when everything was flushed."""
     deadline = time.monotonic() + timeout
     from mcp_otel import telemetry
-    from mcp_otel.audit import _logger as audit
+    from mcp_otel.audit import _process as audit_process
 
-    audit._shutdown_all(max(0.1, deadline - time.monotonic()))
+    audit_process._shutdown_all(max(0.1, deadline - time.monotonic()))
     ok = True
     emitter = telemetry.get_telemetry()
     if emitter is not None:

@@ -17,8 +17,7 @@ import os
 import resource
 import signal
 
-from mcp_otel.audit import AuditLogger
-from mcp_otel.audit._processor import RetryPolicy
+from mcp_otel.audit import AuditLogger, RetryPolicy
 
 
 def main() -> None:

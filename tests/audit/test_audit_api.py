@@ -433,7 +433,7 @@ def test_exit_flush_also_ends_a_session_opened_by_a_late_record(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """A record that races a session's end goes to the logger's next session; the exit
     flush must shut that session down too, or its queue dies with the interpreter."""
-    import mcp_otel.audit._logger as audit_module
+    from mcp_otel.audit import _process
 
     a = make_audit(wait="queued")
     asyncio.run(a.log_tool_call("before"))
@@ -447,7 +447,7 @@ def test_exit_flush_also_ends_a_session_opened_by_a_late_record(
             asyncio.run(self.log_tool_call("late"))
 
     monkeypatch.setattr(AuditLogger, "shutdown", shutdown_then_late_record)
-    audit_module._shutdown_all(timeout=10.0)
+    _process._shutdown_all(timeout=10.0)
     assert late_done
     recs = read_records(tmp_path / "audit")
     sessions = {r["session_id"] for r in recs}
@@ -525,7 +525,7 @@ def test_audit_log_records_match_the_api_constructor(in_span: bool) -> None:
     from opentelemetry._logs import LogRecord, SeverityNumber
     from opentelemetry.sdk.trace import TracerProvider
 
-    from mcp_otel.audit._logger import _AuditLogRecord
+    from mcp_otel.audit._session import _AuditLogRecord
 
     tracer = TracerProvider().get_tracer("t")
     attrs = {"event": "tool_call"}

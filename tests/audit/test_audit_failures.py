@@ -14,8 +14,7 @@ from opentelemetry.sdk._logs.export import LogRecordExportResult
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from mcp_otel import integrity
-from mcp_otel.audit import AuditLogger
-from mcp_otel.audit._processor import RetryPolicy
+from mcp_otel.audit import AuditLogger, RetryPolicy
 from mcp_otel.exporters import JsonlLogExporter
 
 from .conftest import counter_value, read_records

@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 
 from mcp_otel import integrity
-from mcp_otel.audit import AuditLogger
-from mcp_otel.audit._processor import RetryPolicy
+from mcp_otel.audit import AuditLogger, RetryPolicy
 from mcp_otel.exporters import _file as file_mod
 
 from .conftest import read_records

@@ -1,52 +1,35 @@
-"""``AuditLogger``: a drop-in for Osiris' audit logger on OpenTelemetry logs.
+"""``AuditLogger``: the Osiris-compatible API over the parts of this package.
 
-Why not the application's ``LoggerProvider``: its ``BatchLogRecordProcessor`` evicts under
-load, loses what is queued at ``os._exit`` and never retries. The audit trail has its own
-provider and the audit-grade processor of :mod:`mcp_otel.audit._processor`, seals every
-record into a hash chain (:mod:`mcp_otel.integrity`) in the writer thread, and writes
-flat JSONL through :class:`mcp_otel.exporters.JsonlLogExporter` to
-``<log_dir>/mcp_audit_{date}.jsonl``. See docs/audit.md for behaviour and guarantees.
+The class reads its settings (argument, else environment variable, else default) and
+builds each record's attributes from whatever the caller passed, capped, masked and never
+raising; the parts do the rest: the session with its chain and OTel pipeline
+(``_session``), the writer (``_processor``), the exit and fork hooks (``_process``). Why
+the audit trail has its own pipeline is in the package docstring (:mod:`mcp_otel.audit`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import atexit
 import math
 import os
-import secrets
 import threading
 import time
-import weakref
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from opentelemetry.context import get_current
 from opentelemetry.metrics import MeterProvider
-from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from opentelemetry.trace import get_current_span
 
 from mcp_otel import _fork, _json, _lifecycle, _settings, _setup, integrity, limits, redaction
-from mcp_otel._otel_compat import (
-    BatchLogRecordProcessor,
-    LoggerProvider,
-    LogRecord,
-    LogRecordLimits,
-    NoOpLogger,
-    ReadWriteLogRecord,
-    SeverityNumber,
-    UnboundedLogRecord,
-)
+from mcp_otel._otel_compat import SeverityNumber
+from mcp_otel.audit import _process
 from mcp_otel.audit import _processor as _ap
+from mcp_otel.audit._session import _SCOPE, _Session
+from mcp_otel.audit._values import _flag, _given, _iso, _redact
 from mcp_otel.exporters._file import FSYNC_POLICIES, make_private_dirs
-
-__all__ = ["AuditLogger", "install_sigterm_handler"]
 
 WaitMode = Literal["written", "queued"]
 AUDIT_FILE_TEMPLATE = "mcp_audit_{date}.jsonl"
-EVENT_PREFIX = "mcp.audit."
-_SCOPE = integrity.AUDIT_SCOPE
 
 ENV_WAIT = "MCP_OTEL_AUDIT_WAIT"
 ENV_FSYNC = "MCP_OTEL_AUDIT_FSYNC"
@@ -61,249 +44,6 @@ _NAME_CACHE_LEN = 256
 _I64_MIN = -(2**63)
 _U64_MAX = 2**64 - 1  # redaction keeps ints in [_I64_MIN, _U64_MAX] as numbers
 DEFAULT_QUEUE_TIMEOUT = 30.0
-#: Pinned limits: no OTEL_*_LIMIT variable may drop or truncate a sealed attribute.
-_LIMITS_MAX_ATTRIBUTES = 1024
-
-# Strong references: a logger the application dropped must still write what it queued
-# (at exit, or in a multiprocessing child). ``shutdown()`` removes it.
-_LIVE: set[AuditLogger] = set()
-_LIVE_LOCK = threading.Lock()
-
-
-_iso_cache: tuple[int, str] = (-1, "")
-
-
-def _iso(ns: int) -> str:
-    """ISO 8601 UTC with microseconds, as Osiris writes it (``...+00:00``)."""
-    global _iso_cache
-    sec, frac = divmod(ns, 1_000_000_000)
-    cached, prefix = _iso_cache
-    if cached != sec:  # one strftime per second, not per record
-        prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
-        _iso_cache = (sec, prefix)
-    return f"{prefix}.{frac // 1000:06d}+00:00"
-
-
-class _AuditLogRecord(LogRecord):
-    """The API's ``LogRecord``, set up directly: its constructor's keyword handling cost a
-    sixth of a ``queued`` call. Same attributes, same values (a test compares them with the
-    API constructor's, so an SDK that adds one fails the test, not production)."""
-
-    def __init__(self, now: int, severity: SeverityNumber, event_name: str,
-                 attributes: dict[str, Any]) -> None:
-        context = get_current()
-        span_context = get_current_span(context).get_span_context()
-        self.timestamp = now
-        self.observed_timestamp = now
-        self.context = context
-        self.trace_id = span_context.trace_id
-        self.span_id = span_context.span_id
-        self.trace_flags = span_context.trace_flags
-        self.severity_text = _SEVERITY_TEXT[severity]
-        self.severity_number = severity
-        self.body = None
-        self.attributes = attributes
-        self.event_name = event_name
-        self.exception = None
-
-
-class _AuditRecord(_ap.AuditRecord, UnboundedLogRecord):
-    """A record whose attributes are already encoded (see :mod:`redaction`).
-
-    The SDK wraps attributes in ``BoundedAttributes``, which re-cleans every nested value
-    and may drop or truncate by ``OTEL_*_LIMIT``. An audit record is encoded before emit
-    and sealed by value, so it skips that pass (:class:`UnboundedLogRecord`): nothing can
-    change it after the redactor, and the hash covers exactly what is written. In
-    ``queued`` mode a payload is still a :class:`redaction.Snapshot` (JSON bytes, unmasked)
-    between emit and the writer's seal, which masks it: only the audit processor sees the
-    record in between (the audit ``LoggerProvider`` is private to the session and has no
-    other processor).
-    """
-
-
-class _DirectLogger:
-    """What the SDK's ``Logger.emit`` does with a ``ReadWriteLogRecord``: hand it to the
-    processor. Used only when ``OTEL_SDK_DISABLED`` makes the provider's loggers no-ops."""
-
-    __slots__ = ("_processor",)
-
-    def __init__(self, processor: _ap.AuditLogRecordProcessor) -> None:
-        self._processor = processor
-
-    def emit(self, record: ReadWriteLogRecord) -> None:
-        self._processor.on_emit(record)
-
-
-_SEVERITY_TEXT = {s: s.name for s in SeverityNumber}  # Enum.name is a slow property
-_LIMITS = LogRecordLimits(
-    max_attributes=_LIMITS_MAX_ATTRIBUTES,
-    max_attribute_length=LogRecordLimits.UNSET,
-    max_log_record_attributes=_LIMITS_MAX_ATTRIBUTES,
-    max_log_record_attribute_length=LogRecordLimits.UNSET,
-)
-
-
-class _Session:
-    """One writer: a session id, its chain, and the OTel pipeline that writes it."""
-
-    def __init__(self, owner: AuditLogger) -> None:
-        from mcp_otel import _setup
-        from mcp_otel.exporters import JsonlLogExporter, RotationPolicy
-
-        self.pid = os.getpid()
-        self.session_id = "mcp_" + secrets.token_hex(6)
-        self.chain = integrity.Chain(self.session_id, owner._key)
-        self.redactor = owner._redactor
-        self.written = 0
-        self.lost = 0
-        self.unqueued_lost = 0
-        self._owner = weakref.ref(owner)
-        if owner._exporter_factory is not None:
-            exporter = owner._exporter_factory()
-        else:
-            # Every option explicit: no MCP_OTEL_JSONL_* deployment variable may rotate,
-            # prune, compress or reshape the audit trail.
-            exporter = JsonlLogExporter(
-                owner._path_template, format="flat", fsync=owner._fsync,
-                file_mode=0o600, dir_mode=0o700, disabled=False,
-                rotation=RotationPolicy(), include_resource=False,
-            )
-        self.exporter = exporter
-        self.otlp: BatchLogRecordProcessor | None = None
-        if owner._otlp:
-            otlp_exporter = _setup.otlp_exporter("logs")
-            if otlp_exporter is not None:
-                self.otlp = _setup.batch_log_processor(_setup.fork_safe(otlp_exporter))
-        self.processor = _ap.AuditLogRecordProcessor(
-            exporter,
-            max_queue_size=owner._queue_size,
-            max_batch_size=owner._batch_size,
-            queue_timeout=owner._queue_timeout,
-            retry=owner._retry,
-            seal=self._seal,
-            on_committed=self._committed,
-            on_lost=self._lost,
-            on_late=self._late,
-        )
-        self.provider = LoggerProvider(
-            resource=_setup.build_resource(),
-            shutdown_on_exit=False,
-            meter_provider=owner._meter_provider,
-            log_record_limits=_LIMITS,
-        )
-        self.provider.add_log_record_processor(self.processor)
-        self.resource = self.provider.resource
-        self.scope = InstrumentationScope(_SCOPE)
-        logger = self.provider.get_logger(_SCOPE)
-        if isinstance(logger, NoOpLogger):
-            # The audit trail is the system of record, not telemetry: OTEL_SDK_DISABLED
-            # turns off the OTLP copy (see _setup.otlp_exporter), never the local file.
-            # A disabled provider hands out no-op loggers, so records go straight to the
-            # audit processor, as the SDK's Logger.emit would pass them.
-            logger = _DirectLogger(self.processor)
-        self.logger: Any = logger
-        self.closed = False
-
-    def record(self, now: int, severity: SeverityNumber, attrs: dict[str, Any]) -> _AuditRecord:
-        rec = _AuditLogRecord(now, severity, EVENT_PREFIX + attrs["event"], attrs)
-        return _AuditRecord(rec, self.resource, self.scope, _LIMITS)
-
-    # Hooks run in the processor's writer thread.
-    def _seal(self, record: ReadWriteLogRecord) -> None:
-        attrs = record.log_record.attributes
-        for name, value in attrs.items():  # type: ignore[union-attr]
-            if type(value) is redaction.Snapshot:  # masked here, before any sink
-                attrs[name] = _redact(self.redactor, value).value  # type: ignore[index]
-        if attrs.get("event") == integrity.END_EVENT:  # type: ignore[union-attr]
-            # The losses as of now, in the writer: the figure taken at shutdown() missed
-            # the records still queued then, which can be lost by the final flush.
-            attrs["lost"] = self.lost + self.unqueued_lost  # type: ignore[index]
-        self.chain.seal(attrs)  # type: ignore[arg-type]
-
-    def _committed(self, records: Sequence[ReadWriteLogRecord]) -> None:
-        """``records``, a leading part of the batch being written or all of it, are in the
-        file. On a full disk the rest of the batch may still be lost, so the chain's
-        written head is the last of *these* records, not the last record sealed; and a
-        pending loss counts as declared only if the record that carries the declaration
-        is among them."""
-        attrs = [r.log_record.attributes or {} for r in records]
-        if any(integrity.F_LOST in a for a in attrs):
-            self.chain.committed()
-        head = attrs[-1].get(integrity.F_HASH) if attrs else None
-        if isinstance(head, str):
-            self.chain.written_head = head
-        else:  # a record that could not be sealed: as before, the head of the chain
-            self.chain.committed()
-        self.written += len(records)
-        owner = self._owner()
-        if owner is not None:
-            owner._m_records.add(len(records))
-        if self.otlp is not None:
-            for r in records:
-                self.otlp.on_emit(r)
-
-    def _lost(self, records: Sequence[ReadWriteLogRecord], error: BaseException | None) -> None:
-        seqs = [r.log_record.attributes.get(integrity.F_SEQ) for r in records]  # type: ignore[union-attr]
-        nums = [s for s in seqs if isinstance(s, int)]
-        n = len(records)
-        self.lost += n
-        if nums:
-            self.chain.lost(min(nums), max(nums))
-        owner = self._owner()
-        if owner is not None:
-            owner._m_lost.add(n)
-        cause = f": {error!r}" if error is not None else " (exporter reported failure)"
-        rng = f" (seq {min(nums)}..{max(nums)})" if nums else ""
-        _ap._stderr(
-            f"mcp-otel audit: LOST {n} audit record(s){rng} of session {self.session_id} "
-            f"after {owner._retry.attempts if owner else '?'} attempts{cause}; the loss is "
-            "declared in the next record of the session"
-        )
-
-    def _late(self, items: list[tuple[ReadWriteLogRecord, Any]]) -> None:
-        """Records that raced this session's end: they go to the logger's next session."""
-        owner = self._owner()
-        if owner is None:
-            raise RuntimeError("audit logger is gone")
-        nxt = owner._current()
-        if nxt is self:
-            raise RuntimeError("no next session")
-        for i, (record, waiter) in enumerate(items):
-            try:
-                nxt.processor.put(record, waiter)
-            except Exception as exc:  # no room in time, or that session ended too
-                # Only the records not handed over are lost: they never got a seq, so
-                # the next session declares them by count (``unqueued``), like a call
-                # that found no room; raising would count the handed-over ones too.
-                rest = items[i:]
-                for _ in rest:
-                    nxt.lost_unqueued(owner, exc)
-                _ap._resolve(rest, False)
-                return
-
-    def lost_unqueued(self, owner: AuditLogger, exc: BaseException) -> None:
-        self.unqueued_lost += 1
-        self.chain.lost_unqueued()
-        owner._m_lost.add(1)
-        _ap._stderr(f"mcp-otel audit: LOST 1 audit record of session {self.session_id}: {exc}")
-
-    def close(self, end_attrs: dict[str, Any] | None, timeout: float) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        if end_attrs is not None and os.getpid() == self.pid:
-            now = time.time_ns()
-            end_attrs.setdefault("timestamp", _iso(now))
-            record = self.record(now, SeverityNumber.INFO, end_attrs)
-            record.final = True
-            try:
-                self.logger.emit(record)
-            except Exception as exc:
-                _ap._stderr(f"mcp-otel audit: cannot write the session-end record: {exc!r}")
-        self.processor.shutdown(int(timeout * 1000))
-        if self.otlp is not None and os.getpid() == self.pid:
-            self.otlp.force_flush(int(min(timeout, 5.0) * 1000))
-            self.otlp.shutdown()
 
 
 class AuditLogger:
@@ -402,9 +142,8 @@ class AuditLogger:
         self.tool_call_counter = 0
         make_private_dirs(self.log_dir)
         self._session = _Session(self)
-        with _LIVE_LOCK:
-            _LIVE.add(self)
-        _install_process_hooks()
+        _process._add_live(self)
+        _process._install_process_hooks()
         if _lifecycle.signals_enabled() if handle_sigterm is None else handle_sigterm:
             _lifecycle.install_signal_handlers()
 
@@ -598,8 +337,7 @@ class AuditLogger:
         timeout = limits.safe_timeout(timeout, 30.0)
         with self._lock:
             sess, self._session = self._session, None
-        with _LIVE_LOCK:
-            _LIVE.discard(self)
+        _process._discard_live(self)
         if sess is None or sess.pid != os.getpid() or sess.closed:
             return
         self._ended_session = sess  # get_session_summary() describes it from now on
@@ -713,8 +451,7 @@ class AuditLogger:
                 if sess is not None:  # forked child: a new session, a new chain
                     self.tool_call_counter = 0
                 sess = self._session = _Session(self)
-        with _LIVE_LOCK:
-            _LIVE.add(self)
+        _process._add_live(self)
         return sess
 
     async def _log(self, attrs: dict[str, Any], severity: SeverityNumber,
@@ -760,121 +497,5 @@ class AuditLogger:
         return await fut
 
 
-# ------------------------------------------------------------------------------ helpers
-
-
-def _given(value: Any) -> bool:
-    """Osiris' truth test for an optional argument (``x or default``), where a truth value
-    that raises counts as given; exact ``None`` and ``str`` are decided inline."""
-    if value is None:
-        return False
-    if type(value) is str:
-        return value != ""
-    return limits.truth(value, True)
-
-
-def _flag(value: Any) -> bool | str:
-    """``bool(value)``, or :func:`limits.unrepresentable` when its truth value raises."""
-    if value is True or value is False:
-        return value
-    try:
-        return bool(value)
-    except Exception:
-        return limits.unrepresentable(value)
-
-
-def _redact(redactor: redaction.Redactor, snap: redaction.Snapshot) -> redaction.RedactedValue:
-    """Mask a payload snapshot; a redactor failure gives a placeholder, never the raw value,
-    never an exception into the host, never a lost record."""
-    try:
-        return redactor.redact_snapshot(snap)
-    except Exception as exc:
-        _ap._stderr(f"mcp-otel audit: cannot redact a payload: {exc!r}")
-        return redaction.RedactedValue("<unredactable>", len(snap.json), False)
-
-
 def _today() -> str:
     return time.strftime("%Y%m%d", time.gmtime())
-
-
-_hooks_installed = False
-
-
-class _AfterForkOwner:
-    """Weak-referenceable owner of the multiprocessing after-fork hook (module lifetime)."""
-
-
-_MP_AFTER_FORK_OWNER = _AfterForkOwner()
-
-
-def _register_mp_finalizer(_owner: object) -> None:
-    import multiprocessing.util as mp_util
-
-    mp_util.Finalize(None, _shutdown_all, exitpriority=100)
-
-
-def _install_process_hooks() -> None:
-    """atexit flush, multiprocessing-child flush, fork reset: once per process."""
-    global _hooks_installed
-    if _hooks_installed:
-        return
-    _hooks_installed = True
-    atexit.register(_shutdown_all)
-    try:
-        import multiprocessing.util as mp_util
-
-        # multiprocessing children leave through os._exit, which skips atexit.
-        mp_util.Finalize(None, _shutdown_all, exitpriority=100)
-        # A child started by fork clears the finalizer registry it inherited
-        # (BaseProcess._after_fork), dropping the one above: register it again there.
-        mp_util.register_after_fork(_MP_AFTER_FORK_OWNER, _register_mp_finalizer)
-    except Exception:  # pragma: no cover
-        pass
-    _fork.register(_fork.COMPONENTS, after_in_child=_after_fork_child)
-
-
-def _live() -> list[AuditLogger]:
-    with _LIVE_LOCK:
-        return list(_LIVE)
-
-
-_SHUTDOWN_PASSES = 3
-
-
-def _shutdown_all(timeout: float = 10.0) -> None:
-    # More than one pass: a record that raced a session's end is handed to the logger's
-    # next session (see _Session._late), which puts the logger back in _LIVE; a single
-    # pass over the list taken before would leave that session's queue to a daemon
-    # thread the interpreter is about to kill. Bounded: a thread still logging at exit
-    # cannot keep us here, and the later passes only get what is left of ``timeout``
-    # (the first pass gives each logger ``timeout``, as a single pass did).
-    deadline = time.monotonic() + timeout
-    for attempt in range(_SHUTDOWN_PASSES):
-        live = _live()
-        if not live:
-            return
-        budget = timeout if attempt == 0 else deadline - time.monotonic()
-        if budget <= 0:
-            _ap._stderr(f"mcp-otel audit: exit flush out of time; {len(live)} audit "
-                        "logger(s) started new sessions during it and were not flushed")
-            return
-        for logger in live:
-            try:
-                logger.shutdown(budget)
-            except Exception as exc:
-                _ap._stderr(f"mcp-otel audit: flush at exit failed: {exc!r}")
-
-
-def _after_fork_child() -> None:
-    global _LIVE_LOCK
-    _LIVE_LOCK = threading.Lock()
-    for logger in list(_LIVE):
-        logger._lock = threading.Lock()
-
-
-def install_sigterm_handler(timeout: float | None = None) -> bool:
-    """Flush everything mcp-otel holds on SIGTERM and SIGINT, then chain to the handler
-    that was there before (:mod:`mcp_otel._lifecycle`). Kept for compatibility: the
-    ``timeout`` now comes from ``MCP_OTEL_SHUTDOWN_TIMEOUT``."""
-    del timeout
-    return _lifecycle.install_signal_handlers()
