@@ -5,7 +5,7 @@ The audit writer thread wakes the event loops whose callers wait for a batch. Th
 releases the GIL around a system call of a few microseconds; with several event-loop
 threads queueing for the GIL, each such hand-off can cost the writer a wait behind another
 thread's loop iteration, and every caller waiting for the next batch waits with it. So
-:mod:`mcp_otel.audit._processor` does the same two steps itself, the send without
+:mod:`mcp_otel.audit._wakeup` does the same two steps itself, the send without
 releasing the GIL (see ``_load_send_keeping_gil`` there), for a stock selector loop.
 Measured with benchmarks/bench_audit.py (8 threads x 64 in flight, ``wait="written"``,
 six alternating pairs of runs on a 2-core machine at load 6-9): a median 48 CPU µs per

@@ -15,6 +15,7 @@ The parts, one concept per module (a lower one never imports a higher one):
   writes it, and what runs in the writer thread (seal, commit, declared losses);
 * :mod:`._processor` -- the audit-grade ``LogRecordProcessor``: bounded queue without
   eviction, group commit, retries, the final record;
+* :mod:`._wakeup` -- how the writer thread wakes the event loops whose callers wait;
 * :mod:`._process` -- per process: the live loggers, the exit, multiprocessing and fork
   hooks;
 * :mod:`._values` -- small helpers that turn odd values into safe fields.

@@ -26,6 +26,7 @@ from mcp_otel.audit import _process
 from mcp_otel.audit import _processor as _ap
 from mcp_otel.audit._session import _SCOPE, _Session
 from mcp_otel.audit._values import _flag, _given, _iso, _redact
+from mcp_otel.audit._wakeup import register_loop
 from mcp_otel.exporters._file import FSYNC_POLICIES, make_private_dirs
 
 WaitMode = Literal["written", "queued"]
@@ -466,7 +467,7 @@ class AuditLogger:
         if self._wait_written:
             loop = asyncio.get_running_loop()
             fut = loop.create_future()
-            _ap.register_loop(loop)  # here, on the loop's own thread (see register_loop)
+            register_loop(loop)  # here, on the loop's own thread (see register_loop)
         for attempt in (1, 2):
             sess = self._current()
             attrs["session_id"] = sess.session_id

@@ -34,6 +34,7 @@ from mcp_otel._otel_compat import (
 )
 from mcp_otel.audit import _processor as _ap
 from mcp_otel.audit._values import _iso, _redact
+from mcp_otel.audit._wakeup import _resolve
 
 if TYPE_CHECKING:
     from mcp_otel.audit._logger import AuditLogger
@@ -238,7 +239,7 @@ class _Session:
                 rest = items[i:]
                 for _ in rest:
                     nxt.lost_unqueued(owner, exc)
-                _ap._resolve(rest, False)
+                _resolve(rest, False)
                 return
 
     def lost_unqueued(self, owner: AuditLogger, exc: BaseException) -> None:
