@@ -112,6 +112,7 @@ def test_a_bad_audit_wait_variable_keeps_written(
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [({"max_queue_size": 0}, "max_queue_size"), ({"queue_timeout": -1}, "queue_timeout"),
+     ({"linger": -0.5}, "linger"),
      ({"wait": "later"}, "wait"), ({"otlp": "no"}, "otlp")],
 )
 def test_bad_audit_arguments_are_clear_errors(

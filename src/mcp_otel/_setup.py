@@ -347,9 +347,25 @@ def _guarded(cls: Any, exporter: Any, kwargs: dict[str, Any], defaults: dict[str
         return cls(exporter, **{**defaults, **kwargs})
 
 
+#: How long an ended span waits for export when ``OTEL_BSP_SCHEDULE_DELAY`` is not set (the
+#: SDK's default is 5 s).
+SPAN_SCHEDULE_DELAY_MS = 50
+
+
 def batch_span_processor(exporter: Any) -> BatchSpanProcessor:
-    """The SDK's ``BatchSpanProcessor``, never raising over a bad ``OTEL_BSP_*`` value."""
-    return _guarded(BatchSpanProcessor, exporter, {}, _SPAN_BATCH_DEFAULTS)  # type: ignore[no-any-return]
+    """The SDK's ``BatchSpanProcessor``, never raising over a bad ``OTEL_BSP_*`` value.
+
+    Why a 50 ms schedule delay by default: a span waiting seconds in the queue survives
+    the garbage collector's young generations with its attributes, events and locks, and
+    the oldest generation's growth triggers full collections. On an MCP server (about
+    100,000 objects) each one stopped every thread for 60-77 ms, every 4-7 s at 130 tool
+    calls/s, and made the p99 latency of instrumented calls 5-9x that of uninstrumented
+    ones; exported within 50 ms, spans die young (docs/usage.md, benchmark). The cost is
+    the export thread waking 20 times a second.
+    """
+    kwargs = ({} if _settings.env_text("OTEL_BSP_SCHEDULE_DELAY")
+              else {"schedule_delay_millis": SPAN_SCHEDULE_DELAY_MS})
+    return _guarded(BatchSpanProcessor, exporter, kwargs, _SPAN_BATCH_DEFAULTS)  # type: ignore[no-any-return]
 
 
 def batch_log_processor(exporter: Any, **kwargs: Any) -> BatchLogRecordProcessor:

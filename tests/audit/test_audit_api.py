@@ -213,6 +213,27 @@ async def test_queued_mode_flush_and_shutdown(make_audit: Callable[..., AuditLog
     assert report.ok and not report.warnings
 
 
+async def test_a_long_linger_never_holds_a_waiter_a_flush_or_the_session_end(
+        make_audit: Callable[..., AuditLogger], tmp_path: Path) -> None:
+    # The writer dozes for an hour between batches: only records nobody waits for may
+    # wait that long; a written record, a flush and the shutdown must each wake it.
+    written = make_audit(tmp_path / "w", wait="written", linger=3600)
+    for i in range(3):
+        await asyncio.wait_for(written.log_tool_call("t", {"i": i}), 30)
+        assert len(read_records(tmp_path / "w")) == i + 1
+    written.shutdown()
+    queued = make_audit(tmp_path / "q", wait="queued", linger=3600)
+    for i in range(5):
+        await queued.log_tool_call("t", {"i": i})
+    assert await asyncio.wait_for(queued.flush(), 30) is True
+    assert len(read_records(tmp_path / "q")) == 5
+    await queued.log_tool_call("t", {"i": 5})
+    queued.shutdown()
+    recs = read_records(tmp_path / "q")
+    assert [r["event"] for r in recs] == ["tool_call"] * 6 + ["session_end"]
+    assert integrity.verify_paths([tmp_path / "q", tmp_path / "w"]).ok
+
+
 async def test_a_call_after_shutdown_starts_a_new_session(
         make_audit: Callable[..., AuditLogger], tmp_path: Path) -> None:
     a = make_audit()
@@ -524,6 +545,7 @@ def test_audit_log_records_match_the_api_constructor(in_span: bool) -> None:
 
     from opentelemetry._logs import LogRecord, SeverityNumber
     from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.trace import get_current_span
 
     from mcp_otel.audit._session import _AuditLogRecord
 
@@ -535,5 +557,12 @@ def test_audit_log_records_match_the_api_constructor(in_span: bool) -> None:
                         severity_number=SeverityNumber.WARN, severity_text="WARN",
                         event_name="mcp.audit.tool_call", attributes=attrs)
     assert isinstance(ours, LogRecord)
+    # The context is the one deliberate difference: the same span identity, without the
+    # live span (a queued record must not keep the request's span graph alive).
+    ours_context, api_context = vars(ours).pop("context"), vars(api).pop("context")
     assert vars(ours) == vars(api)
     assert bool(ours.trace_id) is in_span
+    assert (get_current_span(ours_context).get_span_context()
+            == get_current_span(api_context).get_span_context())
+    if in_span:
+        assert not get_current_span(ours_context).is_recording()

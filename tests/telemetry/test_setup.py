@@ -437,3 +437,29 @@ def test_bad_standard_environment_values_warn_and_use_the_default(
     out, err = run_script(tmp_path, BAD_ENV_CTOR, **env)
     assert out == {"tool_calls": 1, **effective}
     assert warning in err
+
+
+def test_ended_spans_are_exported_within_the_short_schedule_delay(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Spans must not wait the SDK's 5 s in the queue (they would be promoted to the oldest
+    GC generation and trigger full collections): the export comes without a flush."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+    monkeypatch.delenv("OTEL_BSP_SCHEDULE_DELAY", raising=False)
+    exported = threading.Event()
+
+    class Signal(SpanExporter):
+        def export(self, spans: object) -> SpanExportResult:
+            exported.set()
+            return SpanExportResult.SUCCESS
+
+    provider = TracerProvider()
+    provider.add_span_processor(_setup.batch_span_processor(Signal()))
+    try:
+        with provider.get_tracer("t").start_as_current_span("s"):
+            pass
+        # an upper bound far below the SDK default of 5 s, far above the 50 ms delay
+        assert exported.wait(2.5)
+    finally:
+        provider.shutdown()

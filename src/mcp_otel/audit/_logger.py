@@ -36,6 +36,7 @@ ENV_WAIT = "MCP_OTEL_AUDIT_WAIT"
 ENV_FSYNC = "MCP_OTEL_AUDIT_FSYNC"
 ENV_QUEUE_SIZE = "MCP_OTEL_AUDIT_QUEUE_SIZE"
 ENV_QUEUE_TIMEOUT = "MCP_OTEL_AUDIT_QUEUE_TIMEOUT"
+ENV_LINGER = "MCP_OTEL_AUDIT_LINGER"
 ENV_PREVIEW = "MCP_OTEL_AUDIT_PREVIEW_BYTES"
 ENV_OTLP = "MCP_OTEL_AUDIT_OTLP"
 
@@ -45,6 +46,8 @@ _NAME_CACHE_LEN = 256
 _I64_MIN = -(2**63)
 _U64_MAX = 2**64 - 1  # redaction keeps ints in [_I64_MIN, _U64_MAX] as numbers
 DEFAULT_QUEUE_TIMEOUT = 30.0
+#: Seconds an idle writer waits before it writes records nobody waits for (``queued``).
+DEFAULT_LINGER = 0.05
 
 
 class AuditLogger:
@@ -71,6 +74,7 @@ class AuditLogger:
         max_queue_size: int | None = None,
         max_batch_size: int = 8192,
         queue_timeout: float | None = None,
+        linger: float | None = None,
         retry: _ap.RetryPolicy | None = None,
         secret_keys: Iterable[str] = (),
         allow_keys: Iterable[str] = (),
@@ -107,6 +111,12 @@ class AuditLogger:
         self._queue_timeout = _settings.number_setting(
             queue_timeout, ENV_QUEUE_TIMEOUT, DEFAULT_QUEUE_TIMEOUT, float, minimum=0,
             arg="queue_timeout",
+        )
+        # Why 50 ms: each wake-up of the writer hands the GIL back and forth with the
+        # event loop (about 20 futex calls per tool call at 130 calls/s with 2 ms); records
+        # with a waiter (``written``), flushes and shutdown still wake it at once.
+        self._linger = _settings.number_setting(
+            linger, ENV_LINGER, DEFAULT_LINGER, float, minimum=0, arg="linger",
         )
         self._retry = retry or _ap.RetryPolicy()
         preview = _settings.number_setting(

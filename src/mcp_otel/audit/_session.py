@@ -17,11 +17,11 @@ import weakref
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from opentelemetry.context import get_current
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import get_current_span
 
 from mcp_otel import integrity, redaction
+from mcp_otel._context import detached
 from mcp_otel._otel_compat import (
     BatchLogRecordProcessor,
     LoggerProvider,
@@ -52,7 +52,9 @@ class _AuditLogRecord(LogRecord):
 
     def __init__(self, now: int, severity: SeverityNumber, event_name: str,
                  attributes: dict[str, Any]) -> None:
-        context = get_current()
+        # The span's identity, not the live span: a queued record must not keep the
+        # request's span alive (see mcp_otel._context).
+        context = detached()
         span_context = get_current_span(context).get_span_context()
         self.timestamp = now
         self.observed_timestamp = now
@@ -140,6 +142,7 @@ class _Session:
             max_queue_size=owner._queue_size,
             max_batch_size=owner._batch_size,
             queue_timeout=owner._queue_timeout,
+            linger=owner._linger,
             retry=owner._retry,
             seal=self._seal,
             on_committed=self._committed,

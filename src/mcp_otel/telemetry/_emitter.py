@@ -36,6 +36,7 @@ from opentelemetry.metrics import MeterProvider
 from opentelemetry.sdk.resources import Resource
 
 from mcp_otel import _fork, limits
+from mcp_otel._context import detached
 from mcp_otel.exporters._config import resolve_format
 from mcp_otel.telemetry import _pipeline as _pipelines
 from mcp_otel.telemetry._events import EVENT_PREFIX, SEVERITY_INFO, SEVERITY_WARN
@@ -212,7 +213,8 @@ class TelemetryEmitter:
                 cell = self._cell(pipeline, tool_name, is_error, error_type)
             tally = pipeline.tally
             timed = pipeline.operation_duration is not None
-            context = get_current()
+            # Kept until the next drain: the span's identity only (see mcp_otel._context).
+            context = detached()
             with tally.lock:
                 if timed:
                     tally.pending.append(

@@ -1,0 +1,61 @@
+"""What waits in a queue keeps a span's identity, never the live span (mcp_otel._context).
+
+A live SDK span held past its request is promoted to the oldest GC generation with its
+attributes, events and locks; on a real MCP server that made a 65-77 ms full collection
+every few seconds the p99 latency of instrumented calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import weakref
+from pathlib import Path
+
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.trace import get_current_span
+
+from mcp_otel import TelemetryEmitter
+from mcp_otel._context import EMPTY, detached
+from mcp_otel.audit import AuditLogger
+from mcp_otel.reader import read_records
+
+
+def test_detached_keeps_the_identity_and_drops_the_span() -> None:
+    tracer = TracerProvider().get_tracer("t")
+    with tracer.start_as_current_span("request") as span:
+        light = detached()
+        identity = span.get_span_context()
+        alive = weakref.ref(span)
+    del span
+    gc.collect()
+    assert alive() is None
+    assert get_current_span(light).get_span_context() == identity
+    assert not get_current_span(light).is_recording()
+    assert detached() is EMPTY  # no span: nothing to keep
+
+
+def test_queued_audit_records_and_pending_durations_do_not_keep_the_span(
+        tmp_path: Path) -> None:
+    tracer = TracerProvider().get_tracer("t")
+    audit = AuditLogger(tmp_path / "audit", wait="queued", linger=3600, otlp=False,
+                        handle_sigterm=False)
+    telemetry = TelemetryEmitter(enabled=True, output_dir=tmp_path / "telemetry")
+    try:
+        asyncio.run(audit.log_tool_call("warm", {}))  # the writer is up
+        assert audit.force_flush()
+        with tracer.start_as_current_span("request") as span:
+            trace_id = span.get_span_context().trace_id
+            asyncio.run(audit.log_tool_call("t", {"i": 1}))
+            telemetry.emit_tool_call("t", "ok", 3, 10, 20)
+            alive = weakref.ref(span)
+        del span
+        gc.collect()
+        assert alive() is None  # while the record may still wait for the writer
+        assert audit.force_flush()
+        (path,) = (tmp_path / "audit").glob("*.jsonl")
+        record = list(read_records(path))[-1]
+        assert record["tool"] == "t" and record["trace_id"] == f"{trace_id:032x}"
+    finally:
+        audit.shutdown()
+        telemetry.shutdown()
