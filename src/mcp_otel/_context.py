@@ -29,8 +29,11 @@ def detached(context: Context | None = None) -> Context:
     """A context with the same span identity (trace id, span id, flags) as ``context``
     (default: the current one) and nothing else: no live span, no other values."""
     global _last
-    span_context = get_current_span(get_current() if context is None else context
-                                    ).get_span_context()
+    if context is None:
+        context = get_current()
+    if not context:  # nothing set at all (no span): the common case outside a server
+        return EMPTY
+    span_context = get_current_span(context).get_span_context()
     if not span_context.is_valid:
         return EMPTY
     cached_for, cached = _last  # one tuple, read and replaced atomically

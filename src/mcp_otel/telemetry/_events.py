@@ -78,12 +78,14 @@ class EventFile:
         attributes["severity"] = severity
         attributes["severity_number"] = number
         attributes["event_name"] = event_name
-        # The span the event was emitted in, as the SDK's Logger.emit would record it.
-        span = get_current_span(context).get_span_context()
-        if span.trace_id:
-            attributes["trace_id"] = f"{span.trace_id:032x}"
-            if span.span_id:
-                attributes["span_id"] = f"{span.span_id:016x}"
+        # The span the event was emitted in, as the SDK's Logger.emit would record it (an
+        # empty context has none: the lookup is a tenth of an event's cost).
+        if context:
+            span = get_current_span(context).get_span_context()
+            if span.trace_id:
+                attributes["trace_id"] = f"{span.trace_id:032x}"
+                if span.span_id:
+                    attributes["span_id"] = f"{span.span_id:016x}"
         attributes["schema_version"] = SCHEMA_VERSION
         if self._resource is not None:
             attributes["resource"] = self._resource
