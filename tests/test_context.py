@@ -16,7 +16,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import get_current_span
 
 from mcp_otel import TelemetryEmitter
-from mcp_otel._context import EMPTY, detached
+from mcp_otel._context import EMPTY, context_of, detached, span_ids
 from mcp_otel.audit import AuditLogger
 from mcp_otel.reader import read_records
 
@@ -33,6 +33,19 @@ def test_detached_keeps_the_identity_and_drops_the_span() -> None:
     assert get_current_span(light).get_span_context() == identity
     assert not get_current_span(light).is_recording()
     assert detached() is EMPTY  # no span: nothing to keep
+
+
+def test_span_ids_round_trip_to_a_context_with_the_same_identity() -> None:
+    tracer = TracerProvider().get_tracer("t")
+    assert span_ids() is None and context_of(None) is EMPTY
+    with tracer.start_as_current_span("request") as span:
+        ids = span_ids()
+        identity = span.get_span_context()
+    assert ids == (identity.trace_id, identity.span_id, int(identity.trace_flags))
+    rebuilt = get_current_span(context_of(ids)).get_span_context()
+    assert (rebuilt.trace_id, rebuilt.span_id, rebuilt.trace_flags) == (
+        identity.trace_id, identity.span_id, identity.trace_flags)
+    assert rebuilt.trace_flags.sampled  # exemplars are kept for sampled spans only
 
 
 def test_queued_audit_records_and_pending_durations_do_not_keep_the_span(

@@ -31,12 +31,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from opentelemetry.context import get_current
 from opentelemetry.metrics import MeterProvider
 from opentelemetry.sdk.resources import Resource
 
 from mcp_otel import _fork, limits
-from mcp_otel._context import detached
+from mcp_otel._context import span_ids
 from mcp_otel.exporters._config import resolve_format
 from mcp_otel.telemetry import _pipeline as _pipelines
 from mcp_otel.telemetry._events import EVENT_PREFIX, SEVERITY_INFO, SEVERITY_WARN
@@ -213,13 +212,14 @@ class TelemetryEmitter:
                 cell = self._cell(pipeline, tool_name, is_error, error_type)
             tally = pipeline.tally
             timed = pipeline.operation_duration is not None
-            # Kept until the next drain: the span's identity only (see mcp_otel._context).
-            context = detached()
+            # Kept until the next drain (up to a second or more): the span's identity as
+            # integers, for exemplars, never the live span (see mcp_otel._context).
+            ids = span_ids()
             with tally.lock:
                 if timed:
                     tally.pending.append(
                         (duration / 1000.0 if type(duration_ms) is int
-                         else _seconds(duration_ms, duration), cell.a_operation, context)
+                         else _seconds(duration_ms, duration), cell.a_operation, ids)
                     )
                 cell.calls += 1
                 cell.bytes_in += size_in
@@ -273,7 +273,7 @@ class TelemetryEmitter:
             if logger is not None:
                 self._log_event(logger, event, _TOOL_CALL, is_error, now, copy=events is not None)
             if events is not None:
-                events.write(event, _TOOL_CALL, is_error, otel_timestamp, context)
+                events.write(event, _TOOL_CALL, is_error, otel_timestamp, ids)
         except Exception:
             _log.exception("mcp-otel telemetry: emit_tool_call counted the call but could "
                            "not write its event")
@@ -460,7 +460,7 @@ class TelemetryEmitter:
             TelemetryEmitter._log_event(logger, attributes, event_name, error, now,
                                         copy=events is not None)  # fmt: skip
         if events is not None:
-            events.write(attributes, event_name, error, otel_timestamp, get_current())
+            events.write(attributes, event_name, error, otel_timestamp, span_ids())
 
     @staticmethod
     def _log_event(

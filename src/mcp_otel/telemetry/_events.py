@@ -30,10 +30,9 @@ from collections.abc import Mapping
 from typing import Any
 
 import orjson
-from opentelemetry.context import Context
-from opentelemetry.trace import get_current_span
 
 from mcp_otel import _json
+from mcp_otel._context import SpanIds
 from mcp_otel._otel_compat import SeverityNumber
 from mcp_otel.exporters import SCHEMA_VERSION, JsonlLogExporter
 
@@ -65,7 +64,7 @@ class EventFile:
         event_name: str,
         error: bool,
         otel_timestamp: str,
-        context: Context,
+        ids: SpanIds | None,
     ) -> None:
         """Append the event's line now; count it as lost if the file refuses it.
 
@@ -78,14 +77,10 @@ class EventFile:
         attributes["severity"] = severity
         attributes["severity_number"] = number
         attributes["event_name"] = event_name
-        # The span the event was emitted in, as the SDK's Logger.emit would record it (an
-        # empty context has none: the lookup is a tenth of an event's cost).
-        if context:
-            span = get_current_span(context).get_span_context()
-            if span.trace_id:
-                attributes["trace_id"] = f"{span.trace_id:032x}"
-                if span.span_id:
-                    attributes["span_id"] = f"{span.span_id:016x}"
+        # The span the event was emitted in, as the SDK's Logger.emit would record it.
+        if ids is not None:
+            attributes["trace_id"] = f"{ids[0]:032x}"
+            attributes["span_id"] = f"{ids[1]:016x}"
         attributes["schema_version"] = SCHEMA_VERSION
         if self._resource is not None:
             attributes["resource"] = self._resource

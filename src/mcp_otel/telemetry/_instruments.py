@@ -32,6 +32,8 @@ from typing import Any
 
 from opentelemetry.metrics import CallbackOptions, Histogram, Meter, Observation
 
+from mcp_otel._context import SpanIds, context_of
+
 #: Bucket boundaries (seconds) recommended by the OTel MCP semantic conventions.
 MCP_DURATION_BUCKETS: tuple[float, ...] = (
     0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 30, 60, 120, 300,
@@ -114,8 +116,9 @@ class Tally:
         self.totals = [0, 0, 0, 0, 0]
         self.cells: list[Cell] = []
         self.handshakes = {"ok": 0, "error": 0}
-        #: Durations not yet in the SDK histogram: (seconds, attributes, context).
-        self.pending: list[tuple[float, dict[str, str], Any]] = []
+        #: Durations not yet in the SDK histogram: (seconds, attributes, the caller's span
+        #: identity for exemplars, see mcp_otel._context).
+        self.pending: list[tuple[float, dict[str, str], SpanIds | None]] = []
         self.histogram: Histogram | None = None
         self._draining = threading.Lock()  # one drain (or collection) records at a time
         self._collecting = threading.local()
@@ -125,7 +128,7 @@ class Tally:
 
         Why batches: one ``Histogram.record`` between a tool call's other work costs about
         twice what it costs in a loop of records (the SDK's code and data are cold by the
-        time the next call comes). The caller's context is kept per duration, so
+        time the next call comes). The caller's span identity is kept per duration, so
         exemplars still point at the span the call ran in. ``wait=False`` (an emitting
         thread) gives up when another drain or a collection is running: the durations
         stay pending for the next one.
@@ -141,11 +144,11 @@ class Tally:
         finally:
             self._draining.release()
 
-    def _record(self, batch: list[tuple[float, dict[str, str], Any]]) -> None:
+    def _record(self, batch: list[tuple[float, dict[str, str], SpanIds | None]]) -> None:
         histogram = self.histogram
         if histogram is not None:
-            for seconds, attributes, context in batch:
-                histogram.record(seconds, attributes, context)
+            for seconds, attributes, ids in batch:
+                histogram.record(seconds, attributes, context_of(ids))
 
     def read(self) -> dict[str, int]:
         """A consistent copy of the five totals."""
