@@ -17,6 +17,7 @@ wrong cannot mask secrets, so mcp-otel refuses to import there rather than write
 from __future__ import annotations
 
 import re
+import sys
 
 __all__ = ["atomic_spelling", "check_engine", "compile_linear"]
 
@@ -122,8 +123,6 @@ def check_engine() -> None:
     for pattern, text, expected in cases:
         found = compile_linear(pattern).fullmatch(text)
         if (found.group() if found else None) != expected:
-            import sys
-
             raise ImportError(
                 "mcp-otel: this Python's re module matches atomic groups wrongly "
                 f"({pattern!r} on {text!r}); secrets could not be masked reliably. "
