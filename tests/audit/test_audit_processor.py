@@ -206,3 +206,36 @@ def test_a_dozing_writer_is_woken_by_waiters_and_flushes_not_by_queued_records()
     assert len(notified) == before + 1
     assert written() == [1, 2, 3]  # record 2 went with the woken batch, in order
     p.shutdown()
+
+
+@pytest.mark.parametrize("side", ["thread", "event loop"])
+def test_a_full_queue_never_waits_out_the_linger(side: str) -> None:
+    """Callers that find the queue full wake a dozing writer: with an hour of linger the
+    records still go through at once (before: one doze per queue-full of records)."""
+    from opentelemetry._logs import LogRecord
+    from opentelemetry.sdk._logs import ReadWriteLogRecord
+
+    exporter = InMemoryLogRecordExporter()
+    p = AuditLogRecordProcessor(exporter, max_queue_size=2, max_batch_size=1, linger=3600.0,
+                                queue_timeout=60.0)
+
+    def rec(n: int) -> ReadWriteLogRecord:
+        return ReadWriteLogRecord(LogRecord(attributes={"n": n}))
+
+    def produce() -> None:
+        if side == "thread":
+            for n in range(40):
+                p.put(rec(n))
+        else:
+            async def main() -> None:
+                for n in range(40):
+                    await p.put_async(rec(n))
+            asyncio.run(main())
+
+    producer = threading.Thread(target=produce)
+    producer.start()
+    producer.join(30)  # the bound of a failure, not a pause: this returns when done
+    assert not producer.is_alive(), "the callers waited out the writer's linger"
+    assert p.force_flush(10_000)
+    assert [r.log_record.attributes["n"] for r in exporter.get_finished_logs()] == list(range(40))
+    p.shutdown()

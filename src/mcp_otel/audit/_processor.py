@@ -20,7 +20,8 @@ is queued. An audit trail needs the opposite trade-offs:
   between the writer and the event loop (every system call the writer makes releases
   the GIL), and with a 2 ms doze that happened for almost every record at moderate rates:
   about 20 futex calls per tool call at 130 calls/s, against 1.5 with 100 ms. A record
-  with a waiter, a flush and a shutdown always wake it at once.
+  with a waiter, a flush, a shutdown and a caller that finds the queue full always wake
+  it at once, and it does not doze while callers wait for room.
 * **Retries.** A failed export (exception or ``FAILURE``) is retried with exponential
   backoff; what still fails is reported through ``on_lost`` (counted, stderr, metric,
   and declared in the next record of the chain by the audit logger), once per record.
@@ -218,6 +219,8 @@ class AuditLogRecordProcessor(LogRecordProcessor):
             with self._lock:
                 self._sync_waiting += 1
                 try:
+                    if self._worker_idle:  # a full queue never waits out the linger
+                        self._not_empty.notify()
                     while len(self._queue) >= self._max_queue and self._accepting:
                         remaining = deadline - time.monotonic()
                         if remaining <= 0:
@@ -241,6 +244,8 @@ class AuditLogRecordProcessor(LogRecordProcessor):
                 if len(self._queue) < self._max_queue:
                     self._room_waiters.remove(fut)  # still there: the writer swaps under the lock
                     continue
+                if self._worker_idle:  # a full queue never waits out the linger
+                    self._not_empty.notify()
             timer = loop.call_at(deadline, _expire, fut)
             try:
                 await fut
@@ -269,7 +274,9 @@ class AuditLogRecordProcessor(LogRecordProcessor):
             with self._lock:
                 self._worker_idle = True  # published before the last look (see _try_put)
                 try:
-                    if block and self._linger and not self._shutdown:
+                    # No doze while callers wait for room: they refill the queue at once.
+                    if (block and self._linger and not self._shutdown
+                            and not self._sync_waiting and not self._room_waiters):
                         self._worker_dozing = True
                         try:
                             if not q:
