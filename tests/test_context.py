@@ -24,7 +24,7 @@ from mcp_otel.reader import read_records
 def test_detached_keeps_the_identity_and_drops_the_span() -> None:
     tracer = TracerProvider().get_tracer("t")
     with tracer.start_as_current_span("request") as span:
-        light = detached()
+        kept, light = detached()
         identity = span.get_span_context()
         alive = weakref.ref(span)
     del span
@@ -32,7 +32,9 @@ def test_detached_keeps_the_identity_and_drops_the_span() -> None:
     assert alive() is None
     assert get_current_span(light).get_span_context() == identity
     assert not get_current_span(light).is_recording()
-    assert detached() is EMPTY  # no span: nothing to keep
+    assert kept == identity
+    outside, nothing = detached()
+    assert nothing is EMPTY and not outside.is_valid  # no span: nothing to keep
 
 
 def test_span_ids_round_trip_to_a_context_with_the_same_identity() -> None:

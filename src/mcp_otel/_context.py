@@ -15,7 +15,12 @@ at its first pass, for what may wait a second or more (durations before the hist
 from __future__ import annotations
 
 from opentelemetry.context import Context, get_current
-from opentelemetry.trace import NonRecordingSpan, get_current_span, set_span_in_context
+from opentelemetry.trace import (
+    INVALID_SPAN_CONTEXT,
+    NonRecordingSpan,
+    get_current_span,
+    set_span_in_context,
+)
 from opentelemetry.trace.span import SpanContext, TraceFlags
 
 __all__ = ["EMPTY", "context_of", "detached", "span_ids"]
@@ -30,32 +35,35 @@ EMPTY = Context()
 _last: tuple[SpanContext | None, Context] = (None, EMPTY)
 
 
-def detached(context: Context | None = None) -> Context:
-    """A context with the same span identity (trace id, span id, flags) as ``context``
-    (default: the current one) and nothing else: no live span, no other values."""
-    global _last
-    if context is None:
-        context = get_current()
+def _current_span_context() -> SpanContext | None:
+    """The current span's identity, or None outside any (valid) span."""
+    context = get_current()
     if not context:  # nothing set at all (no span): the common case outside a server
-        return EMPTY
+        return None
     span_context = get_current_span(context).get_span_context()
-    if not span_context.is_valid:
-        return EMPTY
+    return span_context if span_context.is_valid else None
+
+
+def detached() -> tuple[SpanContext, Context]:
+    """The current span's identity, and a context holding that identity and nothing else:
+    no live span, no other values. Outside any span: the invalid span context and
+    :data:`EMPTY`."""
+    global _last
+    span_context = _current_span_context()
+    if span_context is None:
+        return INVALID_SPAN_CONTEXT, EMPTY
     cached_for, cached = _last  # one tuple, read and replaced atomically
     if cached_for is span_context:
-        return cached
+        return span_context, cached
     light = set_span_in_context(NonRecordingSpan(span_context), EMPTY)
     _last = (span_context, light)
-    return light
+    return span_context, light
 
 
 def span_ids() -> SpanIds | None:
     """The current span's identity as plain integers, or None outside any span."""
-    context = get_current()
-    if not context:
-        return None
-    span_context = get_current_span(context).get_span_context()
-    if not span_context.is_valid:
+    span_context = _current_span_context()
+    if span_context is None:
         return None
     return (span_context.trace_id, span_context.span_id, int(span_context.trace_flags))
 

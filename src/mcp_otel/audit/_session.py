@@ -18,7 +18,6 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from opentelemetry.trace import get_current_span
 
 from mcp_otel import integrity, redaction
 from mcp_otel._context import detached
@@ -54,8 +53,7 @@ class _AuditLogRecord(LogRecord):
                  attributes: dict[str, Any]) -> None:
         # The span's identity, not the live span: a queued record must not keep the
         # request's span alive (see mcp_otel._context).
-        context = detached()
-        span_context = get_current_span(context).get_span_context()
+        span_context, context = detached()
         self.timestamp = now
         self.observed_timestamp = now
         self.context = context
