@@ -12,6 +12,8 @@ import gc
 import weakref
 from pathlib import Path
 
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import get_current_span
 
@@ -74,3 +76,28 @@ def test_queued_audit_records_and_pending_durations_do_not_keep_the_span(
     finally:
         audit.shutdown()
         telemetry.shutdown()
+
+
+def test_a_duration_recorded_outside_any_span_never_takes_another_calls_span(
+        tmp_path: Path) -> None:
+    """The emitter records pending durations later, maybe on a thread serving another
+    call: a duration from outside any span must not get that call's span as exemplar."""
+    reader = InMemoryMetricReader()
+    telemetry = TelemetryEmitter(enabled=True, output_dir=tmp_path, events=False,
+                                 meter_provider=MeterProvider(metric_readers=[reader]))
+    tracer = TracerProvider().get_tracer("t")
+    with tracer.start_as_current_span("first call") as first:
+        telemetry.emit_tool_call("t", "ok", 3, 10, 20)
+    telemetry.emit_tool_call("t", "ok", 4, 10, 20)  # outside any span
+    with tracer.start_as_current_span("another call") as other:
+        data = reader.get_metrics_data()  # the pending durations are recorded here
+    exemplars = [
+        exemplar
+        for resource in data.resource_metrics
+        for scope in resource.scope_metrics
+        for metric in scope.metrics if metric.name == "mcp.server.operation.duration"
+        for point in metric.data.data_points
+        for exemplar in point.exemplars
+    ]
+    assert [e.span_id for e in exemplars] == [first.get_span_context().span_id]
+    assert other.get_span_context().span_id not in {e.span_id for e in exemplars}

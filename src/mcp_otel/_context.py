@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from opentelemetry.context import Context, get_current
 from opentelemetry.trace import (
+    INVALID_SPAN,
     INVALID_SPAN_CONTEXT,
     NonRecordingSpan,
     get_current_span,
@@ -28,8 +29,11 @@ __all__ = ["EMPTY", "context_of", "detached", "span_ids"]
 #: A span's identity: trace id, span id, trace flags.
 SpanIds = tuple[int, int, int]
 
-#: A context with no span (exemplars: never sampled; logs: no trace id).
-EMPTY = Context()
+#: A context whose span is the invalid span (exemplars: never sampled; logs: no trace
+#: id). Not the empty ``Context()``: that is falsy, and the SDK's instruments replace a
+#: falsy context with the current one, which, on a thread recording another call's
+#: duration, would give this duration that call's span as its exemplar.
+EMPTY = set_span_in_context(INVALID_SPAN, Context())
 
 # The last span context and its detached context: a tool call's records share one span.
 _last: tuple[SpanContext | None, Context] = (None, EMPTY)

@@ -61,3 +61,30 @@ def test_size_rotation_and_failures_take_the_full_path(tmp_path: Path) -> None:
     lines = sorted(b"".join(p.read_bytes() for p in tmp_path.iterdir()).splitlines())
     assert lines == [b'{"n":%d}' % n for n in range(6)]
     assert len(list(tmp_path.iterdir())) == 3
+
+
+_SHORT_WRITE_CHILD = """
+import resource, signal, sys
+from mcp_otel.exporters import LockedJsonlFile
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails, never kills
+f = LockedJsonlFile(sys.argv[1], monotonic=lambda: 0.0)  # every call after the first: fast
+resource.setrlimit(resource.RLIMIT_FSIZE, (1050, resource.RLIM_INFINITY))
+results = [f.append_line(b'{"n":%04d,"pad":"%s"}\\n' % (n, b"x" * 80)) for n in range(12)]
+f.close()
+sys.stdout.write("".join("1" if ok else "0" for ok in results))
+"""
+
+
+def test_a_short_write_on_the_fast_path_is_rolled_back_and_reported(tmp_path: Path) -> None:
+    """A real file-size limit (RLIMIT_FSIZE) cuts the 11th 100-byte line after 50 bytes:
+    that line is refused and rolled back; the file keeps the 10 whole lines."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "limited.jsonl"
+    done = subprocess.run([sys.executable, "-c", _SHORT_WRITE_CHILD, str(path)],
+                          capture_output=True, text=True, timeout=60, check=True)  # fmt: skip
+    assert done.stdout == "1" * 10 + "00"
+    lines = path.read_bytes().splitlines(keepends=True)
+    assert [line[:10] for line in lines] == [b'{"n":%04d,' % n for n in range(10)]
+    assert all(len(line) == 100 and line.endswith(b"\n") for line in lines)

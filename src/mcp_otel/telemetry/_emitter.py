@@ -225,13 +225,6 @@ class TelemetryEmitter:
                 cell.bytes_in += size_in
                 cell.bytes_out += size_out
                 cell.duration += duration
-                totals = tally.totals
-                totals[0] += 1
-                totals[1] += size_in
-                totals[2] += size_out
-                totals[3] += duration
-                if is_error:
-                    totals[4] += 1
             if timed and len(tally.pending) >= DURATION_BATCH:
                 tally.drain(wait=False)
         except Exception:
@@ -242,6 +235,16 @@ class TelemetryEmitter:
             return
         try:
             now = time.time_ns()
+            if (
+                logger is None and error is None and metadata is None
+                and type(status) is str and len(status) <= limits.MAX_NAME_CHARS
+                and not (bad_duration or bad_in or bad_out)
+            ):  # the common line, assembled without a dict (same bytes)
+                events.write_tool_call(  # type: ignore[union-attr]  # logger is None
+                    self.session_id, now, tool_name, status, duration, size_in, size_out,
+                    is_error, ids,
+                )
+                return
             iso, otel_timestamp = _stamps(now)
             event: dict[str, Any] = {
                 "event": "tool_call",
