@@ -62,6 +62,9 @@ try:
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
+# Bound once: append_line runs in every tool call's path.
+_lseek, _os_write, _SEEK_END = os.lseek, os.write, os.SEEK_END
+
 FsyncPolicy = Literal["none", "interval", "batch"]
 FSYNC_POLICIES: frozenset[str] = frozenset({"none", "interval", "batch"})
 FSYNC_INTERVAL_S = 1.0
@@ -498,11 +501,11 @@ class LockedJsonlFile:
                 try:
                     flock(fd, LOCK_EX)
                     try:
-                        size = os.lseek(fd, 0, os.SEEK_END)
+                        size = _lseek(fd, 0, _SEEK_END)
                         if size != self._end and size > 0 and self._torn_tail(fd, size):
                             line = b"\n" + line  # a writer died mid-line: see _write_locked
                         try:  # _append_all, inline: this is a tool call's path
-                            written = os.write(fd, line)
+                            written = _os_write(fd, line)
                         except OSError:
                             os.ftruncate(fd, size)  # an error may follow a partial write
                             raise

@@ -56,6 +56,7 @@ from mcp_otel.telemetry._values import (
 _log = logging.getLogger("mcp_otel.telemetry")
 
 ENV_DIR = "MCP_OTEL_DIR"
+_MAX_NAME = limits.MAX_NAME_CHARS
 
 
 def _shutdown_box(box: list[Pipeline]) -> None:
@@ -186,24 +187,26 @@ class TelemetryEmitter:
             pipeline = self._box[0]
             if pipeline.pid != _fork.pid():
                 pipeline = self._pipeline()
-            is_error = status == "error" if type(status) is str else _is_error(status)
+            plain_status = type(status) is str and len(status) <= _MAX_NAME
+            is_error = status == "error" if plain_status else _is_error(status)
             # The common case inline (exact ints in range); anything else: _as_count.
+            bad_duration = bad_in = bad_out = False
             if type(duration_ms) is int and 0 <= duration_ms <= MAX_VALUE:
-                duration, bad_duration = duration_ms, False
+                duration = duration_ms
             else:
                 duration, bad_duration = _as_count(duration_ms)
             if type(bytes_in) is int and 0 <= bytes_in <= MAX_VALUE:
-                size_in, bad_in = bytes_in, False
+                size_in = bytes_in
             else:
                 size_in, bad_in = _as_count(bytes_in)
             if type(bytes_out) is int and 0 <= bytes_out <= MAX_VALUE:
-                size_out, bad_out = bytes_out, False
+                size_out = bytes_out
             else:
                 size_out, bad_out = _as_count(bytes_out)
             # Cut before the cell cache: its keys must not hold a client's 50 MB name.
             tool_name = (
-                tool if type(tool) is str and len(tool) <= limits.MAX_NAME_CHARS
-                else limits.cut(limits.safe_str(tool), limits.MAX_NAME_CHARS)
+                tool if type(tool) is str and len(tool) <= _MAX_NAME
+                else limits.cut(limits.safe_str(tool), _MAX_NAME)
             )
             if error_type is not None:
                 error_type = limits.cut(limits.safe_str(error_type), limits.MAX_NAME_CHARS)
@@ -236,8 +239,7 @@ class TelemetryEmitter:
         try:
             now = time.time_ns()
             if (
-                logger is None and error is None and metadata is None
-                and type(status) is str and len(status) <= limits.MAX_NAME_CHARS
+                logger is None and plain_status and error is None and metadata is None
                 and not (bad_duration or bad_in or bad_out)
             ):  # the common line, assembled without a dict (same bytes)
                 events.write_tool_call(  # type: ignore[union-attr]  # logger is None
@@ -253,8 +255,8 @@ class TelemetryEmitter:
                 "timestamp_ms": now // 1_000_000,
                 "tool": tool_name,
                 "status": status
-                if type(status) is str and len(status) <= limits.MAX_NAME_CHARS
-                else limits.cut(limits.safe_str(status), limits.MAX_NAME_CHARS),
+                if plain_status
+                else limits.cut(limits.safe_str(status), _MAX_NAME),
                 "duration_ms": duration,
                 "bytes_in": size_in,
                 "bytes_out": size_out,

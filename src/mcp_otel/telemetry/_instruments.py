@@ -32,7 +32,7 @@ from typing import Any
 
 from opentelemetry.metrics import CallbackOptions, Histogram, Meter, Observation
 
-from mcp_otel._context import SpanIds, context_of
+from mcp_otel._context import EMPTY, SpanIds, context_of
 
 #: Bucket boundaries (seconds) recommended by the OTel MCP semantic conventions.
 MCP_DURATION_BUCKETS: tuple[float, ...] = (
@@ -147,8 +147,9 @@ class Tally:
     def _record(self, batch: list[tuple[float, dict[str, str], SpanIds | None]]) -> None:
         histogram = self.histogram
         if histogram is not None:
+            record = histogram.record
             for seconds, attributes, ids in batch:
-                histogram.record(seconds, attributes, context_of(ids))
+                record(seconds, attributes, EMPTY if ids is None else context_of(ids))
 
     def read(self) -> dict[str, int]:
         """A consistent copy of the five totals (in :data:`METRIC_KEYS` order)."""
