@@ -1,15 +1,15 @@
-"""Trace context that outlives a request without keeping the request's span alive.
+"""Trace context that outlives a request without keeping the request's objects alive.
 
-Records queued for the audit writer and durations waiting for the histogram keep the
-context they were made in (log records carry it; exemplars need it). The current
-context holds the live span, and a live SDK span drags its attributes, events, links and
-locks along: held past the request, all of that survives a garbage collection or two and
-is promoted to the oldest generation, whose growth triggers full collections. On an MCP
-server (about 100,000 objects after start) each full collection stopped every thread for
-65-77 ms, every 7 s at 130 calls/s, and set the p99 latency of instrumented calls
-(docs/usage.md, benchmark). :func:`detached` keeps only the span's identity in a small
-context; :func:`span_ids` keeps it as three integers, which the collector stops tracking
-at its first pass, for what may wait a second or more (durations before the histogram).
+Queued audit records and durations waiting for the histogram keep the span they were
+made in (log records carry its identity; exemplars need it). The current context holds
+the live span, and a live SDK span drags its attributes, events, links and locks along:
+held past the request, all of that survives a garbage collection or two and is promoted
+to the oldest generation, whose growth triggers full collections. On an MCP server
+(about 100,000 objects after start) each full collection stopped every thread for 65-77
+ms, every 7 s at 130 calls/s, and set the p99 latency of instrumented calls
+(docs/usage.md, benchmark). So what waits keeps only :func:`span_ids`: three integers in
+a tuple, which the collector stops tracking at its first pass; :func:`context_of` turns
+them back into a context (a non-recording span) when the SDK needs one.
 """
 
 from __future__ import annotations
@@ -17,14 +17,13 @@ from __future__ import annotations
 from opentelemetry.context import Context, get_current
 from opentelemetry.trace import (
     INVALID_SPAN,
-    INVALID_SPAN_CONTEXT,
     NonRecordingSpan,
     get_current_span,
     set_span_in_context,
 )
 from opentelemetry.trace.span import SpanContext, TraceFlags
 
-__all__ = ["EMPTY", "context_of", "detached", "span_ids"]
+__all__ = ["EMPTY", "context_of", "span_ids"]
 
 #: A span's identity: trace id, span id, trace flags.
 SpanIds = tuple[int, int, int]
@@ -35,41 +34,25 @@ SpanIds = tuple[int, int, int]
 #: duration, would give this duration that call's span as its exemplar.
 EMPTY = set_span_in_context(INVALID_SPAN, Context())
 
-# The last span context and its detached context: a tool call's records share one span.
-_last: tuple[SpanContext | None, Context] = (None, EMPTY)
+# The last span context and its identity: a tool call's records and duration share one.
+_last_span: tuple[SpanContext | None, SpanIds | None] = (None, None)
 
 
-def _current_span_context() -> SpanContext | None:
-    """The current span's identity, or None outside any (valid) span."""
+def span_ids() -> SpanIds | None:
+    """The current span's identity as plain integers, or None outside any (valid) span."""
+    global _last_span
     context = get_current()
     if not context:  # nothing set at all (no span): the common case outside a server
         return None
     span_context = get_current_span(context).get_span_context()
-    return span_context if span_context.is_valid else None
-
-
-def detached() -> tuple[SpanContext, Context]:
-    """The current span's identity, and a context holding that identity and nothing else:
-    no live span, no other values. Outside any span: the invalid span context and
-    :data:`EMPTY`."""
-    global _last
-    span_context = _current_span_context()
-    if span_context is None:
-        return INVALID_SPAN_CONTEXT, EMPTY
-    cached_for, cached = _last  # one tuple, read and replaced atomically
-    if cached_for is span_context:
-        return span_context, cached
-    light = set_span_in_context(NonRecordingSpan(span_context), EMPTY)
-    _last = (span_context, light)
-    return span_context, light
-
-
-def span_ids() -> SpanIds | None:
-    """The current span's identity as plain integers, or None outside any span."""
-    span_context = _current_span_context()
-    if span_context is None:
+    if not span_context.is_valid:
         return None
-    return (span_context.trace_id, span_context.span_id, int(span_context.trace_flags))
+    cached_for, ids = _last_span  # one tuple, read and replaced atomically
+    if cached_for is span_context:
+        return ids
+    ids = (span_context.trace_id, span_context.span_id, int(span_context.trace_flags))
+    _last_span = (span_context, ids)
+    return ids
 
 
 # The last identity and its context: consecutive durations usually share one.

@@ -18,9 +18,10 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import TraceFlags
 
 from mcp_otel import integrity, redaction
-from mcp_otel._context import detached
+from mcp_otel._context import span_ids
 from mcp_otel._otel_compat import (
     BatchLogRecordProcessor,
     LoggerProvider,
@@ -51,15 +52,22 @@ class _AuditLogRecord(LogRecord):
 
     def __init__(self, now: int, severity: SeverityNumber, event_name: str,
                  attributes: dict[str, Any]) -> None:
-        # The span's identity, not the live span: a queued record must not keep the
-        # request's span alive (see mcp_otel._context).
-        span_context, context = detached()
+        # The span's identity as numbers, not the live span nor even a context holding its
+        # identity: a queued record (it waits up to the writer's linger) must hold no
+        # object of the request's, or the request's objects reach the oldest garbage
+        # collector generation with it (see mcp_otel._context). Nothing reads the
+        # record's context: the session's provider has no processor but the audit one,
+        # and exporters read the three fields.
+        ids = span_ids()
         self.timestamp = now
         self.observed_timestamp = now
-        self.context = context
-        self.trace_id = span_context.trace_id
-        self.span_id = span_context.span_id
-        self.trace_flags = span_context.trace_flags
+        self.context = None
+        if ids is None:
+            self.trace_id = self.span_id = 0
+            self.trace_flags = _FLAGS[0]
+        else:
+            self.trace_id, self.span_id, flags = ids
+            self.trace_flags = _FLAGS[flags] if flags < 2 else TraceFlags(flags)
         self.severity_text = _SEVERITY_TEXT[severity]
         self.severity_number = severity
         self.body = None
@@ -96,6 +104,7 @@ class _DirectLogger:
 
 
 _SEVERITY_TEXT = {s: s.name for s in SeverityNumber}  # Enum.name is a slow property
+_FLAGS = (TraceFlags(0), TraceFlags(1))  # shared: one object fewer per queued record
 _LIMITS = LogRecordLimits(
     max_attributes=_LIMITS_MAX_ATTRIBUTES,
     max_attribute_length=LogRecordLimits.UNSET,

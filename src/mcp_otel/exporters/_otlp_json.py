@@ -26,16 +26,20 @@ from __future__ import annotations
 import base64
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from google.protobuf.json_format import MessageToDict
-from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
-from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.metrics.export import MetricsData
-from opentelemetry.sdk.trace import ReadableSpan
 
 from mcp_otel._json import dumps_line
 from mcp_otel._otel_compat import ReadableLogRecord
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import ReadableSpan
+
+# The protobuf encoders (spans, metrics) are imported by the first line that needs them:
+# they add about 5,600 objects to the process (descriptors, message classes), and every
+# one of them lengthens each full garbage collection of a host that never asks for
+# the ``otlp`` line format (the default is ``flat``).
 
 _ID_FIELDS = frozenset({"traceId", "spanId", "parentSpanId"})
 
@@ -55,6 +59,8 @@ def _hex_ids(node: Any) -> None:
 
 
 def _line(message: Any) -> bytes:
+    from google.protobuf.json_format import MessageToDict
+
     as_dict = MessageToDict(message, use_integers_for_enums=True)
     if not as_dict:
         return b""
@@ -207,6 +213,8 @@ def log_line(batch: Sequence[ReadableLogRecord]) -> tuple[bytes, int]:
 def span_line(spans: Sequence[ReadableSpan]) -> tuple[bytes, int]:
     if not spans:
         return b"", 0
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+
     return _line(encode_spans(spans)), len(spans)
 
 
@@ -224,4 +232,6 @@ def metric_line(data: MetricsData) -> tuple[bytes, int]:
     points = data_points(data)
     if not points:
         return b"", 0
+    from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
+
     return _line(encode_metrics(data)), points

@@ -222,7 +222,7 @@ class TelemetryEmitter:
                 if timed:
                     tally.pending.append(
                         (duration / 1000.0 if type(duration_ms) is int
-                         else _seconds(duration_ms, duration), cell.a_operation, ids)
+                         else _seconds(duration_ms, duration), cell.index, ids)
                     )
                 cell.calls += 1
                 cell.bytes_in += size_in
@@ -427,8 +427,7 @@ class TelemetryEmitter:
             cell = pipeline.cells.get(label_key)
             if cell is None:
                 cell = Cell(name, is_error, etype or "tool_error")
-                with pipeline.tally.lock:
-                    pipeline.tally.cells.append(cell)
+                pipeline.tally.add_cell(cell)
                 pipeline.cells[label_key] = cell
             if len(pipeline.attrs) < 4 * (MAX_TOOL_NAMES + MAX_ERROR_TYPES):
                 pipeline.attrs[key] = cell

@@ -84,11 +84,13 @@ class Cell:
 
     __slots__ = (
         "a_calls", "a_error", "a_operation", "a_tool", "bytes_in", "bytes_out", "calls",
-        "duration", "is_error", "k_calls", "k_error", "k_tool",
+        "duration", "index", "is_error", "k_calls", "k_error", "k_tool",
     )  # fmt: skip
 
     def __init__(self, tool: str, is_error: bool, error_type: str) -> None:
         status = "error" if is_error else "ok"
+        #: Its place in :attr:`Tally.cells` (set by :meth:`Tally.add_cell`).
+        self.index = -1
         self.is_error = is_error
         self.calls = self.bytes_in = self.bytes_out = self.duration = 0
         self.k_calls = (tool, status)
@@ -116,9 +118,14 @@ class Tally:
         self.pid = os.getpid()
         self.cells: list[Cell] = []
         self.handshakes = {"ok": 0, "error": 0}
-        #: Durations not yet in the SDK histogram: (seconds, attributes, the caller's span
-        #: identity for exemplars, see mcp_otel._context).
-        self.pending: list[tuple[float, dict[str, str], SpanIds | None]] = []
+        #: Durations not yet in the SDK histogram: (seconds, the cell's index in
+        #: :attr:`cells`, the caller's span identity for exemplars, see mcp_otel._context).
+        #: Numbers only, on purpose: a tuple holding anything else (even an attribute
+        #: dict the collector does not track) stays tracked, and a duration can wait a
+        #: second or more, long enough to be promoted to the oldest generation, whose
+        #: growth sets off the full collections that set an MCP server's p99 latency.
+        #: A tuple of numbers is untracked at its first collection.
+        self.pending: list[tuple[float, int, SpanIds | None]] = []
         self.histogram: Histogram | None = None
         self._draining = threading.Lock()  # one drain (or collection) records at a time
         self._collecting = threading.local()
@@ -144,12 +151,20 @@ class Tally:
         finally:
             self._draining.release()
 
-    def _record(self, batch: list[tuple[float, dict[str, str], SpanIds | None]]) -> None:
+    def add_cell(self, cell: Cell) -> None:
+        """Count ``cell``'s series from now on (under the lock: a snapshot may be running)."""
+        with self.lock:
+            cell.index = len(self.cells)
+            self.cells.append(cell)
+
+    def _record(self, batch: list[tuple[float, int, SpanIds | None]]) -> None:
         histogram = self.histogram
         if histogram is not None:
             record = histogram.record
-            for seconds, attributes, ids in batch:
-                record(seconds, attributes, EMPTY if ids is None else context_of(ids))
+            cells = self.cells
+            for seconds, index, ids in batch:
+                record(seconds, cells[index].a_operation,
+                       EMPTY if ids is None else context_of(ids))
 
     def read(self) -> dict[str, int]:
         """A consistent copy of the five totals (in :data:`METRIC_KEYS` order)."""
