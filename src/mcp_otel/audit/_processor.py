@@ -22,6 +22,12 @@ is queued. An audit trail needs the opposite trade-offs:
   about 20 futex calls per tool call at 130 calls/s, against 1.5 with 100 ms. A record
   with a waiter, a flush, a shutdown and a caller that finds the queue full always wake
   it at once, and it does not doze while callers wait for room.
+* **The caller writes when the writer is idle.** A record whose caller waits for it
+  (``written``), arriving at an empty queue and an idle writer, is sealed and exported
+  by the caller itself (:meth:`AuditLogRecordProcessor.write_inline`), under the same
+  lock the writer holds per batch: there is nothing to group it with, and handing it to
+  the writer cost a wake-up and a wait for the GIL behind the caller's event loop, twice
+  per tool call. One attempt only; the rest goes, sealed, to the writer's retries.
 * **Retries.** A failed export (exception or ``FAILURE``) is retried with exponential
   backoff; what still fails is reported through ``on_lost`` (counted, stderr, metric,
   and declared in the next record of the chain by the audit logger), once per record.
@@ -141,6 +147,12 @@ class AuditLogRecordProcessor(LogRecordProcessor):
 
     def _init_state(self) -> None:
         self._lock = threading.Lock()  # only for idle/full transitions, never per record
+        # One thread seals and exports at a time: the writer, or a caller writing its own
+        # record while the writer is idle (write_inline). Held per batch, not per record.
+        self._drain = threading.Lock()
+        # What an inline write could not write at its one attempt: sealed, so the writer
+        # exports it (with retries) before anything else, under _drain.
+        self._resume: list[_Item] | None = None
         self._not_empty = threading.Condition(self._lock)
         self._not_full = threading.Condition(self._lock)
         self._queue: collections.deque[_Item] = collections.deque()
@@ -165,7 +177,10 @@ class AuditLogRecordProcessor(LogRecordProcessor):
         elif log_record.final:
             self.put_final(log_record)
         elif log_record.defer:
-            if not self._try_put(log_record, log_record.waiter):
+            waiter = log_record.waiter
+            if waiter is not None and self.write_inline(log_record, waiter):
+                return
+            if not self._try_put(log_record, waiter):
                 log_record.parked = True
         else:
             self.put(log_record, log_record.waiter)
@@ -188,6 +203,40 @@ class AuditLogRecordProcessor(LogRecordProcessor):
                 self._not_empty.notify()
         if self._worker is None:
             self._start_worker()
+
+    def write_inline(self, record: ReadWriteLogRecord, waiter: Waiter) -> bool:
+        """Write a waited-for record in the caller's thread when the writer is idle.
+
+        Why: a caller that waits for its record (``written``) would otherwise wake the
+        writer thread and wait for it, and the woken writer waits for the GIL behind the
+        caller's busy event loop (up to the interpreter's 5 ms switch interval): on an MCP
+        server at a few hundred calls per second that hand-off, twice per tool call, was
+        most of what ``written`` cost over ``queued``. When the queue is empty and the
+        writer idle there is nothing to group with, so the caller seals and exports its
+        record itself (a locked append: tens of microseconds) under the same ``_drain``
+        lock as the writer, which keeps the chain in file order. One attempt only: what
+        it could not write is handed, sealed, to the writer, which retries it with
+        backoff before anything else, so no retry ever sleeps on the caller's loop.
+        ``False``: not written here (queue it as usual).
+        """
+        if (not self._worker_idle or self._queue or self._resume is not None
+                or not self._accepting or self._pid != _fork.pid()):
+            return False
+        if not self._drain.acquire(blocking=False):
+            return False
+        try:
+            if self._queue or self._ended or not self._accepting or self._resume is not None:
+                return False
+            rest = self._export([(record, waiter)], once=True)
+            if rest:
+                self._resume = rest
+                marker = threading.Event()  # wakes the writer to resume the export
+                self._queue.append((_FLUSH, marker))  # type: ignore[arg-type]
+                with self._lock:
+                    self._not_empty.notify()
+            return True
+        finally:
+            self._drain.release()
 
     def _try_put(self, record: ReadWriteLogRecord, waiter: Waiter) -> bool:
         # Lock-free: deque.append is atomic, so producers never contend on a lock (under
@@ -301,6 +350,10 @@ class AuditLogRecordProcessor(LogRecordProcessor):
         return batch
 
     def _write(self, batch: list[_Item]) -> None:
+        """Export ``batch`` (the caller holds ``_drain``)."""
+        if self._resume is not None:  # left by an inline write: it goes first
+            rest, self._resume = self._resume, None
+            self._export(rest, sealed=True)
         if self._ended:
             self._late(batch)
             return
@@ -325,7 +378,8 @@ class AuditLogRecordProcessor(LogRecordProcessor):
         if late:
             self._late(late)
 
-    def _export(self, items: list[_Item]) -> None:
+    def _export(self, items: list[_Item], *, sealed: bool = False,
+                once: bool = False) -> list[_Item]:
         """Seal, then write the batch: every record that fits before any loss is declared.
 
         An exporter with ``export_prefix`` (the JSONL exporter) says how many leading
@@ -337,8 +391,9 @@ class AuditLogRecordProcessor(LogRecordProcessor):
         by the exporter.
         """
         records = [r for r, _ in items]
-        self._processed += len(records)
-        if self._seal is not None:
+        if not sealed:
+            self._processed += len(records)
+        if self._seal is not None and not sealed:
             for r in records:
                 try:
                     self._seal(r)
@@ -347,7 +402,9 @@ class AuditLogRecordProcessor(LogRecordProcessor):
         prefix = self._export_prefix
         error: BaseException | None = None
         done = 0
-        for delay in [*self._retry.delays(), None]:
+        # ``once`` (an inline write): one attempt, and what is left is returned, sealed,
+        # for the writer to retry.
+        for delay in [0.0] if once else [*self._retry.delays(), None]:
             rest = records[done:]
             try:
                 if prefix is not None:
@@ -364,6 +421,8 @@ class AuditLogRecordProcessor(LogRecordProcessor):
                 done += n
             if done == len(records) or delay is None:
                 break
+            if once:
+                return items[done:]
             time.sleep(delay)  # backoff in the writer thread; callers keep waiting
         if done < len(records):
             self.lost += len(records) - done
@@ -373,6 +432,7 @@ class AuditLogRecordProcessor(LogRecordProcessor):
                 except Exception as exc:
                     _stderr(f"mcp-otel audit: on_lost hook failed: {exc!r}")
             _resolve(items[done:], False)
+        return []
 
     def _commit(self, items: list[_Item]) -> None:
         """``items`` are in the file: count them, run the hook, release their callers."""
@@ -455,7 +515,8 @@ class AuditLogRecordProcessor(LogRecordProcessor):
                 # after the writer left: handle it here rather than strand it.
                 leftover = list(self._queue)
                 self._queue.clear()
-                self._write(leftover)
+                with self._drain:
+                    self._write(leftover)
         try:
             self._exporter.shutdown()
         except Exception as exc:
@@ -510,7 +571,8 @@ def _run_worker(ref: weakref.ReferenceType[AuditLogRecordProcessor]) -> None:
             return
         if batch:
             try:
-                proc._write(batch)
+                with proc._drain:
+                    proc._write(batch)
             except BaseException as exc:  # the writer must survive anything
                 _stderr(f"mcp-otel audit: writer error: {exc!r}")
         del proc
