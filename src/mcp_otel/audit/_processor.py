@@ -227,7 +227,12 @@ class AuditLogRecordProcessor(LogRecordProcessor):
         try:
             if self._queue or self._ended or not self._accepting or self._resume is not None:
                 return False
-            rest = self._export([(record, waiter)], once=True)
+            try:
+                rest = self._export([(record, waiter)], once=True)
+            except Exception as exc:  # never into the host's request (as the writer)
+                _stderr(f"mcp-otel audit: writer error: {exc!r}")
+                _resolve([(record, waiter)], False)
+                return True
             if rest:
                 self._resume = rest
                 marker = threading.Event()  # wakes the writer to resume the export
