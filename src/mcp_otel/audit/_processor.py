@@ -396,14 +396,14 @@ class AuditLogRecordProcessor(LogRecordProcessor):
         by the exporter.
         """
         records = [r for r, _ in items]
-        if not sealed:
+        if not sealed:  # a resumed inline write was counted and sealed by its caller
             self._processed += len(records)
-        if self._seal is not None and not sealed:
-            for r in records:
-                try:
-                    self._seal(r)
-                except Exception as exc:  # never lose the batch over one odd record
-                    _stderr(f"mcp-otel audit: cannot seal a record: {exc!r}")
+            if self._seal is not None:
+                for r in records:
+                    try:
+                        self._seal(r)
+                    except Exception as exc:  # never lose the batch over one odd record
+                        _stderr(f"mcp-otel audit: cannot seal a record: {exc!r}")
         prefix = self._export_prefix
         error: BaseException | None = None
         done = 0

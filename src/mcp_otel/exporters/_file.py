@@ -51,7 +51,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Literal, NoReturn
+from typing import Literal
 
 from mcp_otel import _fork
 from mcp_otel._settings import stderr_line
@@ -61,9 +61,6 @@ try:
     from fcntl import LOCK_EX, LOCK_UN, flock
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
-
-# Bound once: append_line runs in every tool call's path.
-_lseek, _os_write, _SEEK_END = os.lseek, os.write, os.SEEK_END
 
 FsyncPolicy = Literal["none", "interval", "batch"]
 FSYNC_POLICIES: frozenset[str] = frozenset({"none", "interval", "batch"})
@@ -501,17 +498,11 @@ class LockedJsonlFile:
                 try:
                     flock(fd, LOCK_EX)
                     try:
-                        size = _lseek(fd, 0, _SEEK_END)
+                        size = os.lseek(fd, 0, os.SEEK_END)
                         if size != self._end and size > 0 and self._torn_tail(fd, size):
                             line = b"\n" + line  # a writer died mid-line: see _write_locked
-                        try:  # _append_all, inline: this is a tool call's path
-                            written = _os_write(fd, line)
-                        except OSError:
-                            os.ftruncate(fd, size)  # an error may follow a partial write
-                            raise
-                        if written != len(line):
-                            self._short_write(fd, size, written, len(line))  # raises
-                        self._end = size + written
+                        self._append_all(fd, size, line)
+                        self._end = size + len(line)
                     finally:
                         flock(fd, LOCK_UN)
                 except OSError as exc:
@@ -671,18 +662,13 @@ class LockedJsonlFile:
             os.ftruncate(fd, size)  # an error may follow a partial write
             raise
         if written != len(data):
-            LockedJsonlFile._short_write(fd, size, written, len(data))
+            os.ftruncate(fd, size)
+            raise _ShortWriteError(
+                errno.EIO,
+                f"short write ({written} of {len(data)} bytes: disk full or "
+                "file size limit); the batch was rolled back",
+            )
         return written
-
-    @staticmethod
-    def _short_write(fd: int, size: int, written: int, wanted: int) -> NoReturn:
-        """Roll a partial append back to ``size`` and raise."""
-        os.ftruncate(fd, size)
-        raise _ShortWriteError(
-            errno.EIO,
-            f"short write ({written} of {wanted} bytes: disk full or "
-            "file size limit); the batch was rolled back",
-        )
 
     @staticmethod
     def _append_lines(

@@ -209,7 +209,7 @@ class TelemetryEmitter:
                 else limits.cut(limits.safe_str(tool), _MAX_NAME)
             )
             if error_type is not None:
-                error_type = limits.cut(limits.safe_str(error_type), limits.MAX_NAME_CHARS)
+                error_type = limits.cut(limits.safe_str(error_type), _MAX_NAME)
             cell = pipeline.attrs.get((tool_name, is_error, error_type))
             if cell is None:
                 cell = self._cell(pipeline, tool_name, is_error, error_type)

@@ -41,7 +41,7 @@ from mcp_otel import _json
 from mcp_otel._context import SpanIds
 from mcp_otel._otel_compat import SeverityNumber
 from mcp_otel.exporters import SCHEMA_VERSION, JsonlLogExporter
-from mcp_otel.telemetry._values import _second_prefix, _stamps
+from mcp_otel.telemetry._values import _stamps
 
 _log = logging.getLogger("mcp_otel.telemetry")
 
@@ -62,10 +62,7 @@ _TOOL_CALL_ENVELOPE = {
 def _encode_str(text: str) -> str:
     """``text`` as a JSON string, exactly as it appears in a line :meth:`EventFile.write`
     encodes (orjson, or the careful encoder for what orjson refuses: lone surrogates)."""
-    try:
-        return orjson.dumps(text).decode()
-    except Exception:
-        return _json.dumps(text).decode()
+    return _json.dumps(text).decode()
 
 
 class EventFile:
@@ -82,7 +79,6 @@ class EventFile:
         self.lost = 0
         self._encoded: dict[str, str] = {}
         self._session: tuple[str | None, str] = (None, "")
-        self._second: tuple[int, str] = (-1, "")
 
     def write(
         self,
@@ -134,13 +130,13 @@ class EventFile:
     ) -> None:
         """:meth:`write` of a plain ``tool_call`` event: ``tool`` and ``status`` are
         strings, the three values ints, and there is nothing else to add."""
+        iso, otel_timestamp = _stamps(now)
         if self._resource is not None:
             self.write(
-                {"event": "tool_call", "session_id": session_id,
-                 "timestamp": _stamps(now)[0], "timestamp_ms": now // 1_000_000,
-                 "tool": tool, "status": status, "duration_ms": duration_ms,
-                 "bytes_in": bytes_in, "bytes_out": bytes_out},
-                EVENT_PREFIX + "tool_call", error, _stamps(now)[1], ids,
+                {"event": "tool_call", "session_id": session_id, "timestamp": iso,
+                 "timestamp_ms": now // 1_000_000, "tool": tool, "status": status,
+                 "duration_ms": duration_ms, "bytes_in": bytes_in, "bytes_out": bytes_out},
+                EVENT_PREFIX + "tool_call", error, otel_timestamp, ids,
             )  # fmt: skip
             return
         cached_for, head = self._session
@@ -154,22 +150,14 @@ class EventFile:
         status_json = encoded.get(status)
         if status_json is None:
             status_json = self._encode(status)
-        # _stamps(now), inline, with this file's own cache of the formatted second
-        seconds, rest = divmod(now, 1_000_000_000)
-        cached_second, prefix = self._second
-        if cached_second != seconds:
-            prefix = _second_prefix(seconds)
-            self._second = (seconds, prefix)
-        fraction = "%09d" % rest  # noqa: UP031 - faster than a format spec on this path
-        micro = f".{fraction[:6]}" if rest >= 1000 else ""  # as isoformat(): none at 0
         trace = (
             "" if ids is None else f',"trace_id":"{ids[0]:032x}","span_id":"{ids[1]:016x}"'
         )
         line = (
-            f'{head},"timestamp":"{prefix}{micro}+00:00","timestamp_ms":{now // 1_000_000},'
+            f'{head},"timestamp":"{iso}","timestamp_ms":{now // 1_000_000},'
             f'"tool":{tool_json},"status":{status_json},"duration_ms":{duration_ms},'
             f'"bytes_in":{bytes_in},"bytes_out":{bytes_out},'
-            f'"otel.timestamp":"{prefix}.{fraction}Z"{_TOOL_CALL_ENVELOPE[error]}{trace},'
+            f'"otel.timestamp":"{otel_timestamp}"{_TOOL_CALL_ENVELOPE[error]}{trace},'
             f'"schema_version":{SCHEMA_VERSION}}}\n'
         ).encode()
         if not self._file.append_line(line):

@@ -32,7 +32,7 @@ from typing import Any
 
 from opentelemetry.metrics import CallbackOptions, Histogram, Meter, Observation
 
-from mcp_otel._context import EMPTY, SpanIds, context_of
+from mcp_otel._context import SpanIds, context_of
 
 #: Bucket boundaries (seconds) recommended by the OTel MCP semantic conventions.
 MCP_DURATION_BUCKETS: tuple[float, ...] = (
@@ -163,8 +163,7 @@ class Tally:
             record = histogram.record
             cells = self.cells
             for seconds, index, ids in batch:
-                record(seconds, cells[index].a_operation,
-                       EMPTY if ids is None else context_of(ids))
+                record(seconds, cells[index].a_operation, context_of(ids))
 
     def read(self) -> dict[str, int]:
         """A consistent copy of the five totals (in :data:`METRIC_KEYS` order)."""

@@ -105,11 +105,6 @@ def _seconds(raw: Any, fallback_ms: int) -> float:
 _stamp_cache: tuple[int, str] = (-1, "")
 
 
-def _second_prefix(seconds: int) -> str:
-    """The date and time of a UTC second, as both timestamp forms begin."""
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
-
-
 def _stamps(ns: int) -> tuple[str, str]:
     """Osiris' ``datetime.now(UTC).isoformat()`` form and the RFC 3339 form with
     nanoseconds (the flat format's ``otel.timestamp``) of one timestamp.
@@ -122,7 +117,7 @@ def _stamps(ns: int) -> tuple[str, str]:
     seconds, rest = divmod(ns, 1_000_000_000)
     cached, prefix = _stamp_cache
     if cached != seconds:
-        prefix = _second_prefix(seconds)
+        prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
         _stamp_cache = (seconds, prefix)
     fraction = "%09d" % rest  # noqa: UP031 - faster than a format spec on this path
     if rest < 1000:  # no microseconds: isoformat() writes none
