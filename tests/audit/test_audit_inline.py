@@ -7,6 +7,7 @@ path; what its one attempt cannot write goes, sealed, to the writer's retries.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -96,3 +97,34 @@ async def test_what_the_callers_attempt_cannot_write_the_writer_retries(
     assert audit.get_session_summary()["records_lost"] == 0
     report = integrity.verify_paths([log_dir], strict=True)
     assert report.ok, report.to_dict()
+
+
+def _note(ran: list[int], i: int, seen: asyncio.Future[None]) -> None:
+    ran.append(i)
+    seen.set_result(None)
+
+
+async def test_a_record_written_by_its_caller_does_not_suspend_it(
+        make_audit: Callable[..., AuditLogger], tmp_path: Path) -> None:
+    # Its future is resolved on the spot, not through the loop's self-pipe: the await
+    # finds it done, so a callback scheduled before the call has not run when it returns
+    # (a whole loop iteration saved per record, twice per tool call).
+    loop = asyncio.get_running_loop()
+    log_dir = tmp_path / "audit"
+    audit, made = _logger(make_audit, log_dir)
+    me = threading.current_thread().name
+    inline = 0
+    for i in range(20):
+        ran: list[int] = []
+        seen: asyncio.Future[None] = loop.create_future()
+        loop.call_soon(_note, ran, i, seen)
+        before = made[0].threads.count(me) if made else 0
+        assert await audit.log_tool_call("t", {"i": i})
+        if made[0].threads.count(me) > before:  # this one was written on our thread
+            inline += 1
+            assert ran == []
+        await seen  # the loop runs it before the next call
+        assert ran == [i]
+    assert inline > 0
+    audit.shutdown()
+    assert integrity.verify_paths([log_dir], strict=True).ok

@@ -228,10 +228,14 @@ class AuditLogRecordProcessor(LogRecordProcessor):
             if self._queue or self._ended or not self._accepting or self._resume is not None:
                 return False
             try:
-                rest = self._export([(record, waiter)], once=True)
+                here: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+            except RuntimeError:
+                here = None
+            try:
+                rest = self._export([(record, waiter)], once=True, here=here)
             except Exception as exc:  # never into the host's request (as the writer)
                 _stderr(f"mcp-otel audit: writer error: {exc!r}")
-                _resolve([(record, waiter)], False)
+                _resolve([(record, waiter)], False, here)
                 return True
             if rest:
                 self._resume = rest
@@ -383,8 +387,8 @@ class AuditLogRecordProcessor(LogRecordProcessor):
         if late:
             self._late(late)
 
-    def _export(self, items: list[_Item], *, sealed: bool = False,
-                once: bool = False) -> list[_Item]:
+    def _export(self, items: list[_Item], *, sealed: bool = False, once: bool = False,
+                here: asyncio.AbstractEventLoop | None = None) -> list[_Item]:
         """Seal, then write the batch: every record that fits before any loss is declared.
 
         An exporter with ``export_prefix`` (the JSONL exporter) says how many leading
@@ -408,7 +412,7 @@ class AuditLogRecordProcessor(LogRecordProcessor):
         error: BaseException | None = None
         done = 0
         # ``once`` (an inline write): one attempt, and what is left is returned, sealed,
-        # for the writer to retry.
+        # for the writer to retry; ``here``: the caller's running loop (see _resolve).
         for delay in [0.0] if once else [*self._retry.delays(), None]:
             rest = records[done:]
             try:
@@ -422,7 +426,7 @@ class AuditLogRecordProcessor(LogRecordProcessor):
             except Exception as exc:
                 n, error = 0, exc
             if n:
-                self._commit(items[done:done + n])
+                self._commit(items[done:done + n], here)
                 done += n
             if done == len(records) or delay is None:
                 break
@@ -439,7 +443,8 @@ class AuditLogRecordProcessor(LogRecordProcessor):
             _resolve(items[done:], False)
         return []
 
-    def _commit(self, items: list[_Item]) -> None:
+    def _commit(self, items: list[_Item],
+                here: asyncio.AbstractEventLoop | None = None) -> None:
         """``items`` are in the file: count them, run the hook, release their callers."""
         records = [r for r, _ in items]
         self.written += len(records)
@@ -448,7 +453,7 @@ class AuditLogRecordProcessor(LogRecordProcessor):
                 self._on_committed(records)
             except Exception as exc:
                 _stderr(f"mcp-otel audit: on_committed hook failed: {exc!r}")
-        _resolve(items, True)
+        _resolve(items, True, here)
 
     def _late(self, items: list[_Item]) -> None:
         """Items queued behind the final record: records go to ``on_late`` (the next
