@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Iterator
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+from opentelemetry.sdk._logs.export import LogRecordExportResult
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from mcp_otel.audit import AuditLogger
+from mcp_otel.exporters import JsonlLogExporter
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 
@@ -44,6 +47,21 @@ def make_audit(
     yield factory
     for logger in made:
         logger.shutdown(5.0)
+
+
+class GatedExporter(JsonlLogExporter):
+    """The real exporter behind a gate the test opens: simulates a stuck disk."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path, format="flat")
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def export(self, batch: Sequence[Any]) -> LogRecordExportResult:
+        self.entered.set()
+        if not self.release.wait(30):
+            return LogRecordExportResult.FAILURE
+        return super().export(batch)
 
 
 def read_records(directory: Path) -> list[dict[str, Any]]:

@@ -18,7 +18,7 @@ from mcp_otel import integrity
 from mcp_otel.audit import AuditLogger
 from mcp_otel.redaction import MASK
 
-from .conftest import counter_value, read_records
+from .conftest import GatedExporter, counter_value, read_records
 
 
 @pytest.fixture
@@ -398,32 +398,36 @@ async def test_jsonl_environment_cannot_rotate_prune_or_reshape_the_audit_trail(
 async def test_payloads_are_captured_at_call_time_and_masked_before_the_file(
         make_audit: Callable[..., AuditLogger], tmp_path: Path) -> None:
     """``queued`` returns before the write: the record must still show the arguments as
-    they were when the call was made (the caller may reuse the dict), masked."""
-    a = make_audit(wait="queued")
+    they were when the call was made (the caller may reuse the dict), masked.
+
+    The writer is held inside the export of an earlier record (a stuck disk), so these
+    two records wait, unsealed and unmasked, in the queue while the caller mutates.
+    """
+    log_dir = tmp_path / "audit"
+    gates: list[GatedExporter] = []
+
+    def factory() -> GatedExporter:
+        gates.append(GatedExporter(str(log_dir / "mcp_audit_{date}.jsonl")))
+        return gates[-1]
+
+    a = make_audit(log_dir, wait="queued", exporter_factory=factory)
+    await a.log_tool_call("first", {})
+    assert await asyncio.to_thread(gates[0].entered.wait, 10)  # the writer is stuck
     args = {"query": "select 1", "password": "hunter2", "items": [1, 2]}
     result = {"rows": [{"token": "t0k3n", "n": 1}]}
-    processor = a._current().processor
-    gate = threading.Event()
-    seal = processor._seal
-    assert seal is not None
-
-    def gated_seal(record: object) -> None:  # the writer masks only after we mutated
-        assert gate.wait(10)
-        seal(record)  # type: ignore[arg-type]
-
-    processor._seal = gated_seal
     await a.log_tool_call("t", arguments=args)
     await a.log_tool_result("t", result=result)
     args["query"] = "changed"
     args["items"].append(3)
     args["password"] = "changed-too"
     result["rows"].clear()
-    gate.set()
-    assert a.force_flush()
-    call, res = read_records(tmp_path / "audit")
+    gates[0].release.set()
+    assert await a.flush()
+    first, call, res = read_records(log_dir)
+    assert first["tool"] == "first"
     assert call["arguments"] == {"query": "select 1", "password": MASK, "items": [1, 2]}
     assert res["result"] == {"rows": [{"token": MASK, "n": 1}]}
-    raw = b"".join(p.read_bytes() for p in (tmp_path / "audit").glob("*.jsonl"))
+    raw = b"".join(p.read_bytes() for p in log_dir.glob("*.jsonl"))
     assert b"hunter2" not in raw and b"t0k3n" not in raw
 
 

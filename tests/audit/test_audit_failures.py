@@ -5,19 +5,16 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
-from opentelemetry.sdk._logs.export import LogRecordExportResult
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from mcp_otel import integrity
 from mcp_otel.audit import AuditLogger, RetryPolicy
-from mcp_otel.exporters import JsonlLogExporter
 
-from .conftest import counter_value, read_records
+from .conftest import GatedExporter, counter_value, read_records
 
 
 def _today_file(directory: Path) -> Path:
@@ -105,30 +102,15 @@ def test_full_queue_makes_callers_wait_never_evicts(
         (f"t{k}", i) for k in range(8) for i in range(250))
 
 
-class _Gate(JsonlLogExporter):
-    """The real exporter behind a gate the test opens: simulates a stuck disk."""
-
-    def __init__(self, path: str) -> None:
-        super().__init__(path, format="flat")
-        self.entered = threading.Event()
-        self.release = threading.Event()
-
-    def export(self, batch: Sequence[Any]) -> LogRecordExportResult:
-        self.entered.set()
-        if not self.release.wait(30):
-            return LogRecordExportResult.FAILURE
-        return super().export(batch)
-
-
 async def test_records_waiting_for_room_at_shutdown_go_to_the_next_session(
         make_audit: Callable[..., AuditLogger], tmp_path: Path) -> None:
     """A shutdown while callers wait for queue room: they retry in the next session, as
     a caller whose emit meets a closed session does, instead of being lost undeclared."""
     log_dir = tmp_path / "audit"
-    gates: list[_Gate] = []
+    gates: list[GatedExporter] = []
 
-    def factory() -> _Gate:
-        gates.append(_Gate(str(log_dir / "mcp_audit_{date}.jsonl")))
+    def factory() -> GatedExporter:
+        gates.append(GatedExporter(str(log_dir / "mcp_audit_{date}.jsonl")))
         if len(gates) > 1:
             gates[-1].release.set()  # only the first session's disk is stuck
         return gates[-1]
@@ -141,13 +123,13 @@ async def test_records_waiting_for_room_at_shutdown_go_to_the_next_session(
     assert old is not None
     tasks = [asyncio.create_task(a.log_tool_call(f"w{i}", {})) for i in range(5)]
     for _ in range(10_000):  # let the tasks run: 2 get queued, 3 wait for room
-        if len(old.processor._room_waiters) == 3:
+        if old.processor.waiting() == 3:
             break
         await asyncio.sleep(0)
-    assert len(old.processor._room_waiters) == 3 and old.processor.queued() == 2
+    assert old.processor.waiting() == 3 and old.processor.queued() == 2
     closer = threading.Thread(target=a.shutdown)
     closer.start()
-    await asyncio.to_thread(_wait_for, lambda: not old.processor._accepting)
+    await asyncio.to_thread(_wait_for, lambda: not old.processor.accepting)
     gates[0].release.set()
     await asyncio.gather(*tasks)
     await asyncio.to_thread(closer.join, 30)
@@ -167,10 +149,10 @@ async def test_no_room_in_time_is_declared_not_silent(
         make_audit: Callable[..., AuditLogger], tmp_path: Path,
         capfd: pytest.CaptureFixture[str]) -> None:
     log_dir = tmp_path / "audit"
-    gates: list[_Gate] = []
+    gates: list[GatedExporter] = []
 
-    def factory() -> _Gate:
-        gates.append(_Gate(str(log_dir / "mcp_audit_{date}.jsonl")))
+    def factory() -> GatedExporter:
+        gates.append(GatedExporter(str(log_dir / "mcp_audit_{date}.jsonl")))
         return gates[-1]
 
     a = make_audit(log_dir, wait="queued", max_queue_size=2, queue_timeout=0.2,

@@ -323,6 +323,7 @@ class AuditLogger:
             "records_written": sess.written,
             "records_lost": sess.lost + sess.unqueued_lost,
             "records_queued": sess.processor.queued(),
+            "callers_waiting": sess.processor.waiting(),  # for room: a stuck sink
             "ended": sess.closed,
         }
 

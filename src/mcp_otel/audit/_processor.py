@@ -315,6 +315,16 @@ class AuditLogRecordProcessor(LogRecordProcessor):
     def queued(self) -> int:
         return len(self._queue)
 
+    def waiting(self) -> int:
+        """Callers waiting for room in a full queue (threads and event-loop tasks): a
+        stuck or slow sink shows here before any record is declared lost."""
+        return len(self._room_waiters) + self._sync_waiting
+
+    @property
+    def accepting(self) -> bool:
+        """False once shutdown (or the session's final record) has closed the door."""
+        return self._accepting
+
     # -- writer side -----------------------------------------------------------------
 
     def _start_worker(self) -> None:
