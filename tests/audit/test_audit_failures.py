@@ -123,10 +123,11 @@ async def test_records_waiting_for_room_at_shutdown_go_to_the_next_session(
     assert old is not None
     tasks = [asyncio.create_task(a.log_tool_call(f"w{i}", {})) for i in range(5)]
     for _ in range(10_000):  # let the tasks run: 2 get queued, 3 wait for room
-        if old.processor.waiting() == 3:
+        if a.get_session_summary()["callers_waiting"] == 3:
             break
         await asyncio.sleep(0)
-    assert old.processor.waiting() == 3 and old.processor.queued() == 2
+    summary = a.get_session_summary()
+    assert summary["callers_waiting"] == 3 and summary["records_queued"] == 2
     closer = threading.Thread(target=a.shutdown)
     closer.start()
     await asyncio.to_thread(_wait_for, lambda: not old.processor.accepting)
