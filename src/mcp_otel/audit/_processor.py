@@ -228,14 +228,10 @@ class AuditLogRecordProcessor(LogRecordProcessor):
             if self._queue or self._ended or not self._accepting or self._resume is not None:
                 return False
             try:
-                here: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-            except RuntimeError:
-                here = None
-            try:
-                rest = self._export([(record, waiter)], once=True, here=here)
+                rest = self._export([(record, waiter)], once=True)
             except Exception as exc:  # never into the host's request (as the writer)
                 _stderr(f"mcp-otel audit: writer error: {exc!r}")
-                _resolve([(record, waiter)], False, here)
+                _resolve([(record, waiter)], False)
                 return True
             if rest:
                 self._resume = rest
@@ -397,8 +393,8 @@ class AuditLogRecordProcessor(LogRecordProcessor):
         if late:
             self._late(late)
 
-    def _export(self, items: list[_Item], *, sealed: bool = False, once: bool = False,
-                here: asyncio.AbstractEventLoop | None = None) -> list[_Item]:
+    def _export(self, items: list[_Item], *, sealed: bool = False,
+                once: bool = False) -> list[_Item]:
         """Seal, then write the batch: every record that fits before any loss is declared.
 
         An exporter with ``export_prefix`` (the JSONL exporter) says how many leading
@@ -422,7 +418,7 @@ class AuditLogRecordProcessor(LogRecordProcessor):
         error: BaseException | None = None
         done = 0
         # ``once`` (an inline write): one attempt, and what is left is returned, sealed,
-        # for the writer to retry; ``here``: the caller's running loop (see _resolve).
+        # for the writer to retry.
         for delay in [0.0] if once else [*self._retry.delays(), None]:
             rest = records[done:]
             try:
@@ -436,7 +432,7 @@ class AuditLogRecordProcessor(LogRecordProcessor):
             except Exception as exc:
                 n, error = 0, exc
             if n:
-                self._commit(items[done:done + n], here)
+                self._commit(items[done:done + n])
                 done += n
             if done == len(records) or delay is None:
                 break
@@ -453,8 +449,7 @@ class AuditLogRecordProcessor(LogRecordProcessor):
             _resolve(items[done:], False)
         return []
 
-    def _commit(self, items: list[_Item],
-                here: asyncio.AbstractEventLoop | None = None) -> None:
+    def _commit(self, items: list[_Item]) -> None:
         """``items`` are in the file: count them, run the hook, release their callers."""
         records = [r for r, _ in items]
         self.written += len(records)
@@ -463,7 +458,7 @@ class AuditLogRecordProcessor(LogRecordProcessor):
                 self._on_committed(records)
             except Exception as exc:
                 _stderr(f"mcp-otel audit: on_committed hook failed: {exc!r}")
-        _resolve(items, True, here)
+        _resolve(items, True)
 
     def _late(self, items: list[_Item]) -> None:
         """Items queued behind the final record: records go to ``on_late`` (the next

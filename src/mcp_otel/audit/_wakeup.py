@@ -23,14 +23,13 @@ if TYPE_CHECKING:
     from mcp_otel.audit._processor import _Item
 
 
-def _resolve(batch: list[_Item], ok: bool,
-             here: asyncio.AbstractEventLoop | None = None) -> None:
+def _resolve(batch: list[_Item], ok: bool) -> None:
     """Resolve the batch's waiters with ``ok``.
 
-    ``here``: the loop running in the calling thread, if any. Its futures are resolved
-    directly: a caller that wrote its own record (``write_inline``) then finds its future
-    done and does not suspend, which saves the self-pipe wake-up and a whole loop
-    iteration per record.
+    Futures of the loop running in the calling thread are resolved directly: a caller
+    that wrote its own record (``write_inline``) then finds its future done and does not
+    suspend, which saves the self-pipe wake-up and a whole loop iteration per record.
+    The writer thread runs no loop, so its batches take the thread-safe wake-up.
     """
     by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future]] = {}
     for _, w in batch:
@@ -40,6 +39,12 @@ def _resolve(batch: list[_Item], ok: bool,
             except Exception:
                 continue
             by_loop.setdefault(loop, []).append(w)
+    if not by_loop:  # nobody waits (``queued``): no loop lookup on the writer's path
+        return
+    try:
+        here: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+    except RuntimeError:
+        here = None
     for loop, futs in by_loop.items():
         if loop is here:
             _set_all(futs, ok)
