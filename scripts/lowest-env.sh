@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# A virtual environment with the lowest OpenTelemetry releases pyproject.toml accepts.
+# A virtual environment with the lowest releases of mcp-otel's dependencies that
+# pyproject.toml accepts.
 #
-# Usage: scripts/otel-lowest-env.sh      (prints the environment's python on stdout)
+# Usage: scripts/lowest-env.sh      (prints the environment's python on stdout)
 #
-# The main .venv gets the newest OpenTelemetry releases the bounds allow; this one pins
-# each OpenTelemetry requirement of pyproject.toml (dependencies and extras) to its lower
-# bound, so CI runs the tests at both ends of the declared range. The environment is
-# ${MCP_OTEL_ENVS_DIR:-<repo>/.envs}/otel-lowest and holds mcp-otel (editable) with its
+# The main .venv gets the newest releases the bounds allow; this one pins every runtime
+# dependency (`dependencies`: OpenTelemetry and orjson) and every opentelemetry-*
+# requirement of the extras to its lower bound, so CI runs the tests at both ends of the
+# declared ranges. (The demo extra's uvicorn and httpx floors are mcp 1.2.1's own and are
+# tested in that framework line: tests/frameworks/lines.toml.) The environment is
+# ${MCP_OTEL_ENVS_DIR:-<repo>/.envs}/lowest and holds mcp-otel (editable) with its
 # `dev` extra. Like scripts/framework-envs.sh, it is rebuilt only when its spec (checkout,
 # interpreter, pins, pyproject.toml, this script) changes. Progress goes to stderr.
 #
@@ -16,9 +19,9 @@ set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 envs="${MCP_OTEL_ENVS_DIR:-$repo/.envs}"
 python="${MCP_OTEL_ENVS_PYTHON:-$(command -v python3)}"
-env="$envs/otel-lowest"
+env="$envs/lowest"
 
-log() { echo "otel-lowest-env: $*" >&2; }
+log() { echo "lowest-env: $*" >&2; }
 
 uv="${UV:-}"
 if [ -z "$uv" ]; then
@@ -32,9 +35,9 @@ if [ -z "$uv" ]; then
     fi
 fi
 
-# "name==lower" for every opentelemetry-* requirement with a lower bound, from the one
-# place the bounds are declared. A requirement without one is an error: the lowest
-# release would then be a guess.
+# "name==lower" for every runtime dependency and every opentelemetry-* requirement of an
+# extra, from the one place the bounds are declared. A requirement without a lower bound
+# is an error: the lowest release would then be a guess.
 pins="$("$python" - "$repo/pyproject.toml" <<'EOF'
 import re
 import sys
@@ -42,20 +45,20 @@ import tomllib
 
 with open(sys.argv[1], "rb") as f:
     project = tomllib.load(f)["project"]
-reqs = list(project["dependencies"])
+reqs = [(req, True) for req in project["dependencies"]]
 for extra in project.get("optional-dependencies", {}).values():
-    reqs += extra
+    reqs += [(req, False) for req in extra]
 pins = {}
-for req in reqs:
-    m = re.fullmatch(r"(opentelemetry-[a-z0-9-]+)\s*(.*)", req.strip())
-    if not m:
+for req, runtime in reqs:
+    m = re.fullmatch(r"([A-Za-z0-9][A-Za-z0-9._-]*)\s*(.*)", req.strip())
+    if not m or not (runtime or m.group(1).startswith("opentelemetry-")):
         continue
     name, spec = m.groups()
     low = re.search(r">=\s*([^,\s]+)", spec)
     if not low:
-        sys.exit(f"otel-lowest-env: {name} has no lower bound in pyproject.toml")
+        sys.exit(f"lowest-env: {name} has no lower bound in pyproject.toml")
     if pins.get(name, low.group(1)) != low.group(1):
-        sys.exit(f"otel-lowest-env: {name} has two lower bounds in pyproject.toml")
+        sys.exit(f"lowest-env: {name} has two lower bounds in pyproject.toml")
     pins[name] = low.group(1)
 print(" ".join(f"{n}=={v}" for n, v in sorted(pins.items())))
 EOF
