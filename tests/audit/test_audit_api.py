@@ -173,10 +173,12 @@ def test_threads_with_their_own_loops_share_one_instance(
     assert sorted(r["seq"] for r in recs) == list(range(1, 1201))
 
 
-async def test_no_file_io_on_the_event_loop(make_audit: Callable[..., AuditLogger],
-                                            tmp_path: Path) -> None:
-    """Writes happen on the writer thread: the loop thread never calls os.write."""
-    a = make_audit()
+async def test_queued_records_are_written_off_the_event_loop(
+        make_audit: Callable[..., AuditLogger], tmp_path: Path) -> None:
+    """``queued`` records are written by the writer thread: the loop thread never calls
+    os.write. (In ``written`` mode a caller that finds the writer idle appends its own
+    record, one attempt: tests/audit/test_audit_inline.py.)"""
+    a = make_audit(wait="queued")
     loop_thread = threading.get_ident()
     writers: set[int] = set()
     real_write = os.write
@@ -189,6 +191,7 @@ async def test_no_file_io_on_the_event_loop(make_audit: Callable[..., AuditLogge
     os.write = spy  # type: ignore[assignment]
     try:
         await asyncio.gather(*(a.log_tool_call("t", {"i": i}) for i in range(20)))
+        assert await a.flush()
     finally:
         os.write = real_write  # type: ignore[assignment]
     assert writers and loop_thread not in writers

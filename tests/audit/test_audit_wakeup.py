@@ -20,10 +20,13 @@ def _inode(fd: int) -> int | None:
         return None
 
 
-@pytest.mark.skipif(_wakeup._send_keeping_gil is None, reason="no GIL-keeping send here")
-def test_gil_keeping_wakeup_reaches_a_sleeping_loop_from_another_thread() -> None:
+@pytest.mark.skipif(os.name != "posix" or bool(os.environ.get("MCP_OTEL_AUDIT_PLAIN_WAKEUP")),
+                    reason="the GIL-keeping send is POSIX-only and turned off here")
+def test_gil_keeping_wakeup_reaches_a_sleeping_loop_from_another_thread(
+        monkeypatch: pytest.MonkeyPatch) -> None:
     """The writer's wake-up (no GIL release) must wake a loop blocked in select, exactly
     like call_soon_threadsafe; the loop's private dup is closed with the loop."""
+    assert _wakeup._send_keeping_gil is not None  # on POSIX it loads, or the test fails
     loop = asyncio.new_event_loop()
 
     async def wait() -> Any:
@@ -42,8 +45,12 @@ def test_gil_keeping_wakeup_reaches_a_sleeping_loop_from_another_thread() -> Non
     assert fd >= 0 and ino is not None
     loop.close()
     late: list[str] = []
+    sent: list[int] = []
+    real_send = _wakeup._send_keeping_gil
+    monkeypatch.setattr(_wakeup, "_send_keeping_gil",
+                        lambda fd, *args: sent.append(fd) or real_send(fd, *args))
     _wakeup._call_soon_threadsafe(loop, late.append, "late")  # closed: swallowed, never sent
-    assert late == []
+    assert late == [] and sent == []
     del loop
     gc.collect()
     assert _inode(fd) != ino  # our dup is closed (the number may be reused by now)

@@ -8,6 +8,7 @@ the same server exporting to an OTLP endpoint where nothing listens.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import os
 import signal
 import subprocess
@@ -20,9 +21,7 @@ import orjson
 import pytest
 
 from mcp_otel.integrity import verify_paths
-from tests._support import free_port, stop_process, wait_until
-
-pytest.importorskip("mcp.server.mcpserver", reason="the README example needs mcp 2.x")
+from tests._support import free_port, require, stop_process, wait_until
 
 README_SERVER = textwrap.dedent("""
     import sys
@@ -62,6 +61,8 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
 
 
 def _start_server(tmp_path: Path, **extra: str) -> tuple[subprocess.Popen[bytes], int]:
+    require(importlib.util.find_spec("mcp.server.mcpserver"),
+            "the README example needs mcp 2.x (mcp.server.mcpserver)")
     script = tmp_path / "server.py"
     script.write_text(README_SERVER)
     port = free_port()
@@ -171,7 +172,7 @@ def test_unreachable_collector_bounds_the_shutdown(tmp_path: Path) -> None:
 
 def test_opt_out_leaves_the_default_action(tmp_path: Path) -> None:
     """MCP_OTEL_HANDLE_SIGNALS=false: the process dies by SIGTERM as before, untouched."""
-    code = ("import signal; from mcp_otel import _lifecycle, AuditLogger; "
+    code = ("import signal; from mcp_otel import AuditLogger; "
             "import sys; AuditLogger(sys.argv[1]); "
             "print(signal.getsignal(signal.SIGTERM) is signal.SIG_DFL)")
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "a")], cwd=tmp_path,
