@@ -178,27 +178,34 @@ async def test_writer_killed_mid_write_leaves_a_valid_entry(stage: str, tmp_path
     assert cache.get_cache_stats()["disk_files"] == 1
 
 
-async def test_expiry_is_seen_by_another_process(tmp_path: Path) -> None:
-    """A real second process reads an entry the first wrote, then its expiry."""
+async def test_expiry_and_invalidation_are_seen_by_another_process(tmp_path: Path) -> None:
+    """A real second process reads an entry the first wrote; with its clock 31 s ahead it
+    finds the entry expired (30 s TTL) and evicts it; a new entry the first process
+    invalidates is a miss there too."""
     cache_dir = tmp_path / "cache"
     cache = DiscoveryCache(cache_dir, tracer_provider=NoOpTracerProvider())
     await cache.set("conn", "comp", 0, {"v": 1}, None, timedelta(seconds=30))
     script = (
-        "import asyncio, sys; from pathlib import Path; "
+        "import asyncio, sys, time; from pathlib import Path; "
         "from mcp_otel.cache import DiscoveryCache; "
-        "c = DiscoveryCache(Path(sys.argv[1])); "
-        "print(asyncio.run(c.get('conn', 'comp'))['data']['v'])"
+        "ahead = float(sys.argv[2]); "
+        "c = DiscoveryCache(Path(sys.argv[1]), clock=lambda: time.time() + ahead); "
+        "entry = asyncio.run(c.get('conn', 'comp')); "
+        "print('miss' if entry is None else entry['data']['v'])"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", script, str(cache_dir)],
-        capture_output=True,
-        timeout=60,
-        env={**os.environ, "OTEL_SDK_DISABLED": "true"},
-    )
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == b"1"
+
+    def other_process_reads(ahead_s: float) -> bytes:
+        out = subprocess.run(
+            [sys.executable, "-c", script, str(cache_dir), str(ahead_s)],
+            capture_output=True, timeout=60, env={**os.environ, "OTEL_SDK_DISABLED": "true"},
+        )
+        assert out.returncode == 0, out.stderr
+        return out.stdout.strip()
+
+    assert other_process_reads(0) == b"1"
+    assert other_process_reads(31) == b"miss"  # expired for a clock past the TTL...
+    assert other_process_reads(0) == b"miss"  # ...and evicted from disk, for everyone
+    await cache.set("conn", "comp", 0, {"v": 2}, None, timedelta(seconds=30))
+    assert other_process_reads(0) == b"2"
     await cache.invalidate_connection("conn")
-    out = subprocess.run(
-        [sys.executable, "-c", script, str(cache_dir)], capture_output=True, timeout=60
-    )
-    assert out.returncode == 1 and b"TypeError" in out.stderr  # None['data']: a miss
+    assert other_process_reads(0) == b"miss"

@@ -129,7 +129,12 @@ async def test_coherency_events_on_spans_and_counters(make_cache, cache_dir, tel
         "expired": 0, "memory_evicted": 1, "disk_evicted": 1,
         "stale_dropped": 1, "corrupt_removed": 1, "identity_mismatch": 0,
     }  # fmt: skip
-    for span in telemetry.finished("cache.get"):
+    gets = telemetry.finished("cache.get")
+    assert [[e.name for e in span.events] for span in gets] == [
+        [], ["cache.stale_dropped", "cache.memory_evicted"],
+        ["cache.corrupt_removed", "cache.disk_evicted"],
+    ]  # the same events on the spans of the gets that made them
+    for span in gets:
         for event in span.events:
             assert event.attributes["mcp_otel.cache.discovery_id"] == disc
             assert event.attributes["mcp_otel.cache.event"] == event.name.removeprefix("cache.")

@@ -110,11 +110,12 @@ def test_forked_child_exports_while_parent_exports(tmp_path: Path) -> None:
 
     stop = threading.Event()
     parent_batches = 0
+    parent_results: list[str] = []  # a failure in the thread must fail the test
 
     def parent_writer() -> None:
         nonlocal parent_batches
         while not stop.is_set() and parent_batches < 2000:  # bounded
-            assert exporter.export(batch("parent", parent_batches * 100)).name == "SUCCESS"
+            parent_results.append(exporter.export(batch("parent", parent_batches * 100)).name)
             parent_batches += 1
 
     writers = [threading.Thread(target=parent_writer) for _ in range(1)]
@@ -148,6 +149,7 @@ def test_forked_child_exports_while_parent_exports(tmp_path: Path) -> None:
     assert max(keys.values()) == 1
     for c in range(3):
         assert {s for (w, s) in keys if w == f"child{c}"} == set(range(2000))
+    assert parent_batches > 0 and parent_results == ["SUCCESS"] * parent_batches
     assert len([k for k in keys if k[0] == "parent"]) == parent_batches * 100
 
 
