@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
 import signal
@@ -24,6 +25,17 @@ def require(condition: object, reason: str) -> None:
     if IN_CI:
         pytest.fail(f"required in CI but missing: {reason}")
     pytest.skip(reason)
+
+
+def require_module(name: str, reason: str) -> Any:
+    """Import ``name`` for a whole test module, or skip the module (fail in CI) with a
+    clear reason when it is not installed."""
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        if IN_CI:
+            pytest.fail(f"required in CI but missing: {reason}", pytrace=False)
+        pytest.skip(reason, allow_module_level=True)
 
 
 def require_program(name: str) -> str:

@@ -333,11 +333,15 @@ async def test_uninstrument_shuts_down_the_audit_logger_it_created(
     assert [r["event"] for r in records] == ["tool_call", "tool_result", "session_end"]
 
 
-def test_instrument_rejects_what_is_not_an_mcp_server(tmp_path: Path) -> None:
+def test_instrument_rejects_what_is_not_an_mcp_server(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Strict detection: the error names every supported framework and what is installed,
     and nothing was created for the rejected object (no sink, no file)."""
+    data = tmp_path / "data"
+    monkeypatch.setenv("MCP_OTEL_DIR", str(data))  # where default sinks would write
     with pytest.raises(TypeError) as info:
-        mcp_otel.instrument(object(), audit=None, telemetry=False)
+        mcp_otel.instrument(object())
+    assert not data.exists()
     message = str(info.value)
     for expected in ("builtins.object", "MCPServer", "mcp 1.x", "fastmcp 2.x, 3.x, 4.x",
                      "Installed: mcp 2."):

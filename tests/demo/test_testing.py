@@ -51,8 +51,10 @@ async def test_keep_leaves_the_files_and_audit_is_read_back(tmp_path: Path) -> N
         return f"hello {name}"
 
     target = tmp_path / "cap"
+    middleware_before = list(server.middleware)
     with capture(directory=target) as cap:
-        cap.instrument(server)
+        handle = cap.instrument(server)
+        assert list(server.middleware) != middleware_before  # hooked while capturing
         async with Client(server) as client:
             await client.call_tool("hello", {"name": "x"})
     assert [r["event"] for r in cap.audit_records if r.get("tool") == "hello"] == [
@@ -60,7 +62,8 @@ async def test_keep_leaves_the_files_and_audit_is_read_back(tmp_path: Path) -> N
     assert any(p.name.startswith("mcp_audit_") for p in (target / "audit").iterdir())
     assert cap.telemetry_totals["tool_calls"] == 1
     # The server is left as it was found.
-    assert all(type(m).__name__ != "_McpOtelMiddleware" for m in server.middleware)
+    assert not handle.active
+    assert list(server.middleware) == middleware_before
 
 
 def test_capture_reads_back_whatever_the_deployment_line_format(

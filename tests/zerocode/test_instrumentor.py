@@ -19,10 +19,11 @@ from typing import Any
 
 import pytest
 
-from tests._support import require
+from tests._support import require, require_module
 
-pytest.importorskip("opentelemetry.instrumentation.instrumentor")
-mcpserver = pytest.importorskip("mcp.server.mcpserver")
+require_module("opentelemetry.instrumentation.instrumentor",
+               "the zero-code extra (opentelemetry-instrumentation) is not installed")
+mcpserver = require_module("mcp.server.mcpserver", "these tests need mcp 2.x")
 
 import mcp_otel  # noqa: E402
 from mcp_otel._instrument import auto  # noqa: E402

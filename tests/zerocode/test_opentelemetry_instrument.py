@@ -31,6 +31,7 @@ from typing import Any
 
 import pytest
 
+from tests._stdio_tee import jsonrpc_messages, tee_command
 from tests._support import free_port, require, wait_until
 
 SERVER = textwrap.dedent('''
@@ -165,14 +166,18 @@ def _run_stdio(otel_instrument: str, script: Path, data: Path) -> None:
     import anyio
     from mcp import Client, StdioServerParameters
 
-    params = StdioServerParameters(command=otel_instrument, args=[sys.executable, str(script)],
-                                   env=_env(data), cwd=str(script.parent))
+    stdout_log = script.with_suffix(".stdout")  # what the server wrote there, byte for byte
+    tee, args = tee_command(stdout_log, otel_instrument, sys.executable, str(script))
+    params = StdioServerParameters(command=tee, args=args, env=_env(data),
+                                   cwd=str(script.parent))
 
     async def main() -> None:
         async with Client(params) as client:
             await _drive(client)
 
     anyio.run(main)
+    responses = [m for m in jsonrpc_messages(stdout_log) if "id" in m]
+    assert len(responses) > CALLS  # every call answered, and nothing but JSON-RPC there
 
 
 @pytest.mark.parametrize("source", [SERVER, EXPLICIT], ids=["unmodified", "explicit-instrument"])

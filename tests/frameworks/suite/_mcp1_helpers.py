@@ -1,15 +1,8 @@
 """Servers and subprocess helpers for ``test_mcp1.py`` (mcp 1.x only).
 
-Also a small command line, run by the stdio tests as real subprocesses:
+Also a small command line, run by the stdio tests as real subprocesses (under the stdout
+tee of ``tests/_stdio_tee.py``):
 
-* ``python _mcp1_helpers.py tee LOG -- CMD...``: run CMD with this process's stdin and
-  stderr, copy its stdout byte for byte to our stdout *and* to LOG, exit with its status.
-  The stdio tests put it between the MCP client and the server, so they can check that
-  every byte the server wrote to stdout is a JSON-RPC message. It also makes every SDK's
-  client behave like today's on close (stdin closed, then the server is waited for):
-  stdio clients before about mcp 1.2x send SIGTERM the moment they close, which the tee
-  takes instead of the server (CMD then sees stdin end). What SIGTERM itself does to an
-  instrumented server is the lifecycle tests' subject, not these.
 * ``python _mcp1_helpers.py bare-server [--exit-hard]``: the smallest instrumented stdio
   server: ``mcp_otel.instrument(server)`` with the default sinks (``MCP_OTEL_DIR``), then
   ``server.run`` until stdin closes, with no clean-up code of its own. ``--exit-hard``
@@ -24,7 +17,6 @@ import asyncio
 import contextlib
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -161,18 +153,16 @@ def lowlevel_of(server: Any) -> Any:
 
 
 def jsonrpc_lines(path: Path) -> list[Any]:
-    """Every line of a server's captured stdout, parsed as a JSON-RPC message (raises on
-    anything else: a stray byte from mcp-otel would break the protocol)."""
+    """Every line of a server's captured stdout (see ``tests/_stdio_tee.py``), parsed as
+    the SDK's own JSON-RPC message (raises on anything else: a stray byte from mcp-otel
+    would break the protocol)."""
     import mcp.types as types
 
-    raw = path.read_bytes()
-    assert raw.endswith(b"\n"), "the server's stdout ends in a partial line"
-    return [types.JSONRPCMessage.model_validate_json(line) for line in raw.splitlines()]
+    from tests._stdio_tee import jsonrpc_messages  # not at the top: this file is also a script
 
-
-def tee_command(log: Path, *command: str) -> tuple[str, list[str]]:
-    """(command, args) for ``StdioServerParameters`` running ``command`` under the tee."""
-    return sys.executable, [str(HERE), "tee", str(log), "--", *command]
+    jsonrpc_messages(path)
+    return [types.JSONRPCMessage.model_validate_json(line)
+            for line in path.read_bytes().splitlines()]
 
 
 @contextlib.asynccontextmanager
@@ -224,25 +214,6 @@ def verify_strict(path: Path) -> subprocess.CompletedProcess[str]:
 # ---- command line (subprocess side) -------------------------------------------------------
 
 
-def _tee(log: str, command: list[str]) -> int:
-    # A Python handler, not SIG_IGN: the child must not inherit an ignored SIGTERM.
-    signal.signal(signal.SIGTERM, lambda signum, frame: None)
-    with open(log, "wb") as copy:
-        proc = subprocess.Popen(command, stdout=subprocess.PIPE)
-        assert proc.stdout is not None
-        out: Any = sys.stdout.buffer
-        while chunk := proc.stdout.read1(65536):
-            copy.write(chunk)
-            copy.flush()
-            if out is not None:
-                try:
-                    out.write(chunk)
-                    out.flush()
-                except OSError:  # the client is gone; keep the copy complete
-                    out = None
-        return proc.wait()
-
-
 def _bare_server(exit_hard: bool) -> None:
     import anyio
     import mcp.types as types
@@ -273,9 +244,6 @@ def _bare_server(exit_hard: bool) -> None:
 
 
 if __name__ == "__main__":
-    if sys.argv[1] == "tee":
-        assert sys.argv[3] == "--"
-        sys.exit(_tee(sys.argv[2], sys.argv[4:]))
     if sys.argv[1] == "bare-server":
         _bare_server(exit_hard="--exit-hard" in sys.argv[2:])
         sys.exit(0)

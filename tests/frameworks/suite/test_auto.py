@@ -26,6 +26,7 @@ import pytest
 
 import mcp_otel
 from mcp_otel._instrument import auto
+from tests._stdio_tee import jsonrpc_messages, tee_command
 from tests._support import require
 from tests.frameworks.suite._frameworks import LINE, SERVER_KINDS, ToolSpec, connect, make_server
 
@@ -233,8 +234,9 @@ async def test_unmodified_stdio_server_under_opentelemetry_instrument(tmp_path: 
             os.path.abspath(p) for p in env["PYTHONPATH"].split(os.pathsep) if p)
     env.update(MCP_OTEL_DIR=str(data), OTEL_TRACES_EXPORTER="none",
                OTEL_METRICS_EXPORTER="none", OTEL_LOGS_EXPORTER="none")
-    params = StdioServerParameters(command=str(command), args=[sys.executable, str(script)],
-                                   env=env, cwd=str(tmp_path))
+    stdout_log = tmp_path / "stdout"  # a byte-for-byte copy of what the server wrote there
+    tee, args = tee_command(stdout_log, str(command), sys.executable, str(script))
+    params = StdioServerParameters(command=tee, args=args, env=env, cwd=str(tmp_path))
     texts = []
     async with stdio_client(params) as (read, write), ClientSession(read, write) as client:
         await client.initialize()
@@ -242,6 +244,8 @@ async def test_unmodified_stdio_server_under_opentelemetry_instrument(tmp_path: 
             result = await client.call_tool("add", {"a": i, "b": 1})
             texts.append(result.content[0].text)
     assert texts == ["1", "2", "3", "4"]
+    responses = [m for m in jsonrpc_messages(stdout_log) if "id" in m]
+    assert len(responses) >= 5  # initialize and the four calls, and nothing but JSON-RPC
 
     verify = subprocess.run([sys.executable, "-m", "mcp_otel", "verify", "--strict",
                              str(data / "audit")], capture_output=True, text=True,

@@ -45,6 +45,7 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFl
 import mcp_otel  # noqa: E402
 from mcp_otel._instrument import fastmcp as adapter  # noqa: E402
 from mcp_otel.testing import capture  # noqa: E402
+from tests._stdio_tee import jsonrpc_messages, tee_command  # noqa: E402
 
 VERSION = tuple(int(part) for part in fastmcp.__version__.split(".")[:3])
 MAJOR = VERSION[0]
@@ -947,11 +948,15 @@ async def test_stdio_server_as_a_subprocess_of_fastmcps_stdio_client(tmp_path: P
     script.write_text(_STDIO_SERVER)
     data = tmp_path / "data"
     env = {**os.environ, "MCP_OTEL_DIR": str(data), "PYTHONUNBUFFERED": "1"}
-    transport = StdioTransport(command=sys.executable, args=[str(script)], env=env,
+    stdout_log = tmp_path / "stdout"  # a byte-for-byte copy of what the server wrote there
+    command, args = tee_command(stdout_log, sys.executable, str(script))
+    transport = StdioTransport(command=command, args=args, env=env,
                                keep_alive=False)  # the process ends with the client
     async with _client(transport, MODES[0]) as client:
         results = [await client.call_tool_mcp("add", {"a": n, "b": n}) for n in range(8)]
         bad = await client.call_tool_mcp("fail", {"reason": "stdio"})
+    responses = [m for m in jsonrpc_messages(stdout_log) if "id" in m]
+    assert len(responses) >= 10  # initialize and the nine calls, and nothing but JSON-RPC
     assert [_texts(r) for r in results] == [[str(2 * n)] for n in range(8)]
     assert _is_error(bad) and "refused: stdio" in _texts(bad)[0]
     if HAS_META:

@@ -28,6 +28,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 import mcp_otel
 from mcp_otel._instrument import mcp1, mcp2
 from mcp_otel.testing import capture
+from tests._stdio_tee import tee_command
 
 from ._mcp1_helpers import (
     HERE,
@@ -38,7 +39,6 @@ from ._mcp1_helpers import (
     lowlevel_of,
     lowlevel_server,
     resource_text,
-    tee_command,
     verify_strict,
 )
 
