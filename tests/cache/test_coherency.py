@@ -8,6 +8,7 @@ import fcntl
 import os
 import stat
 import sys
+import threading
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -259,21 +260,30 @@ def _lock_path(cache_dir: Path, disc: str) -> Path:
 
 
 async def test_set_waits_for_the_lock_without_blocking_the_event_loop(
-    make_cache, cache_dir
+    make_cache, cache_dir, monkeypatch
 ) -> None:
     cache = make_cache(traced=False)
     disc = await cache.set("conn", "comp", 0, {"v": 1})
-    fd = os.open(_lock_path(cache_dir, disc), os.O_RDWR)
+    lock_file = _lock_path(cache_dir, disc)
+    asked = threading.Event()  # the set's own flock on this key's stripe was called
+    real_flock = fcntl.flock
+
+    def watched_flock(fd: int, operation: int) -> None:
+        if operation == fcntl.LOCK_EX and os.path.samestat(os.fstat(fd), os.stat(lock_file)):
+            asked.set()
+        real_flock(fd, operation)
+
+    monkeypatch.setattr(fcntl, "flock", watched_flock)
+    fd = os.open(lock_file, os.O_RDWR)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)  # another process is in this key's critical section
+        real_flock(fd, fcntl.LOCK_EX)  # another process is in this key's critical section
         task = asyncio.create_task(cache.set("conn", "comp", 0, {"v": 2}))
-        ticks = 0
-        for _ in range(100):
-            await asyncio.sleep(0)  # yield: the loop keeps running other work
-            ticks += 1
-        # Reads never wait for the lock either.
+        # The loop keeps running while the set waits for the lock on a worker thread.
+        assert await asyncio.to_thread(asked.wait, 30)
+        # Reads never wait for the lock either, and the set has not got past it.
         assert (await cache.get("conn", "comp"))["data"] == {"v": 1}
-        assert ticks == 100 and not task.done()
+        assert not task.done()
+        assert (await make_cache().get("conn", "comp"))["data"] == {"v": 1}  # disk too
     finally:
         os.close(fd)
     assert await asyncio.wait_for(task, 30) == disc
