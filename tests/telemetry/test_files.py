@@ -211,19 +211,27 @@ def test_unwritable_directory_counts_lost_events_and_never_raises(
 def test_exported_snapshots_are_consistent_while_writers_run(
     tmp_path: Path, make_emitter: Factory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Periodic exports every 20 ms race with 4 writers; each call adds 1 call, 3 bytes in,
+    # Exports race with 4 writers: a thread forcing exports back to back from the moment
+    # the writers start, and periodic ones every 20 ms. Each call adds 1 call, 3 bytes in,
     # 5 bytes out and 2 ms, so every snapshot in the file must keep those ratios exactly.
     monkeypatch.setenv("OTEL_METRIC_EXPORT_INTERVAL", "20")
     telemetry = make_emitter(output_dir=tmp_path)
     calls = 2_000
+    start = threading.Barrier(5)
 
     def write() -> None:
+        start.wait()
         for _ in range(calls):
             telemetry.emit_tool_call("t", "ok", 2, 3, 5)
 
     threads = [threading.Thread(target=write) for _ in range(4)]
     for t in threads:
         t.start()
+    start.wait()
+    flushes = 0
+    while flushes == 0 or any(t.is_alive() for t in threads):
+        assert telemetry.force_flush()
+        flushes += 1
     for t in threads:
         t.join()
     telemetry.shutdown()
@@ -234,7 +242,7 @@ def test_exported_snapshots_are_consistent_while_writers_run(
             snapshots[line["timestamp"]][READBACK[line["metric"]]] += line["value"]
         elif line["metric"] == "mcp.server.operation.duration":
             snapshots[line["timestamp"]]["histogram"] += line["count"]
-    assert len(snapshots) >= 2  # at least one periodic export besides the final one
+    assert len(snapshots) >= 2  # at least one export while writing, besides the final one
     for totals in snapshots.values():
         n = totals["tool_calls"]
         assert (totals["total_bytes_in"], totals["total_bytes_out"]) == (3 * n, 5 * n)
