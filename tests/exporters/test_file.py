@@ -10,7 +10,6 @@ import shutil
 import stat
 import tempfile
 import threading
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -264,8 +263,9 @@ def test_retention_max_age(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("policy", ["batch", "interval", "none"])
 def test_fsync_policies(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, policy: str) -> None:
-    """Spy on the real fdatasync: batch syncs every export, interval at most once a second
-    (plus once at shutdown), none never."""
+    """Spy on the real fdatasync: batch syncs every export, interval once at shutdown
+    besides its periodic syncs (their once-a-second pace is tested with a fake clock
+    below), none never."""
     calls: list[int] = []
     real = os.fdatasync
 
@@ -276,7 +276,6 @@ def test_fsync_policies(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, policy:
     monkeypatch.setattr(os, "fdatasync", spy)
     exports = 20
     exporter = JsonlLogExporter(tmp_path / "f.jsonl", fsync=policy)  # type: ignore[arg-type]
-    started = time.monotonic()
     for b in range(exports):
         assert exporter.export(batch(b * 2, 2)) == OK
     before_shutdown = len(calls)
@@ -284,7 +283,7 @@ def test_fsync_policies(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, policy:
     if policy == "batch":
         assert before_shutdown == exports
     elif policy == "interval":
-        assert before_shutdown <= 1 + int(time.monotonic() - started)
+        assert before_shutdown < exports  # not every export
         assert len(calls) == before_shutdown + 1  # and at shutdown
     else:
         assert calls == []
