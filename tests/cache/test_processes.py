@@ -58,7 +58,7 @@ def test_two_processes_hammering_never_see_expired_or_superseded(tmp_path: Path)
     procs = [
         _CTX.Process(
             target=_workers.hammer,
-            args=(str(cache_dir), i, i == 1, 3, 4000, 3.0, now, version, floor, locks, barrier,
+            args=(str(cache_dir), i, i == 1, 3, 4000, now, version, floor, locks, barrier,
                   queue),
         )
         for i in range(2)
