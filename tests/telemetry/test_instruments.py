@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from mcp_otel.limits import MAX_LABEL_CHARS, MAX_TOOL_NAMES
 from mcp_otel.telemetry import MCP_DURATION_BUCKETS, TelemetryEmitter
 
 from ._helpers import read_lines
@@ -100,15 +101,25 @@ def test_instrument_attributes_units_and_buckets(tmp_path: Path, make_emitter: F
     assert "free text" not in text
 
 
-def test_tool_name_cardinality_is_bounded(make_emitter: Factory) -> None:
-    telemetry = make_emitter(enabled=False)
+def test_tool_name_cardinality_is_bounded(tmp_path: Path, make_emitter: Factory) -> None:
+    """What is exported: at most MAX_TOOL_NAMES labels of at most MAX_LABEL_CHARS, the
+    rest counted under ``_other``; the totals stay exact."""
+    telemetry = make_emitter(output_dir=tmp_path, events=False)
+    telemetry.emit_tool_call("x" * 1000, "ok", 1, 1, 1)
     for i in range(300):
         telemetry.emit_tool_call(f"tool_{i}", "ok", 1, 1, 1)
-    telemetry.emit_tool_call("x" * 1000, "ok", 1, 1, 1)
     assert telemetry.metrics["tool_calls"] == 301  # capped labels, exact totals
-    pipeline = telemetry._pipeline()
-    assert len(pipeline.tool_names) == 256
-    assert all(len(name) <= 128 for name in pipeline.tool_names)
+    telemetry.shutdown()
+    lines = read_lines(tmp_path, "mcp_metrics_*.jsonl")
+    last = max(line["timestamp"] for line in lines)
+    calls = {str(_attrs(p).get("gen_ai.tool.name")): p["value"] for p in lines
+             if p["timestamp"] == last and p["metric"] == "mcp_otel.tool.calls"
+             and "gen_ai.tool.name" in _attrs(p)}
+    named = {name for name in calls if name != "_other"}
+    assert len(named) == MAX_TOOL_NAMES and calls["_other"] == 301 - MAX_TOOL_NAMES
+    assert "x" * MAX_LABEL_CHARS in named  # the long name, cut
+    assert all(len(name) <= MAX_LABEL_CHARS for name in calls)
+    assert sum(calls.values()) == 301
 
 
 def test_events_false_exports_metrics_and_writes_no_event(
