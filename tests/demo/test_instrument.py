@@ -221,24 +221,20 @@ async def test_without_the_sdk_middleware_we_open_the_span_ourselves() -> None:
     assert failed.attributes["error.type"] == "tool_error"
 
 
-async def test_secrets_never_reach_the_audit_file() -> None:
+async def test_secrets_never_reach_the_audit_file(tmp_path: Path) -> None:
     server = _fastmcp()
     secret = "hunter2-8d1f0c"
-    with capture(keep=True) as cap:
+    with capture(directory=tmp_path / "capture") as cap:
         cap.instrument(server)
         async with Client(server, mode="auto") as client:
             await client.call_tool("login", {"user": "ann", "password": secret})
-    try:
-        (call,) = cap.audit_events("tool_call")
-        assert call["arguments"]["user"] == "ann"
-        assert call["arguments"]["password"] != secret
-        for path in cap.directory.rglob("*"):
-            if path.is_file():
-                assert secret.encode() not in path.read_bytes(), path
-    finally:
-        import shutil
-
-        shutil.rmtree(cap.directory, ignore_errors=True)
+    (call,) = cap.audit_events("tool_call")
+    assert call["arguments"]["user"] == "ann"
+    assert call["arguments"]["password"] != secret
+    files = [path for path in cap.directory.rglob("*") if path.is_file()]
+    assert any(path.name.startswith("mcp_audit_") for path in files), files
+    for path in files:
+        assert secret.encode() not in path.read_bytes(), path
 
 
 async def test_concurrent_clients_exact_counts() -> None:

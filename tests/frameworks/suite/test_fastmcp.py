@@ -16,7 +16,6 @@ import importlib
 import inspect
 import json
 import os
-import shutil
 import socket
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -533,22 +532,20 @@ async def test_unknown_tools_and_error_results_are_tool_errors() -> None:
         assert _meta(soft)["correlation_id"] == errors[1]["correlation_id"]
 
 
-async def test_secrets_never_reach_the_audit_file() -> None:
+async def test_secrets_never_reach_the_audit_file(tmp_path: Path) -> None:
     server = _server()
     secret = "hunter2-8d1f0c"
-    with capture(keep=True) as cap:
+    with capture(directory=tmp_path / "capture") as cap:
         cap.instrument(server)
         async with _client(server, MODES[0]) as client:
             await client.call_tool_mcp("login", {"user": "ann", "password": secret})
-    try:
-        (call,) = cap.audit_events("tool_call")
-        assert call["arguments"]["user"] == "ann"
-        assert call["arguments"]["password"] != secret
-        for path in cap.directory.rglob("*"):
-            if path.is_file():
-                assert secret.encode() not in path.read_bytes(), path
-    finally:
-        shutil.rmtree(cap.directory, ignore_errors=True)
+    (call,) = cap.audit_events("tool_call")
+    assert call["arguments"]["user"] == "ann"
+    assert call["arguments"]["password"] != secret
+    files = [path for path in cap.directory.rglob("*") if path.is_file()]
+    assert any(path.name.startswith("mcp_audit_") for path in files), files
+    for path in files:
+        assert secret.encode() not in path.read_bytes(), path
 
 
 async def test_an_error_text_is_masked_before_it_is_cut() -> None:

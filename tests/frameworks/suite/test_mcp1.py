@@ -305,24 +305,20 @@ async def test_a_failed_resource_read_is_audited_as_an_error() -> None:
     assert span.attributes["error.type"] == "ValueError"
 
 
-async def test_secrets_in_arguments_are_masked_before_the_audit_file() -> None:
+async def test_secrets_in_arguments_are_masked_before_the_audit_file(tmp_path: Path) -> None:
     server = lowlevel_server(ServerState())
     secret = "hunter2-7c1e9a"
-    with capture(keep=True) as cap:
+    with capture(directory=tmp_path / "capture") as cap:
         cap.instrument(server)
         async with _connect(server) as client:
             result = await client.call_tool("login", {"user": "ann", "password": secret})
-    try:
-        assert _text(result) == "welcome ann"
-        (call,) = cap.audit_events("tool_call")
-        assert call["arguments"]["user"] == "ann" and call["arguments"]["password"] != secret
-        for path in cap.directory.rglob("*"):
-            if path.is_file():
-                assert secret.encode() not in path.read_bytes(), path
-    finally:
-        import shutil
-
-        shutil.rmtree(cap.directory, ignore_errors=True)
+    assert _text(result) == "welcome ann"
+    (call,) = cap.audit_events("tool_call")
+    assert call["arguments"]["user"] == "ann" and call["arguments"]["password"] != secret
+    files = [path for path in cap.directory.rglob("*") if path.is_file()]
+    assert any(path.name.startswith("mcp_audit_") for path in files), files
+    for path in files:
+        assert secret.encode() not in path.read_bytes(), path
 
 
 async def test_a_cancelled_call_still_gets_its_closing_record() -> None:
