@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
-from mcp_otel import integrity
+from mcp_otel import integrity, redaction
 from mcp_otel.audit import AuditLogger
 from mcp_otel.redaction import MASK
 
@@ -443,7 +443,7 @@ async def test_a_payload_that_cannot_be_masked_is_replaced_never_written_raw(
     def broken(snap: object) -> object:
         raise RuntimeError("redactor bug")
 
-    monkeypatch.setattr(a._redactor, "redact_snapshot", broken)
+    monkeypatch.setattr(redaction.Redactor, "redact_snapshot", broken)
     await a.log_tool_call("t", arguments={"password": "hunter2"})
     await a.log_tool_call("t", arguments={"fine": 1})
     a.shutdown()

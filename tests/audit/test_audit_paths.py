@@ -12,7 +12,6 @@ import pytest
 
 from mcp_otel import integrity
 from mcp_otel.audit import AuditLogger, RetryPolicy
-from mcp_otel.exporters import _file as file_mod
 
 from .conftest import read_records
 
@@ -44,7 +43,6 @@ async def test_audit_directory_swapped_for_a_symlink_is_not_followed(
 
 def test_a_loose_audit_directory_is_tightened_at_construction(
         make_audit: Callable[..., AuditLogger], tmp_path: Path) -> None:
-    file_mod._loose_reported.clear()
     log_dir = tmp_path / "audit"
     log_dir.mkdir()
     os.chmod(log_dir, 0o777)
