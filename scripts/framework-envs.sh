@@ -14,23 +14,10 @@
 # interpreter, default: the python3 on PATH, i.e. the one running CI), UV (the uv binary).
 set -euo pipefail
 
-repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-envs="${MCP_OTEL_ENVS_DIR:-$repo/.envs}"
-python="${MCP_OTEL_ENVS_PYTHON:-$(command -v python3)}"
-
 log() { echo "framework-envs: $*" >&2; }
 
-uv="${UV:-}"
-if [ -z "$uv" ]; then
-    if command -v uv >/dev/null 2>&1; then
-        uv="$(command -v uv)"
-    elif [ -x "$repo/.venv/bin/uv" ]; then
-        uv="$repo/.venv/bin/uv"
-    else
-        log "uv not found: pip install uv (it is in the dev extra) or set UV=/path/to/uv"
-        exit 2
-    fi
-fi
+# shellcheck source=scripts/_envs-common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/_envs-common.sh"
 
 # "name<TAB>requirement requirement..." for each line, from the one table of lines.
 specs="$(cd "$repo" && "$python" - <<'EOF'
@@ -51,7 +38,7 @@ done
 
 mkdir -p "$envs"
 py_id="$("$python" -c 'import sys; print(sys.version, sys.executable)')"
-common_hash="$(cat "$repo/pyproject.toml" "${BASH_SOURCE[0]}" | sha256sum | cut -d' ' -f1)"
+common_hash="$(cat "$repo/pyproject.toml" "${BASH_SOURCE[0]}" "$repo/scripts/_envs-common.sh" | sha256sum | cut -d' ' -f1)"
 total_start=$(date +%s)
 built=0
 

@@ -16,24 +16,11 @@
 # Environment: MCP_OTEL_ENVS_DIR, MCP_OTEL_ENVS_PYTHON (base interpreter), UV (uv binary).
 set -euo pipefail
 
-repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-envs="${MCP_OTEL_ENVS_DIR:-$repo/.envs}"
-python="${MCP_OTEL_ENVS_PYTHON:-$(command -v python3)}"
-env="$envs/lowest"
-
 log() { echo "lowest-env: $*" >&2; }
 
-uv="${UV:-}"
-if [ -z "$uv" ]; then
-    if command -v uv >/dev/null 2>&1; then
-        uv="$(command -v uv)"
-    elif [ -x "$repo/.venv/bin/uv" ]; then
-        uv="$repo/.venv/bin/uv"
-    else
-        log "uv not found: pip install uv (it is in the dev extra) or set UV=/path/to/uv"
-        exit 2
-    fi
-fi
+# shellcheck source=scripts/_envs-common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/_envs-common.sh"
+env="$envs/lowest"
 
 # "name==lower" for every runtime dependency and every opentelemetry-* requirement of an
 # extra, from the one place the bounds are declared. A requirement without a lower bound
@@ -66,7 +53,7 @@ EOF
 
 py_id="$("$python" -c 'import sys; print(sys.version, sys.executable)')"
 hash="$(printf '%s\n%s\n%s\n' "$repo" "$py_id" "$pins" \
-    | cat - "$repo/pyproject.toml" "${BASH_SOURCE[0]}" | sha256sum | cut -d' ' -f1)"
+    | cat - "$repo/pyproject.toml" "${BASH_SOURCE[0]}" "$repo/scripts/_envs-common.sh" | sha256sum | cut -d' ' -f1)"
 if [ -x "$env/bin/python" ] && [ "$(cat "$env/.mcp-otel-spec" 2>/dev/null)" = "$hash" ]; then
     log "up to date ($pins)"
     echo "$env/bin/python"

@@ -11,6 +11,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -44,6 +45,15 @@ def require_program(name: str) -> str:
     require(path, f"program {name!r} is not installed")
     assert path is not None
     return path
+
+
+def assert_absent_from_files(directory: Path, secret: str) -> None:
+    """``secret`` is in no file under ``directory``, which holds an audit file (so the scan
+    cannot pass by finding nothing)."""
+    files = [path for path in directory.rglob("*") if path.is_file()]
+    assert any(path.name.startswith("mcp_audit_") for path in files), files
+    for path in files:
+        assert secret.encode() not in path.read_bytes(), path
 
 
 # --------------------------------------------------------------------------- real peers

@@ -20,6 +20,7 @@ from opentelemetry.trace import SpanKind
 import mcp_otel
 from mcp_otel._instrument.mcp2 import Middleware as _McpOtelMiddleware
 from mcp_otel.testing import capture
+from tests._support import assert_absent_from_files
 
 MODES = ["legacy", "auto"]
 
@@ -231,10 +232,7 @@ async def test_secrets_never_reach_the_audit_file(tmp_path: Path) -> None:
     (call,) = cap.audit_events("tool_call")
     assert call["arguments"]["user"] == "ann"
     assert call["arguments"]["password"] != secret
-    files = [path for path in cap.directory.rglob("*") if path.is_file()]
-    assert any(path.name.startswith("mcp_audit_") for path in files), files
-    for path in files:
-        assert secret.encode() not in path.read_bytes(), path
+    assert_absent_from_files(cap.directory, secret)
 
 
 async def test_concurrent_clients_exact_counts() -> None:

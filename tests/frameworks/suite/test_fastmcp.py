@@ -45,6 +45,7 @@ import mcp_otel  # noqa: E402
 from mcp_otel._instrument import fastmcp as adapter  # noqa: E402
 from mcp_otel.testing import capture  # noqa: E402
 from tests._stdio_tee import jsonrpc_messages, tee_command  # noqa: E402
+from tests._support import assert_absent_from_files  # noqa: E402
 
 VERSION = tuple(int(part) for part in fastmcp.__version__.split(".")[:3])
 MAJOR = VERSION[0]
@@ -542,10 +543,7 @@ async def test_secrets_never_reach_the_audit_file(tmp_path: Path) -> None:
     (call,) = cap.audit_events("tool_call")
     assert call["arguments"]["user"] == "ann"
     assert call["arguments"]["password"] != secret
-    files = [path for path in cap.directory.rglob("*") if path.is_file()]
-    assert any(path.name.startswith("mcp_audit_") for path in files), files
-    for path in files:
-        assert secret.encode() not in path.read_bytes(), path
+    assert_absent_from_files(cap.directory, secret)
 
 
 async def test_an_error_text_is_masked_before_it_is_cut() -> None:

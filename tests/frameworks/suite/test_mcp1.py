@@ -29,6 +29,7 @@ import mcp_otel
 from mcp_otel._instrument import mcp1, mcp2
 from mcp_otel.testing import capture
 from tests._stdio_tee import tee_command
+from tests._support import assert_absent_from_files
 
 from ._mcp1_helpers import (
     HERE,
@@ -315,10 +316,7 @@ async def test_secrets_in_arguments_are_masked_before_the_audit_file(tmp_path: P
     assert _text(result) == "welcome ann"
     (call,) = cap.audit_events("tool_call")
     assert call["arguments"]["user"] == "ann" and call["arguments"]["password"] != secret
-    files = [path for path in cap.directory.rglob("*") if path.is_file()]
-    assert any(path.name.startswith("mcp_audit_") for path in files), files
-    for path in files:
-        assert secret.encode() not in path.read_bytes(), path
+    assert_absent_from_files(cap.directory, secret)
 
 
 async def test_a_cancelled_call_still_gets_its_closing_record() -> None:
