@@ -38,7 +38,8 @@ done
 
 mkdir -p "$envs"
 py_id="$("$python" -c 'import sys; print(sys.version, sys.executable)')"
-common_hash="$(cat "$repo/pyproject.toml" "${BASH_SOURCE[0]}" "$repo/scripts/_envs-common.sh" | sha256sum | cut -d' ' -f1)"
+common_hash="$(cat "$repo/pyproject.toml" "${BASH_SOURCE[0]}" "$repo/scripts/_envs-common.sh" \
+    | sha256sum | cut -d' ' -f1)"
 total_start=$(date +%s)
 built=0
 

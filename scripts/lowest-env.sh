@@ -11,7 +11,8 @@
 # tested in that framework line: tests/frameworks/lines.toml.) The environment is
 # ${MCP_OTEL_ENVS_DIR:-<repo>/.envs}/lowest and holds mcp-otel (editable) with its
 # `dev` extra. Like scripts/framework-envs.sh, it is rebuilt only when its spec (checkout,
-# interpreter, pins, pyproject.toml, this script) changes. Progress goes to stderr.
+# interpreter, pins, pyproject.toml, this script and _envs-common.sh) changes. Progress
+# goes to stderr.
 #
 # Environment: MCP_OTEL_ENVS_DIR, MCP_OTEL_ENVS_PYTHON (base interpreter), UV (uv binary).
 set -euo pipefail
@@ -53,7 +54,8 @@ EOF
 
 py_id="$("$python" -c 'import sys; print(sys.version, sys.executable)')"
 hash="$(printf '%s\n%s\n%s\n' "$repo" "$py_id" "$pins" \
-    | cat - "$repo/pyproject.toml" "${BASH_SOURCE[0]}" "$repo/scripts/_envs-common.sh" | sha256sum | cut -d' ' -f1)"
+    | cat - "$repo/pyproject.toml" "${BASH_SOURCE[0]}" "$repo/scripts/_envs-common.sh" \
+    | sha256sum | cut -d' ' -f1)"
 if [ -x "$env/bin/python" ] && [ "$(cat "$env/.mcp-otel-spec" 2>/dev/null)" = "$hash" ]; then
     log "up to date ($pins)"
     echo "$env/bin/python"

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from mcp_otel import _settings
 from mcp_otel.audit import _wakeup
 
 
@@ -20,7 +21,8 @@ def _inode(fd: int) -> int | None:
         return None
 
 
-@pytest.mark.skipif(os.name != "posix" or bool(os.environ.get("MCP_OTEL_AUDIT_PLAIN_WAKEUP")),
+@pytest.mark.skipif(os.name != "posix"
+                    or _settings.env_bool("MCP_OTEL_AUDIT_PLAIN_WAKEUP", False),
                     reason="the GIL-keeping send is POSIX-only and turned off here")
 def test_gil_keeping_wakeup_reaches_a_sleeping_loop_from_another_thread(
         monkeypatch: pytest.MonkeyPatch) -> None:
